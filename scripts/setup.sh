@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for photovault development: system packages, the project's own
+# Node.js 24 LTS (from the npm registry, beside the system's node, never replacing it), the npm
+# dependencies built against that Node.js, and the compiled CLI. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NODE_VERSION=24.21.0
+TOOLCHAIN=.toolchain
+
+# System packages the tests and workers need (Debian). Only installs what is missing.
+need=()
+for pkg in ffmpeg; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+# Node.js 24 LTS: the official binary and headers, shipped by the node-linux-<cpu> package.
+case "$(uname -m)" in
+  x86_64) cpu=x64 ;;
+  aarch64) cpu=arm64 ;;
+  armv7l) cpu=armv7l ;;
+  *) echo "setup: no Node.js package for CPU $(uname -m)" >&2; exit 1 ;;
+esac
+node_pkg="node-linux-$cpu"
+node_home="$TOOLCHAIN/node_modules/$node_pkg"
+if [ "$("$node_home/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
+  mkdir -p "$TOOLCHAIN"
+  npm install --prefix "$TOOLCHAIN" --no-save --no-package-lock --loglevel=error "$node_pkg@$NODE_VERSION"
+fi
+
+# From here on every step runs under that Node.js, and native modules build against its headers.
+source scripts/node-env.sh
+npm ci --loglevel=error
+npm run build
+echo "setup: ready (node $(node --version))"

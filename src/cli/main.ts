@@ -1,0 +1,29 @@
+import { Command, CommanderError } from 'commander';
+import { registerDeviceCommands } from './devices.command.js';
+import { EXIT } from './exit-codes.js';
+import { registerFilesCommands } from './files.command.js';
+import { registerLoginCommands } from './login.command.js';
+import { registerServerCommands } from './server.command.js';
+import { registerUploadCommand } from './upload.command.js';
+import { registerUserCommands } from './user.command.js';
+
+const program = new Command('photovault')
+  .description('self-hosted photo and file vault')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .exitOverride();
+
+registerServerCommands(program);
+registerUserCommands(program);
+registerLoginCommands(program);
+registerUploadCommand(program);
+registerFilesCommands(program);
+registerDeviceCommands(program);
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  if (!(error instanceof CommanderError)) throw error;
+  // Help and version exit 0; every other commander error is a usage error.
+  process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+}

@@ -1,0 +1,39 @@
+import type { Command } from 'commander';
+import { loadServerConfig } from '../core/config.js';
+import { startServer } from '../server/server.js';
+import { action } from './io.js';
+
+/** Flags every command that opens the server's data accepts. */
+export function serverDataOptions(command: Command): Command {
+  return command
+    .option('--data <dir>', 'data directory (default: /var/lib/photovault as root, else ~/.local/share/photovault)')
+    .option('--config <file>', 'config file (default: <data>/config.json when present)');
+}
+
+/** Config from --data/--config plus whatever flags the command maps onto schema keys. */
+export function configFromFlags(options: { data?: string; config?: string }, flags: Record<string, unknown> = {}) {
+  return loadServerConfig({ configFile: options.config, flags: { ...(options.data ? { dataDir: options.data } : {}), ...flags } });
+}
+
+export function registerServerCommands(program: Command): void {
+  const server = program.command('server').description('run and administer the photovault server');
+
+  serverDataOptions(server.command('start').description('start the server with every service, on the embedded default unless configured otherwise'))
+    .option('--host <host>', 'address to listen on (default 0.0.0.0)')
+    .option('--port <port>', 'port to listen on; 0 picks a free one (default 8420)')
+    .action(
+      action(async (options: { data?: string; config?: string; host?: string; port?: string }) => {
+        const serverFlags = { ...(options.host ? { host: options.host } : {}), ...(options.port !== undefined ? { port: options.port } : {}) };
+        const config = configFromFlags(options, Object.keys(serverFlags).length ? { server: serverFlags } : {});
+        const running = await startServer(config);
+        running.app.log.info({ url: running.url, dataDir: config.dataDir, database: config.database.url ? 'postgresql' : 'sqlite' }, 'photovault server started');
+        await new Promise<void>((resolve) => {
+          const stop = () => resolve();
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
+        running.app.log.info('shutting down');
+        await running.close();
+      }),
+    );
+}

@@ -1,0 +1,171 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { PvError } from './errors.js';
+
+/**
+ * The server's configuration: one schema for the config file, `PHOTOVAULT_*` environment
+ * variables and command-line flags, validated once at start and frozen. Later layers win:
+ * defaults < file < environment < flags. This is the only module that reads process.env.
+ *
+ * Each leaf maps to an environment variable named from its path: `server.port` is
+ * PHOTOVAULT_SERVER_PORT, `database.url` is PHOTOVAULT_DATABASE_URL, `dataDir` is PHOTOVAULT_DATA_DIR.
+ */
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+
+export const serverConfigSchema = z.object({
+  dataDir: z.string().min(1).describe('Folder holding the SQLite database, the blobs and the bus.'),
+  server: z
+    .object({
+      host: z.string().min(1).default('0.0.0.0').describe('Address to listen on.'),
+      port: port.default(8420).describe('TCP port to listen on; 0 picks a free one.'),
+    })
+    .default({ host: '0.0.0.0', port: 8420 }),
+  database: z
+    .object({
+      url: z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+        .optional()
+        .describe('PostgreSQL URL for the cluster form; unset uses SQLite in the data dir.'),
+      poolSize: positiveInt.default(10).describe('PostgreSQL connections per process.'),
+    })
+    .default({ poolSize: 10 }),
+  uploads: z
+    .object({
+      expiryHours: positiveInt.default(24).describe('Hours an unfinished upload is kept after its last activity.'),
+      maxFileBytes: positiveInt.default(64 * 1024 ** 3).describe('Largest file accepted, in bytes.'),
+    })
+    .default({ expiryHours: 24, maxFileBytes: 64 * 1024 ** 3 }),
+  trash: z
+    .object({
+      retentionDays: positiveInt.default(30).describe('Days deleted files stay restorable before they are purged.'),
+    })
+    .default({ retentionDays: 30 }),
+  auth: z
+    .object({
+      sessionDays: positiveInt.default(30).describe('Days a login session stays valid.'),
+      loginAttempts: positiveInt.default(10).describe('Failed logins allowed per user and address in one window.'),
+      loginWindowSeconds: positiveInt.default(900).describe('Length of the login rate-limit window.'),
+    })
+    .default({ sessionDays: 30, loginAttempts: 10, loginWindowSeconds: 900 }),
+  log: z
+    .object({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level.'),
+    })
+    .default({ level: 'info' }),
+});
+
+export type ServerConfig = Readonly<z.infer<typeof serverConfigSchema>>;
+
+type Env = Record<string, string | undefined>;
+
+export interface ServerConfigSources {
+  /** Values from command-line flags, already shaped like the schema (e.g. { server: { port } }). */
+  flags?: Record<string, unknown>;
+  /** Explicit config file; otherwise PHOTOVAULT_CONFIG, otherwise <dataDir>/config.json when present. */
+  configFile?: string;
+  env?: Env;
+}
+
+/** The default data dir: /var/lib/photovault for a system (root) server, XDG data home otherwise. */
+export function defaultDataDir(env: Env = process.env): string {
+  if (process.getuid?.() === 0) return '/var/lib/photovault';
+  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'photovault');
+}
+
+/** Loads, merges and validates the server configuration; throws PV_CONFIG_INVALID naming the key and the fix. */
+export function loadServerConfig(sources: ServerConfigSources = {}): ServerConfig {
+  const env = sources.env ?? process.env;
+  const fromEnv = readEnv(env);
+  const flags = sources.flags ?? {};
+  const dataDir = resolve(String(flags.dataDir ?? fromEnv.dataDir ?? defaultDataDir(env)));
+  const configFile = sources.configFile ?? env.PHOTOVAULT_CONFIG ?? join(dataDir, 'config.json');
+  const explicitFile = sources.configFile !== undefined || env.PHOTOVAULT_CONFIG !== undefined;
+  const fromFile = readConfigFile(configFile, explicitFile);
+
+  const merged = deepMerge(deepMerge(deepMerge({}, fromFile), fromEnv), flags);
+  merged.dataDir = resolve(String(merged.dataDir ?? dataDir));
+  const parsed = serverConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = issue.path.join('.');
+      return `${key} (${envName(issue.path.map(String))}): ${issue.message}`;
+    });
+    throw new PvError('PV_CONFIG_INVALID', `Invalid configuration:\n  ${problems.join('\n  ')}`, {
+      problems,
+      fix: `Correct the key in ${configFile}, the environment variable, or the flag; see docs/configuration.md.`,
+    });
+  }
+  return deepFreeze(parsed.data);
+}
+
+/** The client's config dir (credentials): PHOTOVAULT_CONFIG_DIR, else $XDG_CONFIG_HOME/photovault. */
+export function clientConfigDir(env: Env = process.env): string {
+  if (env.PHOTOVAULT_CONFIG_DIR) return resolve(env.PHOTOVAULT_CONFIG_DIR);
+  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'photovault');
+}
+
+/** The environment variable that sets a config key, e.g. ['server','port'] -> PHOTOVAULT_SERVER_PORT. */
+export function envName(path: string[]): string {
+  return `PHOTOVAULT_${path.map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`;
+}
+
+function readConfigFile(file: string, required: boolean): Record<string, unknown> {
+  if (!existsSync(file)) {
+    if (!required) return {};
+    throw new PvError('PV_CONFIG_INVALID', `Config file ${file} does not exist.`, {
+      fix: 'Create it, or unset PHOTOVAULT_CONFIG / drop --config to run on defaults.',
+    });
+  }
+  try {
+    const value: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('the top level must be an object');
+    return value as Record<string, unknown>;
+  } catch (error) {
+    throw new PvError('PV_CONFIG_INVALID', `Config file ${file} is not valid JSON: ${(error as Error).message}.`, {
+      fix: 'Fix the JSON syntax (a checker such as `node -e "JSON.parse(require(\'fs\').readFileSync(0))" < FILE` shows where).',
+    });
+  }
+}
+
+/** Reads every PHOTOVAULT_* variable that names a schema leaf into the schema's shape. */
+function readEnv(env: Env): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const path of leafPaths(serverConfigSchema)) {
+    const value = env[envName(path)];
+    if (value === undefined || value === '') continue;
+    let node = out;
+    for (const part of path.slice(0, -1)) node = (node[part] ??= {}) as Record<string, unknown>;
+    node[path.at(-1)!] = value;
+  }
+  return out;
+}
+
+function leafPaths(schema: z.ZodType, prefix: string[] = []): string[][] {
+  let inner: z.ZodType = schema;
+  while (inner instanceof z.ZodDefault || inner instanceof z.ZodOptional) inner = inner.unwrap() as z.ZodType;
+  if (!(inner instanceof z.ZodObject)) return [prefix];
+  return Object.entries(inner.shape as Record<string, z.ZodType>).flatMap(([key, child]) => leafPaths(child, [...prefix, key]));
+}
+
+function deepMerge(target: Record<string, unknown>, source: Record<string, unknown>): Record<string, unknown> {
+  for (const [key, value] of Object.entries(source)) {
+    if (value === undefined) continue;
+    const existing = target[key];
+    if (isPlainObject(value) && isPlainObject(existing)) deepMerge(existing, value);
+    else target[key] = isPlainObject(value) ? deepMerge({}, value) : value;
+  }
+  return target;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (isPlainObject(value)) for (const child of Object.values(value)) deepFreeze(child);
+  return Object.freeze(value);
+}

@@ -1,0 +1,122 @@
+import { type Static, Type } from 'typebox';
+
+/**
+ * The HTTP API's message shapes (DESIGN section 3 and docs/protocol.md), as JSON schemas shared
+ * by the server's route validation, the OpenAPI document and the client. Times are epoch
+ * milliseconds for file mtimes (exact round trips) and ISO 8601 strings everywhere else.
+ */
+
+export const API_PREFIX = '/api/v1';
+
+const Hash = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'SHA-256, lowercase hex' });
+const Id = Type.String({ minLength: 1, maxLength: 64 });
+
+export const FileEntrySchema = Type.Object({
+  path: Type.String(),
+  name: Type.String(),
+  kind: Type.Union([Type.Literal('file'), Type.Literal('folder')]),
+  size: Type.Integer({ minimum: 0 }),
+  contentHash: Type.Union([Hash, Type.Null()]),
+  versionId: Type.Union([Id, Type.Null()]),
+  mtime: Type.Integer({ description: 'epoch milliseconds' }),
+  updatedAt: Type.String({ format: 'date-time' }),
+});
+export type FileEntry = Static<typeof FileEntrySchema>;
+
+export const FileVersionSchema = Type.Object({
+  id: Id,
+  contentHash: Hash,
+  size: Type.Integer({ minimum: 0 }),
+  mtime: Type.Integer(),
+  createdAt: Type.String({ format: 'date-time' }),
+  deviceId: Type.Union([Id, Type.Null()]),
+});
+export type FileVersionView = Static<typeof FileVersionSchema>;
+
+export const UploadRequestSchema = Type.Object({
+  path: Type.String({ minLength: 1, maxLength: 4096 }),
+  size: Type.Integer({ minimum: 0 }),
+  mtime: Type.Integer({ minimum: 0 }),
+  contentHash: Hash,
+  manifest: Type.String({ description: 'compact manifest (docs/protocol.md), base64', contentEncoding: 'base64' }),
+  baseVersionId: Type.Optional(Type.Union([Id, Type.Null()])),
+});
+export type UploadRequest = Static<typeof UploadRequestSchema>;
+
+export const UploadStatusSchema = Type.Object({
+  uploadId: Type.Union([Id, Type.Null()]),
+  state: Type.Union([Type.Literal('pending'), Type.Literal('committed')]),
+  missing: Type.Array(Hash, { description: 'distinct chunk hashes still to PUT' }),
+  missingBytes: Type.Integer({ minimum: 0 }),
+  file: Type.Optional(FileEntrySchema),
+  version: Type.Optional(FileVersionSchema),
+  conflictPath: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+});
+export type UploadStatus = Static<typeof UploadStatusSchema>;
+
+export const ChunkReceiptSchema = Type.Object({ hash: Hash, stored: Type.Boolean({ description: 'false when it was already stored' }) });
+export type ChunkReceipt = Static<typeof ChunkReceiptSchema>;
+
+export const FileListSchema = Type.Object({
+  entries: Type.Array(FileEntrySchema),
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+});
+export type FileList = Static<typeof FileListSchema>;
+
+export const TrashEntrySchema = Type.Object({
+  id: Id,
+  path: Type.String(),
+  kind: Type.Union([Type.Literal('file'), Type.Literal('folder')]),
+  size: Type.Integer({ minimum: 0 }),
+  deletedAt: Type.String({ format: 'date-time' }),
+});
+export type TrashEntry = Static<typeof TrashEntrySchema>;
+
+export const LoginRequestSchema = Type.Object({
+  user: Type.String({ minLength: 1, maxLength: 64 }),
+  password: Type.String({ minLength: 1, maxLength: 1024 }),
+  deviceName: Type.String({ minLength: 1, maxLength: 128 }),
+  deviceId: Type.Optional(Id),
+});
+export type LoginRequest = Static<typeof LoginRequestSchema>;
+
+export const LoginResponseSchema = Type.Object({
+  token: Type.String(),
+  expiresAt: Type.String({ format: 'date-time' }),
+  user: Type.Object({ id: Id, name: Type.String(), isAdmin: Type.Boolean() }),
+  device: Type.Object({ id: Id, name: Type.String() }),
+});
+export type LoginResponse = Static<typeof LoginResponseSchema>;
+
+export const DeviceSchema = Type.Object({
+  id: Id,
+  name: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+  lastSeenAt: Type.String({ format: 'date-time' }),
+  revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  current: Type.Boolean(),
+});
+export type DeviceView = Static<typeof DeviceSchema>;
+
+export const ApiKeySchema = Type.Object({
+  id: Id,
+  label: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String({ format: 'date-time' }),
+  lastUsedAt: Type.String({ format: 'date-time' }),
+});
+export type ApiKeyView = Static<typeof ApiKeySchema>;
+
+/** RFC 9457 problem details, with photovault's stable code and, where the user can act, the fix. */
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    code: Type.String(),
+    fix: Type.Optional(Type.String()),
+    instance: Type.Optional(Type.String()),
+  },
+  { additionalProperties: true },
+);
+export type Problem = Static<typeof ProblemSchema>;

@@ -1,0 +1,187 @@
+import type { Readable } from 'node:stream';
+import { Agent, type Dispatcher, request } from 'undici';
+import { PvError, type PvErrorCode } from '../core/errors.js';
+import {
+  API_PREFIX,
+  type ChunkReceipt,
+  type FileEntry,
+  type FileList,
+  type FileVersionView,
+  type LoginRequest,
+  type LoginResponse,
+  type TrashEntry,
+  type UploadRequest,
+  type UploadStatus,
+  type DeviceView,
+  type ApiKeyView,
+} from '../core/protocol.js';
+
+type Query = Record<string, string | number | undefined>;
+
+interface CallOptions {
+  method: Dispatcher.HttpMethod;
+  path: string;
+  query?: Query;
+  json?: unknown;
+  body?: Buffer;
+  headers?: Record<string, string>;
+  /** Statuses that are answers rather than errors. */
+  expect?: number[];
+}
+
+/** A client of the photovault HTTP API: one keep-alive connection pool, errors as PvError. */
+export class ApiClient {
+  private readonly agent: Agent;
+
+  constructor(
+    readonly server: string,
+    private readonly token: string | null,
+    options: { connections?: number } = {},
+  ) {
+    this.agent = new Agent({ connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  login(body: LoginRequest): Promise<LoginResponse> {
+    return this.json({ method: 'POST', path: '/auth/login', json: body });
+  }
+
+  me(): Promise<{ id: string; name: string; isAdmin: boolean; deviceId: string | null }> {
+    return this.json({ method: 'GET', path: '/auth/me' });
+  }
+
+  async logout(): Promise<void> {
+    await this.json({ method: 'POST', path: '/auth/logout', expect: [204] });
+  }
+
+  beginUpload(body: UploadRequest): Promise<UploadStatus> {
+    return this.json({ method: 'POST', path: '/uploads', json: body });
+  }
+
+  uploadStatus(uploadId: string): Promise<UploadStatus> {
+    return this.json({ method: 'GET', path: `/uploads/${encodeURIComponent(uploadId)}` });
+  }
+
+  putChunk(uploadId: string, hash: string, bytes: Buffer): Promise<ChunkReceipt> {
+    return this.json({
+      method: 'PUT',
+      path: `/uploads/${encodeURIComponent(uploadId)}/chunks/${hash}`,
+      body: bytes,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+  }
+
+  commitUpload(uploadId: string): Promise<UploadStatus> {
+    return this.json({ method: 'POST', path: `/uploads/${encodeURIComponent(uploadId)}/commit` });
+  }
+
+  list(dir: string, cursor?: string, limit?: number): Promise<FileList> {
+    return this.json({ method: 'GET', path: '/files', query: { dir, cursor, limit } });
+  }
+
+  stat(path: string): Promise<FileEntry> {
+    return this.json({ method: 'GET', path: '/files/stat', query: { path } });
+  }
+
+  versions(path: string): Promise<FileVersionView[]> {
+    return this.json({ method: 'GET', path: '/files/versions', query: { path } });
+  }
+
+  remove(path: string): Promise<TrashEntry> {
+    return this.json({ method: 'DELETE', path: '/files', query: { path } });
+  }
+
+  trash(): Promise<TrashEntry[]> {
+    return this.json({ method: 'GET', path: '/trash' });
+  }
+
+  restore(trashId: string): Promise<TrashEntry> {
+    return this.json({ method: 'POST', path: `/trash/${encodeURIComponent(trashId)}/restore` });
+  }
+
+  emptyTrash(): Promise<{ entries: number }> {
+    return this.json({ method: 'DELETE', path: '/trash' });
+  }
+
+  devices(): Promise<DeviceView[]> {
+    return this.json({ method: 'GET', path: '/devices' });
+  }
+
+  async revokeDevice(deviceId: string): Promise<void> {
+    await this.json({ method: 'DELETE', path: `/devices/${encodeURIComponent(deviceId)}`, expect: [204] });
+  }
+
+  apiKeys(): Promise<ApiKeyView[]> {
+    return this.json({ method: 'GET', path: '/api-keys' });
+  }
+
+  createApiKey(label?: string): Promise<{ token: string; apiKey: ApiKeyView }> {
+    return this.json({ method: 'POST', path: '/api-keys', json: { label } });
+  }
+
+  async revokeApiKey(id: string): Promise<void> {
+    await this.json({ method: 'DELETE', path: `/api-keys/${encodeURIComponent(id)}`, expect: [204] });
+  }
+
+  /** The bytes of a file (a version of it, a range of it), with the headers that describe them. */
+  async download(path: string, options: { version?: string; range?: { start: number; end: number } } = {}) {
+    const response = await this.send({
+      method: 'GET',
+      path: '/files/content',
+      query: { path, version: options.version },
+      headers: options.range ? { range: `bytes=${options.range.start}-${options.range.end}` } : {},
+      expect: [200, 206],
+    });
+    return { status: response.statusCode, etag: String(response.headers.etag ?? ''), body: response.body as Readable };
+  }
+
+  private async json<T>(options: CallOptions): Promise<T> {
+    const response = await this.send(options);
+    if (response.statusCode === 204) {
+      await response.body.dump();
+      return undefined as T;
+    }
+    return (await response.body.json()) as T;
+  }
+
+  private async send(options: CallOptions): Promise<Dispatcher.ResponseData> {
+    const url = new URL(`${API_PREFIX}${options.path}`, this.server);
+    for (const [key, value] of Object.entries(options.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value));
+    const headers: Record<string, string> = { ...options.headers };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let body: string | Buffer | undefined = options.body;
+    if (options.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(options.json);
+    }
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(url, { method: options.method, headers, body, dispatcher: this.agent });
+    } catch (error) {
+      throw new PvError('PV_SERVER_UNREACHABLE', `Cannot reach the server at ${this.server}: ${(error as Error).message}.`, {
+        fix: 'Check that the server is running and the URL is right (`photovault login --server URL`).',
+      });
+    }
+    const ok = options.expect ? options.expect.includes(response.statusCode) : response.statusCode < 300;
+    if (ok) return response;
+    throw await problemToError(response);
+  }
+}
+
+/** Turns a problem+json answer into the PvError it reports. */
+async function problemToError(response: Dispatcher.ResponseData): Promise<PvError> {
+  const text = await response.body.text();
+  try {
+    const problem = JSON.parse(text) as { code?: string; detail?: string; fix?: string; missing?: string[] };
+    return new PvError((problem.code ?? 'PV_INTERNAL') as PvErrorCode, problem.detail ?? `HTTP ${response.statusCode}`, {
+      status: response.statusCode,
+      ...(problem.fix ? { fix: problem.fix } : {}),
+      ...(problem.missing ? { missing: problem.missing } : {}),
+    });
+  } catch {
+    return new PvError('PV_INTERNAL', `The server answered HTTP ${response.statusCode}: ${text.slice(0, 200)}`, { status: response.statusCode });
+  }
+}

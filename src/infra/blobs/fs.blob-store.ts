@@ -1,0 +1,265 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Dirent } from 'node:fs';
+import { mkdir, open, opendir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { PvError } from '../../core/errors.js';
+import { BUCKETS, type BlobInfo, type BlobStore, type Bucket, type ByteRange, type PutOptions, type PutResult } from './blob-store.js';
+
+/**
+ * Temp files of puts in progress live in `<root>/.tmp`: inside the bucket root, so on the same
+ * filesystem and rename is atomic, and never visible to get, head or list. A key whose first
+ * segment is `.tmp` is therefore rejected.
+ */
+const TMP_DIR = '.tmp';
+const MAX_KEY_LENGTH = 1024;
+const SEGMENT = /^[A-Za-z0-9._-]+$/;
+
+/** The default bucket directories: `<dataDir>/blobs/<bucket>`. */
+export function fsBucketRoots(dataDir: string): Record<Bucket, string> {
+  return Object.fromEntries(BUCKETS.map((bucket) => [bucket, join(dataDir, 'blobs', bucket)])) as Record<Bucket, string>;
+}
+
+function isBlobKey(key: unknown): key is string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) return false;
+  const segments = key.split('/');
+  return segments[0] !== TMP_DIR && segments.every((s) => SEGMENT.test(s) && s !== '.' && s !== '..');
+}
+
+/** Throws PV_INVALID_INPUT unless key is '/'-separated [A-Za-z0-9._-] segments, none '.' or '..'. */
+export function assertBlobKey(key: unknown): asserts key is string {
+  if (!isBlobKey(key)) {
+    throw new PvError('PV_INVALID_INPUT', 'Invalid blob key', {
+      key,
+      fix: `Use '/'-separated segments of letters, digits, '.', '_' and '-' (not '.' or '..'), at most ${MAX_KEY_LENGTH} characters`,
+    });
+  }
+}
+
+function errorCode(error: unknown): unknown {
+  return (error as NodeJS.ErrnoException | null)?.code;
+}
+
+/** ENOENT, or ENOTDIR when a parent of the path is a file: either way there is no object. */
+function isAbsent(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** BlobStore over local directories, one per bucket (each may sit on its own disk). */
+export class FsBlobStore implements BlobStore {
+  private readonly roots: Record<Bucket, string>;
+
+  constructor(options: { roots: Record<Bucket, string> }) {
+    const roots = {} as Record<Bucket, string>;
+    for (const bucket of BUCKETS) {
+      const root = options.roots[bucket];
+      if (typeof root !== 'string' || root === '') {
+        throw new PvError('PV_CONFIG_INVALID', `No directory for blob bucket ${bucket}`, { bucket });
+      }
+      roots[bucket] = resolve(root);
+    }
+    // Buckets sharing or nesting directories would see each other's objects in list.
+    for (const a of BUCKETS) {
+      for (const b of BUCKETS) {
+        const rel = relative(roots[a], roots[b]);
+        if (a !== b && (rel === '' || rel.split(sep)[0] !== '..')) {
+          throw new PvError('PV_CONFIG_INVALID', `Blob bucket ${b} lies inside bucket ${a}`, {
+            roots,
+            fix: 'Give each bucket its own directory, none inside another',
+          });
+        }
+      }
+    }
+    this.roots = roots;
+  }
+
+  /** Creates the bucket directories and removes temp files left by puts that a crash interrupted. */
+  static async open(roots: Record<Bucket, string>): Promise<FsBlobStore> {
+    const store = new FsBlobStore({ roots });
+    // Only this process writes these roots, so at open everything in .tmp is a dead put.
+    for (const bucket of BUCKETS) {
+      const tmp = join(store.roots[bucket], TMP_DIR);
+      await rm(tmp, { recursive: true, force: true });
+      await mkdir(tmp, { recursive: true });
+    }
+    return store;
+  }
+
+  /**
+   * Crash-safety ordering: (1) stream into `.tmp/<uuid>`, hashing as we go; (2) fsync the temp file,
+   * so its bytes are on disk before any name points at them; (3) verify sha256/size; (4) rename
+   * into place, atomically replacing any previous object; (5) fsync the parent directory (and any
+   * directory mkdir just created) so the rename itself survives power loss. A crash before (4)
+   * leaves only a temp file, removed by `open`; after (4) readers see the whole new object.
+   */
+  async put(bucket: Bucket, key: string, body: Readable | AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
+    const target = this.pathOf(bucket, key);
+    const tmpDir = join(this.roots[bucket], TMP_DIR);
+    await mkdir(tmpDir, { recursive: true });
+    const tmp = join(tmpDir, randomUUID());
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      const handle = await open(tmp, 'wx');
+      try {
+        for await (const chunk of body) {
+          size += chunk.length;
+          if (options.size !== undefined && size > options.size) throw integrityError(bucket, key, options, { size });
+          hash.update(chunk);
+          for (let offset = 0; offset < chunk.length; ) {
+            offset += (await handle.write(chunk, offset)).bytesWritten;
+          }
+        }
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      const sha256 = hash.digest('hex');
+      if ((options.size !== undefined && size !== options.size) || (options.sha256 !== undefined && sha256 !== options.sha256.toLowerCase())) {
+        throw integrityError(bucket, key, options, { size, sha256 });
+      }
+      const dir = dirname(target);
+      const firstCreated = await mkdir(dir, { recursive: true });
+      await rename(tmp, target);
+      const lastToSync = firstCreated === undefined ? dir : dirname(firstCreated);
+      for (let d = dir; ; d = dirname(d)) {
+        await fsyncDir(d);
+        if (d === lastToSync || d === dirname(d)) break;
+      }
+      return { size, sha256 };
+    } catch (error) {
+      await rm(tmp, { force: true });
+      throw error;
+    }
+  }
+
+  async get(bucket: Bucket, key: string, range?: ByteRange): Promise<Readable> {
+    const path = this.pathOf(bucket, key);
+    if (range !== undefined && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.start <= range.end)) {
+      throw new PvError('PV_INVALID_INPUT', 'Invalid byte range', { range });
+    }
+    // Open first and stat the handle: the caller gets not-found from this await, and the stream
+    // reads the very file we checked even if the key is replaced or deleted meanwhile.
+    const handle = await open(path, 'r').catch((error: unknown) => {
+      throw isAbsent(error) || errorCode(error) === 'EISDIR' ? notFound(bucket, key) : error;
+    });
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw notFound(bucket, key);
+      if (range === undefined) return handle.createReadStream();
+      if (range.start >= info.size) {
+        throw new PvError('PV_INVALID_INPUT', 'Byte range starts past the end of the object', { bucket, key, range, size: info.size });
+      }
+      return handle.createReadStream({ start: range.start, end: Math.min(range.end, info.size - 1) });
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  async head(bucket: Bucket, key: string): Promise<BlobInfo | null> {
+    const path = this.pathOf(bucket, key);
+    try {
+      const info = await stat(path);
+      return info.isFile() ? { key, size: info.size } : null;
+    } catch (error) {
+      if (isAbsent(error)) return null;
+      throw error;
+    }
+  }
+
+  // Empty parent directories are left in place: removing them would race a concurrent put that
+  // has created the directory but not yet renamed its file into it.
+  async delete(bucket: Bucket, key: string): Promise<void> {
+    const path = this.pathOf(bucket, key);
+    try {
+      await unlink(path);
+    } catch (error) {
+      if (isAbsent(error)) return;
+      // unlink of a directory fails with EISDIR (Linux) or EPERM (macOS): the key names a
+      // directory of other keys, not an object.
+      const code = errorCode(error);
+      if ((code === 'EISDIR' || code === 'EPERM') && (await stat(path)).isDirectory()) return;
+      throw error;
+    }
+  }
+
+  async *list(bucket: Bucket, prefix = ''): AsyncIterable<BlobInfo> {
+    const root = this.rootOf(bucket);
+    // Walk only the directory the prefix fully names; the rest of it filters that directory's
+    // entries. A directory part that is no valid key can match nothing (and never escapes root).
+    const slash = prefix.lastIndexOf('/');
+    const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
+    const namePrefix = prefix.slice(slash + 1);
+    if (slash >= 0 && !isBlobKey(dirKey)) return;
+    const start = dirKey === '' ? root : join(root, ...dirKey.split('/'));
+    yield* this.walk(start, dirKey, (entry) => entry.name.startsWith(namePrefix) && !(dirKey === '' && entry.name === TMP_DIR));
+  }
+
+  async close(): Promise<void> {}
+
+  private async *walk(dir: string, dirKey: string, accept: (entry: Dirent) => boolean = () => true): AsyncGenerator<BlobInfo> {
+    let entries: AsyncIterable<Dirent>;
+    try {
+      entries = await opendir(dir);
+    } catch (error) {
+      if (isAbsent(error)) return;
+      throw error;
+    }
+    for await (const entry of entries) {
+      if (!SEGMENT.test(entry.name) || !accept(entry)) continue;
+      const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        yield* this.walk(path, key);
+      } else if (entry.isFile()) {
+        const info = await stat(path).catch((error: unknown) => {
+          if (isAbsent(error)) return null; // deleted while we walked
+          throw error;
+        });
+        if (info !== null) yield { key, size: info.size };
+      }
+    }
+  }
+
+  private rootOf(bucket: Bucket): string {
+    if (!(BUCKETS as readonly string[]).includes(bucket)) {
+      throw new PvError('PV_INVALID_INPUT', `Unknown blob bucket ${String(bucket)}`, { bucket });
+    }
+    return this.roots[bucket];
+  }
+
+  /** The file of a key; validates bucket and key before anything touches the disk. */
+  private pathOf(bucket: Bucket, key: string): string {
+    const root = this.rootOf(bucket);
+    assertBlobKey(key);
+    return join(root, ...key.split('/'));
+  }
+}
+
+function notFound(bucket: Bucket, key: string): PvError {
+  return new PvError('PV_BLOB_NOT_FOUND', `No blob ${key} in bucket ${bucket}`, { bucket, key });
+}
+
+function integrityError(bucket: Bucket, key: string, expected: PutOptions, actual: { size: number; sha256?: string }): PvError {
+  const message =
+    actual.sha256 === undefined
+      ? `Blob ${key} is larger than the expected ${expected.size} bytes`
+      : `Blob ${key} does not match the expected ${expected.size !== undefined && actual.size !== expected.size ? 'size' : 'sha256'}`;
+  return new PvError('PV_INTEGRITY', message, {
+    bucket,
+    key,
+    expected: { sha256: expected.sha256, size: expected.size },
+    actual,
+  });
+}

@@ -1,0 +1,56 @@
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { API_PREFIX } from '../core/protocol.js';
+import type { ServerContext } from './context.js';
+import { filesRoutes } from './files/files.routes.js';
+import { bearerAuth } from './http/authenticate.js';
+import { problemErrorHandler, sendProblem } from './http/problem.js';
+import { uploadRoutes } from './upload/upload.routes.js';
+import { accountRoutes, loginRoutes } from './user/user.routes.js';
+
+const VERSION = '0.1.0';
+
+export interface AppOptions {
+  /** pino options or false; tests pass false. */
+  logger?: boolean | { level: string };
+}
+
+/** Builds the HTTP app over a context; tested with inject(), served by startServer. */
+export async function buildApp(context: ServerContext, options: AppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({ logger: options.logger ?? false, trustProxy: true, bodyLimit: 1024 * 1024 }).withTypeProvider<TypeBoxTypeProvider>();
+  app.decorateRequest('principal', null);
+  app.setErrorHandler(problemErrorHandler);
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, 404, 'PV_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}.`));
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    context.metrics.httpDuration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'photovault API', version: VERSION, description: 'See docs/protocol.md for the upload protocol.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>
+    reply.type(context.metrics.registry.contentType).send(await context.metrics.registry.metrics()),
+  );
+  app.get(`${API_PREFIX}/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(loginRoutes(context.users), { prefix: API_PREFIX });
+  await app.register(
+    async (authenticated) => {
+      authenticated.addHook('onRequest', bearerAuth(context.users));
+      await authenticated.register(accountRoutes(context.users));
+      await authenticated.register(uploadRoutes(context.uploads));
+      await authenticated.register(filesRoutes(context.files));
+    },
+    { prefix: API_PREFIX },
+  );
+  return app;
+}

@@ -1,0 +1,83 @@
+import { join } from 'node:path';
+import type { ServerConfig } from '../core/config.js';
+import type { BlobStore } from '../infra/blobs/blob-store.js';
+import { FsBlobStore, fsBucketRoots } from '../infra/blobs/fs.blob-store.js';
+import type { EventBus } from '../infra/bus/event-bus.js';
+import { SqliteEventBus } from '../infra/bus/sqlite.event-bus.js';
+import { type Db, openDatabase } from '../infra/db/database.js';
+import type { KvStore } from '../infra/kv/kv-store.js';
+import { MemoryKvStore } from '../infra/kv/memory.kv-store.js';
+import { FilesRepository } from './files/files.repository.js';
+import { FilesService } from './files/files.service.js';
+import { ServerMetrics } from './http/metrics.js';
+import { UploadRepository } from './upload/upload.repository.js';
+import { UploadService } from './upload/upload.service.js';
+import { UserRepository } from './user/user.repository.js';
+import { UserService } from './user/user.service.js';
+
+/** Everything a running server is made of, built from the config in one place. */
+export interface ServerContext {
+  config: ServerConfig;
+  db: Db;
+  blobs: BlobStore;
+  kv: KvStore;
+  bus: EventBus;
+  metrics: ServerMetrics;
+  users: UserService;
+  uploads: UploadService;
+  files: FilesService;
+  close(): Promise<void>;
+}
+
+export interface ContextOptions {
+  /** The clock every service reads; tests move it to expire tokens and uploads. */
+  now?: () => number;
+}
+
+/** The metadata database the config names: PostgreSQL when database.url is set, else SQLite in the data dir. */
+export function openConfiguredDatabase(config: ServerConfig): Promise<Db> {
+  return openDatabase(
+    config.database.url ? { postgresUrl: config.database.url, poolSize: config.database.poolSize } : { sqliteFile: join(config.dataDir, 'photovault.db') },
+  );
+}
+
+/** The user service alone, for admin commands that run beside a live server (`photovault user`). */
+export async function openUserAdministration(config: ServerConfig): Promise<{ users: UserService; close(): Promise<void> }> {
+  const db = await openConfiguredDatabase(config);
+  const kv = new MemoryKvStore();
+  return {
+    users: new UserService(new UserRepository(db), kv, config.auth),
+    close: async () => {
+      await kv.close();
+      await db.destroy();
+    },
+  };
+}
+
+/** The composition root: chooses the adapters from the config and hands them to the services. */
+export async function createContext(config: ServerConfig, options: ContextOptions = {}): Promise<ServerContext> {
+  const now = options.now ?? Date.now;
+  const db = await openConfiguredDatabase(config);
+  const blobs = await FsBlobStore.open(fsBucketRoots(config.dataDir));
+  const kv = new MemoryKvStore();
+  const bus = await SqliteEventBus.open(join(config.dataDir, 'bus.db'));
+  const metrics = new ServerMetrics();
+  const filesRepository = new FilesRepository(db);
+  return {
+    config,
+    db,
+    blobs,
+    kv,
+    bus,
+    metrics,
+    users: new UserService(new UserRepository(db), kv, config.auth, now),
+    uploads: new UploadService(db, new UploadRepository(db), filesRepository, blobs, bus, config.uploads, metrics, now),
+    files: new FilesService(filesRepository, blobs, { trashDays: config.trash.retentionDays }, now),
+    async close() {
+      await bus.close();
+      await kv.close();
+      await blobs.close();
+      await db.destroy();
+    },
+  };
+}

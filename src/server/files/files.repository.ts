@@ -1,0 +1,254 @@
+import { randomUUID } from 'node:crypto';
+import { type Kysely, sql } from 'kysely';
+import { PvError } from '../../core/errors.js';
+import { ancestorsOf, baseName, conflictCopyPath, parentOf } from '../../core/paths.js';
+import type { Db } from '../../infra/db/database.js';
+import type { Database, FileRow, FileVersionRow, TrashRow } from '../../infra/db/schema.js';
+
+export interface NewVersion {
+  ownerId: string;
+  path: string;
+  contentHash: string;
+  size: number;
+  mtime: number;
+  deviceId: string | null;
+  /** Used in a conflict copy's name. */
+  deviceName: string;
+  /** The version the client's content was based on; null means "replace whatever is there". */
+  baseVersionId: string | null;
+  at: number;
+}
+
+export interface RecordedVersion {
+  file: FileRow;
+  version: FileVersionRow;
+  /** Set when the file had moved on since the base version and the content was kept beside it. */
+  conflictPath: string | null;
+}
+
+/** Paths, folders, versions and trash of each user's namespace. Every query is scoped by owner. */
+export class FilesRepository {
+  constructor(private readonly db: Db) {}
+
+  findLive(ownerId: string, path: string, db: Kysely<Database> = this.db): Promise<FileRow | undefined> {
+    return db
+      .selectFrom('files')
+      .selectAll()
+      .where('owner_id', '=', ownerId)
+      .where('dir', '=', parentOf(path))
+      .where('name', '=', baseName(path))
+      .where('deleted_at', 'is', null)
+      .executeTakeFirst();
+  }
+
+  /** Live entries of a folder in name order, after the cursor name. */
+  list(ownerId: string, dir: string, after: string | null, limit: number): Promise<FileRow[]> {
+    let query = this.db
+      .selectFrom('files')
+      .selectAll()
+      .where('owner_id', '=', ownerId)
+      .where('dir', '=', dir)
+      .where('deleted_at', 'is', null);
+    if (after !== null) query = query.where('name', '>', after);
+    return query.orderBy('name').limit(limit).execute();
+  }
+
+  versions(ownerId: string, fileId: string): Promise<FileVersionRow[]> {
+    return this.db
+      .selectFrom('file_versions')
+      .selectAll()
+      .where('owner_id', '=', ownerId)
+      .where('file_id', '=', fileId)
+      .orderBy('created_at', 'desc')
+      .orderBy('id')
+      .execute();
+  }
+
+  findVersion(ownerId: string, versionId: string): Promise<FileVersionRow | undefined> {
+    return this.db.selectFrom('file_versions').selectAll().where('owner_id', '=', ownerId).where('id', '=', versionId).executeTakeFirst();
+  }
+
+  /** The bucket that holds the object with this content. */
+  async objectBucket(contentHash: string): Promise<string> {
+    const row = await this.db.selectFrom('objects').select('bucket').where('hash', '=', contentHash).executeTakeFirstOrThrow();
+    return row.bucket;
+  }
+
+  /** The latest version of this user with this content, if the user holds it. */
+  findVersionByContent(ownerId: string, contentHash: string): Promise<FileVersionRow | undefined> {
+    return this.db
+      .selectFrom('file_versions')
+      .selectAll()
+      .where('owner_id', '=', ownerId)
+      .where('content_hash', '=', contentHash)
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  /**
+   * Records a committed version at its path inside the caller's transaction: creates missing
+   * folders, adds a version to the live file, or, when the file moved on since the client's
+   * base version, keeps the content as a conflict copy beside it. Re-committing the content the
+   * file already has adds nothing.
+   */
+  async recordVersion(trx: Kysely<Database>, input: NewVersion): Promise<RecordedVersion> {
+    await this.ensureFolders(trx, input.ownerId, parentOf(input.path), input.at);
+    let path = input.path;
+    let conflictPath: string | null = null;
+    let file = await this.findLive(input.ownerId, path, trx);
+    if (file?.kind === 'folder') {
+      throw new PvError('PV_CONFLICT', `${path} is a folder.`, { path, fix: 'Upload under another name, or move the folder away.' });
+    }
+    if (file && file.content_hash === input.contentHash) {
+      const head = await trx.selectFrom('file_versions').selectAll().where('id', '=', file.head_version_id!).executeTakeFirstOrThrow();
+      return { file, version: head, conflictPath: null };
+    }
+    if (file && input.baseVersionId !== null && file.head_version_id !== input.baseVersionId) {
+      path = conflictPath = conflictCopyPath(input.path, input.deviceName, new Date(input.at));
+      file = undefined;
+    }
+    const version: FileVersionRow = {
+      id: randomUUID(),
+      file_id: file?.id ?? randomUUID(),
+      owner_id: input.ownerId,
+      content_hash: input.contentHash,
+      size: input.size,
+      mtime: input.mtime,
+      created_at: input.at,
+      device_id: input.deviceId,
+      base_version_id: file?.head_version_id ?? null,
+    };
+    const fields = { head_version_id: version.id, content_hash: input.contentHash, size: input.size, mtime: input.mtime, updated_at: input.at };
+    if (file) {
+      await trx.updateTable('files').set(fields).where('id', '=', file.id).execute();
+      file = { ...file, ...fields };
+    } else {
+      file = { id: version.file_id, owner_id: input.ownerId, dir: parentOf(path), name: baseName(path), kind: 'file', created_at: input.at, deleted_at: null, trash_id: null, ...fields };
+      // The version references the file, but the file's head references the version: insert
+      // the file first with its head set, which is fine as head_version_id has no constraint.
+      await trx.insertInto('files').values(file).execute();
+    }
+    await trx.insertInto('file_versions').values(version).execute();
+    return { file, version, conflictPath };
+  }
+
+  /** Creates every missing folder of dir; a file in the way is a conflict. */
+  private async ensureFolders(trx: Kysely<Database>, ownerId: string, dir: string, at: number): Promise<void> {
+    if (dir === '') return;
+    for (const folder of [...ancestorsOf(dir), dir]) {
+      const existing = await this.findLive(ownerId, folder, trx);
+      if (existing?.kind === 'folder') continue;
+      if (existing) {
+        throw new PvError('PV_CONFLICT', `${folder} is a file, so it cannot hold other files.`, { path: folder, fix: 'Upload under another folder name.' });
+      }
+      await trx
+        .insertInto('files')
+        .values({
+          id: randomUUID(), owner_id: ownerId, dir: parentOf(folder), name: baseName(folder), kind: 'folder',
+          head_version_id: null, content_hash: null, size: 0, mtime: at, created_at: at, updated_at: at, deleted_at: null, trash_id: null,
+        })
+        .execute();
+    }
+  }
+
+  /** Moves the entry at path, and everything under it if a folder, to the trash as one entry. */
+  async moveToTrash(ownerId: string, path: string, at: number): Promise<TrashRow> {
+    return this.db.transaction().execute(async (trx) => {
+      const entry = await this.findLive(ownerId, path, trx);
+      if (!entry) throw notFound(path);
+      const trashId = randomUUID();
+      let size = entry.size;
+      await trx.updateTable('files').set({ deleted_at: at, trash_id: trashId }).where('id', '=', entry.id).execute();
+      if (entry.kind === 'folder') {
+        const inside = await trx
+          .updateTable('files')
+          .set({ deleted_at: at, trash_id: trashId })
+          .where('owner_id', '=', ownerId)
+          .where('deleted_at', 'is', null)
+          .where((eb) => eb.or([eb('dir', '=', path), eb(sql<string>`substr(${sql.ref('dir')}, 1, ${[...path].length + 1})`, '=', `${path}/`)]))
+          .returning('size')
+          .execute();
+        size = inside.reduce((sum, row) => sum + row.size, 0);
+      }
+      const trash: TrashRow = { id: trashId, owner_id: ownerId, path, kind: entry.kind, size, deleted_at: at };
+      await trx.insertInto('trash').values(trash).execute();
+      return trash;
+    });
+  }
+
+  listTrash(ownerId: string): Promise<TrashRow[]> {
+    return this.db.selectFrom('trash').selectAll().where('owner_id', '=', ownerId).orderBy('deleted_at', 'desc').execute();
+  }
+
+  /**
+   * Brings a trash entry back to its path. A folder merges into a live folder of the same name;
+   * anything else already at a restored path is a conflict, and nothing is restored.
+   */
+  async restore(ownerId: string, trashId: string, at: number): Promise<TrashRow> {
+    return this.db.transaction().execute(async (trx) => {
+      const trash = await trx.selectFrom('trash').selectAll().where('owner_id', '=', ownerId).where('id', '=', trashId).executeTakeFirst();
+      if (!trash) throw new PvError('PV_NOT_FOUND', `No trash entry ${trashId}.`, { fix: 'See `photovault trash ls`.' });
+      const rows = await trx.selectFrom('files').selectAll().where('owner_id', '=', ownerId).where('trash_id', '=', trashId).execute();
+      await this.ensureFolders(trx, ownerId, parentOf(trash.path), at);
+      for (const row of rows) {
+        const path = row.dir === '' ? row.name : `${row.dir}/${row.name}`;
+        const live = await this.findLive(ownerId, path, trx);
+        if (live && live.kind === 'folder' && row.kind === 'folder') {
+          await trx.deleteFrom('files').where('id', '=', row.id).execute();
+        } else if (live) {
+          throw new PvError('PV_CONFLICT', `${path} exists again, so the trash entry cannot be restored.`, {
+            path,
+            fix: `Move or delete the current ${path} first.`,
+          });
+        }
+      }
+      await trx.updateTable('files').set({ deleted_at: null, trash_id: null }).where('owner_id', '=', ownerId).where('trash_id', '=', trashId).execute();
+      await trx.deleteFrom('trash').where('id', '=', trashId).execute();
+      return trash;
+    });
+  }
+
+  /**
+   * Deletes trash entries for good (all of the user's, or those deleted before a time) and
+   * returns the objects no version references any more, already removed from the metadata:
+   * the caller deletes their blobs. Metadata goes first so it never points at a missing object.
+   */
+  async purgeTrash(ownerId: string | null, deletedBefore: number | null): Promise<{ entries: number; orphans: { hash: string; bucket: string }[] }> {
+    return this.db.transaction().execute(async (trx) => {
+      let trashQuery = trx.selectFrom('trash').select(['id', 'owner_id']);
+      if (ownerId !== null) trashQuery = trashQuery.where('owner_id', '=', ownerId);
+      if (deletedBefore !== null) trashQuery = trashQuery.where('deleted_at', '<', deletedBefore);
+      const entries = await trashQuery.execute();
+      const candidates = new Set<string>();
+      for (const entry of entries) {
+        const files = await trx.selectFrom('files').select('id').where('owner_id', '=', entry.owner_id).where('trash_id', '=', entry.id).execute();
+        const fileIds = files.map((f) => f.id);
+        for (let i = 0; i < fileIds.length; i += 500) {
+          const batch = fileIds.slice(i, i + 500);
+          const versions = await trx.selectFrom('file_versions').select('content_hash').where('file_id', 'in', batch).execute();
+          for (const v of versions) candidates.add(v.content_hash);
+          await trx.deleteFrom('file_versions').where('file_id', 'in', batch).execute();
+          await trx.deleteFrom('files').where('id', 'in', batch).execute();
+        }
+        await trx.deleteFrom('trash').where('id', '=', entry.id).execute();
+      }
+      const orphans: { hash: string; bucket: string }[] = [];
+      for (const hash of candidates) {
+        const deleted = await trx
+          .deleteFrom('objects')
+          .where('hash', '=', hash)
+          .where((eb) => eb.not(eb.exists(eb.selectFrom('file_versions').select('id').where('content_hash', '=', hash))))
+          .returning(['hash', 'bucket'])
+          .executeTakeFirst();
+        if (deleted) orphans.push(deleted);
+      }
+      return { entries: entries.length, orphans };
+    });
+  }
+}
+
+function notFound(path: string): PvError {
+  return new PvError('PV_NOT_FOUND', `No such file or folder: ${path}.`, { path });
+}
+
+export { notFound as fileNotFound };

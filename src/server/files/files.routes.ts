@@ -1,0 +1,103 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { FileEntrySchema, FileListSchema, FileVersionSchema, TrashEntrySchema } from '../../core/protocol.js';
+import { principalOf } from '../http/authenticate.js';
+import { parseByteRange } from '../http/byte-range.js';
+import { sendProblem } from '../http/problem.js';
+import type { FilesService } from './files.service.js';
+
+// Paths travel in the query string, not the URL path, so any name survives without ambiguity.
+const PathQuery = Type.Object({ path: Type.String({ maxLength: 4096 }) });
+const ListQuery = Type.Object({
+  dir: Type.Optional(Type.String({ maxLength: 4096 })),
+  cursor: Type.Optional(Type.String({ maxLength: 2048 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+});
+const ContentQuery = Type.Object({ path: Type.String({ maxLength: 4096 }), version: Type.Optional(Type.String({ maxLength: 64 })) });
+const TrashParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+
+/** The files API: browse, download with ranges and ETags, delete to trash, restore, empty. */
+export function filesRoutes(files: FilesService): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    app.get(
+      '/files',
+      { schema: { tags: ['files'], summary: "One page of a folder's entries, in name order", querystring: ListQuery, response: { 200: FileListSchema } } },
+      async (request) => files.list(principalOf(request), request.query.dir ?? '', request.query.cursor ?? null, request.query.limit ?? 200),
+    );
+
+    app.get(
+      '/files/stat',
+      { schema: { tags: ['files'], summary: 'One file or folder', querystring: PathQuery, response: { 200: FileEntrySchema } } },
+      async (request) => files.stat(principalOf(request), request.query.path),
+    );
+
+    app.get(
+      '/files/versions',
+      { schema: { tags: ['files'], summary: 'The versions of a file, newest first', querystring: PathQuery, response: { 200: Type.Array(FileVersionSchema) } } },
+      async (request) => files.versions(principalOf(request), request.query.path),
+    );
+
+    app.get(
+      '/files/content',
+      {
+        schema: {
+          tags: ['files'],
+          summary: 'Download a file (or a version of it); supports Range, If-Range and If-None-Match',
+          querystring: ContentQuery,
+          response: { 200: Type.Any(), 206: Type.Any(), 304: Type.Null() },
+        },
+      },
+      async (request, reply) => {
+        const principal = principalOf(request);
+        const version = await files.resolveVersion(principal, request.query.path, request.query.version ?? null);
+        const etag = `"${version.contentHash}"`;
+        reply.header('etag', etag).header('accept-ranges', 'bytes').header('cache-control', 'private, no-cache');
+        reply.header('last-modified', new Date(version.mtime).toUTCString());
+        if (request.headers['if-none-match'] === etag) return reply.status(304).send(null);
+        const ifRange = request.headers['if-range'];
+        const range = ifRange === undefined || ifRange === etag ? parseByteRange(request.headers.range, version.size) : null;
+        if (range === 'unsatisfiable') {
+          reply.header('content-range', `bytes */${version.size}`);
+          return sendProblem(reply, 416, 'PV_RANGE_NOT_SATISFIABLE', `The file has ${version.size} bytes.`);
+        }
+        const stream = await files.read(principal, version, range ?? undefined);
+        reply.type('application/octet-stream');
+        if (range) {
+          reply.status(206).header('content-range', `bytes ${range.start}-${range.end}/${version.size}`);
+          reply.header('content-length', range.end - range.start + 1);
+        } else {
+          reply.header('content-length', version.size);
+        }
+        return reply.send(stream);
+      },
+    );
+
+    app.delete(
+      '/files',
+      { schema: { tags: ['files'], summary: 'Move a file or folder to the trash', querystring: PathQuery, response: { 200: TrashEntrySchema } } },
+      async (request) => files.remove(principalOf(request), request.query.path),
+    );
+
+    app.get('/trash', { schema: { tags: ['trash'], summary: 'List the trash', response: { 200: Type.Array(TrashEntrySchema) } } }, async (request) =>
+      files.trash(principalOf(request)),
+    );
+
+    app.post(
+      '/trash/:id/restore',
+      { schema: { tags: ['trash'], summary: 'Restore a trash entry to its path', params: TrashParams, response: { 200: TrashEntrySchema } } },
+      async (request) => files.restore(principalOf(request), request.params.id),
+    );
+
+    app.delete(
+      '/trash',
+      {
+        schema: {
+          tags: ['trash'],
+          summary: 'Empty the trash for good',
+          response: { 200: Type.Object({ entries: Type.Integer({ description: 'trash entries deleted' }) }) },
+        },
+      },
+      async (request) => ({ entries: await files.emptyTrash(principalOf(request)) }),
+    );
+  };
+}

@@ -1,0 +1,114 @@
+import type { Readable } from 'node:stream';
+import { PvError } from '../../core/errors.js';
+import { normalizePath } from '../../core/paths.js';
+import type { FileEntry, FileList, FileVersionView, TrashEntry } from '../../core/protocol.js';
+import type { BlobStore, Bucket, ByteRange } from '../../infra/blobs/blob-store.js';
+import { objectKey } from '../objects.js';
+import type { Principal } from '../user/user.service.js';
+import { toFileEntry, toTrashEntry, toVersionView } from './file-views.js';
+import { fileNotFound, type FilesRepository } from './files.repository.js';
+
+export interface FilesPolicy {
+  trashDays: number;
+}
+
+export interface FileContent {
+  version: FileVersionView;
+  /** The bytes of the whole version, or of the range asked for. */
+  stream: Readable;
+}
+
+const MAX_PAGE = 1000;
+
+/** Browsing, downloading, and deleting to and restoring from the trash. */
+export class FilesService {
+  constructor(
+    private readonly files: FilesRepository,
+    private readonly blobs: BlobStore,
+    private readonly policy: FilesPolicy,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** One page of a folder's live entries in name order; nextCursor continues it. */
+  async list(principal: Principal, dir: string, cursor: string | null, limit: number): Promise<FileList> {
+    const folder = normalizePath(dir, { allowRoot: true });
+    if (folder !== '') {
+      const entry = await this.files.findLive(principal.userId, folder);
+      if (entry?.kind !== 'folder') throw fileNotFound(folder);
+    }
+    const pageSize = Math.min(Math.max(limit, 1), MAX_PAGE);
+    const after = cursor === null ? null : Buffer.from(cursor, 'base64url').toString('utf8');
+    const rows = await this.files.list(principal.userId, folder, after, pageSize + 1);
+    const page = rows.slice(0, pageSize);
+    const nextCursor = rows.length > pageSize ? Buffer.from(page.at(-1)!.name, 'utf8').toString('base64url') : null;
+    return { entries: page.map(toFileEntry), nextCursor };
+  }
+
+  async stat(principal: Principal, path: string): Promise<FileEntry> {
+    const normalized = normalizePath(path);
+    const entry = await this.files.findLive(principal.userId, normalized);
+    if (!entry) throw fileNotFound(normalized);
+    return toFileEntry(entry);
+  }
+
+  /** Every version of a live file, newest first. */
+  async versions(principal: Principal, path: string): Promise<FileVersionView[]> {
+    const normalized = normalizePath(path);
+    const entry = await this.files.findLive(principal.userId, normalized);
+    if (entry?.kind !== 'file') throw fileNotFound(normalized);
+    return (await this.files.versions(principal.userId, entry.id)).map(toVersionView);
+  }
+
+  /** The version to download: the head of the live file at path, or the named version of it. */
+  async resolveVersion(principal: Principal, path: string, versionId: string | null): Promise<FileVersionView> {
+    const normalized = normalizePath(path);
+    const entry = await this.files.findLive(principal.userId, normalized);
+    if (entry?.kind !== 'file') throw fileNotFound(normalized);
+    const version = await this.files.findVersion(principal.userId, versionId ?? entry.head_version_id!);
+    if (!version || version.file_id !== entry.id) {
+      throw new PvError('PV_NOT_FOUND', `No version ${versionId} of ${normalized}.`, { fix: `See \`photovault versions ${normalized}\`.` });
+    }
+    return toVersionView(version);
+  }
+
+  /** Streams a version's bytes (a range of them when given), from whichever bucket holds them. */
+  async read(principal: Principal, version: FileVersionView, range?: ByteRange): Promise<Readable> {
+    // Ownership is checked again here so no caller can read a version by id alone.
+    if (!(await this.files.findVersion(principal.userId, version.id))) throw new PvError('PV_NOT_FOUND', 'No such version.');
+    const bucket = (await this.files.objectBucket(version.contentHash)) as Bucket;
+    return this.blobs.get(bucket, objectKey(version.contentHash), range);
+  }
+
+  async remove(principal: Principal, path: string): Promise<TrashEntry> {
+    return toTrashEntry(await this.files.moveToTrash(principal.userId, normalizePath(path), this.now()));
+  }
+
+  async trash(principal: Principal): Promise<TrashEntry[]> {
+    return (await this.files.listTrash(principal.userId)).map(toTrashEntry);
+  }
+
+  async restore(principal: Principal, trashId: string): Promise<TrashEntry> {
+    return toTrashEntry(await this.files.restore(principal.userId, trashId, this.now()));
+  }
+
+  /**
+   * Deletes the user's trash for good, and the stored objects nothing refers to any more.
+   * Returns only the entry count: how many objects went would tell whether others hold them.
+   */
+  async emptyTrash(principal: Principal): Promise<number> {
+    return (await this.purge(principal.userId, null)).entries;
+  }
+
+  /** Deletes every user's trash entries older than the retention period. */
+  async purgeExpiredTrash(): Promise<{ entries: number; objectsDeleted: number }> {
+    return this.purge(null, this.now() - this.policy.trashDays * 86_400_000);
+  }
+
+  private async purge(ownerId: string | null, deletedBefore: number | null) {
+    const { entries, orphans } = await this.files.purgeTrash(ownerId, deletedBefore);
+    // The metadata no longer names these objects, so deleting them can't leave a dangling row;
+    // a crash before this point leaves unreferenced blobs, which `server verify` reports.
+    for (const orphan of orphans) await this.blobs.delete(orphan.bucket as Bucket, objectKey(orphan.hash));
+    return { entries, objectsDeleted: orphans.length };
+  }
+}

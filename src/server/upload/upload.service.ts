@@ -1,0 +1,360 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { CHUNK_MAX_SIZE } from '../../core/chunker.js';
+import { isPvError, PvError } from '../../core/errors.js';
+import { parseContentHash } from '../../core/hash.js';
+import { decodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../../core/manifest.js';
+import { normalizePath } from '../../core/paths.js';
+import type { ChunkReceipt, UploadRequest, UploadStatus } from '../../core/protocol.js';
+import type { BlobStore, Bucket } from '../../infra/blobs/blob-store.js';
+import type { EventBus } from '../../infra/bus/event-bus.js';
+import type { Db } from '../../infra/db/database.js';
+import type { UploadRow } from '../../infra/db/schema.js';
+import { toFileEntry, toVersionView } from '../files/file-views.js';
+import type { FilesRepository, RecordedVersion } from '../files/files.repository.js';
+import { objectKey, stagedChunkKey, stagingPrefix } from '../objects.js';
+import type { Principal } from '../user/user.service.js';
+import type { ChunkLocation, UploadRepository } from './upload.repository.js';
+
+export interface UploadPolicy {
+  expiryHours: number;
+  maxFileBytes: number;
+}
+
+/** What the upload service counts, for /metrics. */
+export interface UploadMetrics {
+  chunkReceived(bytes: number): void;
+  committed(kind: 'whole-file-dedup' | 'assembled', bytes: number): void;
+}
+
+const NEW_OBJECT_BUCKET: Bucket = 'uploads';
+
+const uploadNotFound = (uploadId: string) =>
+  new PvError('PV_UPLOAD_NOT_FOUND', `No upload ${uploadId}; it may have been committed or have expired.`, {
+    fix: 'Start the upload again with POST /api/v1/uploads; chunks already stored are not sent twice.',
+  });
+
+/**
+ * The transfer protocol of DESIGN section 3: negotiate, receive verified chunks, commit by
+ * assembling one object from new chunks and ranges of objects the user already holds.
+ */
+export class UploadService {
+  constructor(
+    private readonly db: Db,
+    private readonly uploads: UploadRepository,
+    private readonly files: FilesRepository,
+    private readonly blobs: BlobStore,
+    private readonly bus: EventBus,
+    private readonly policy: UploadPolicy,
+    private readonly metrics: UploadMetrics,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /**
+   * Starts (or resumes) an upload. Content the user already holds is committed at once; else
+   * the answer lists the chunks to send: all but those in the user's own stored versions.
+   */
+  async begin(principal: Principal, request: UploadRequest): Promise<UploadStatus> {
+    const path = normalizePath(request.path);
+    const contentHash = parseContentHash(request.contentHash, 'contentHash');
+    if (request.size > this.policy.maxFileBytes) {
+      throw new PvError('PV_UPLOAD_TOO_LARGE', `The file is larger than this server accepts (${this.policy.maxFileBytes} bytes).`, {
+        fix: 'Ask the administrator to raise uploads.maxFileBytes.',
+      });
+    }
+    const manifest = decodeManifest(Buffer.from(request.manifest, 'base64'), MAX_MANIFEST_CHUNKS);
+    checkManifest(manifest, request.size);
+
+    const held = await this.files.findVersionByContent(principal.userId, contentHash);
+    if (held) {
+      const recorded = await this.db.transaction().execute((trx) => this.recordVersion(trx, principal, { path, contentHash, size: request.size, mtime: request.mtime, baseVersionId: request.baseVersionId ?? null }));
+      this.metrics.committed('whole-file-dedup', request.size);
+      await this.announce(principal, recorded);
+      return committedStatus(recorded);
+    }
+
+    const resumable = await this.uploads.findResumable(principal.userId, path, contentHash);
+    if (resumable) {
+      await this.uploads.extendExpiry(resumable.id, this.expiry());
+      return this.pendingStatus(resumable.id);
+    }
+
+    const distinct = new Map<string, number>();
+    for (const entry of manifest) distinct.set(entry.hash, entry.length);
+    const owned = await this.uploads.locateOwnedChunks(principal.userId, [...distinct.keys()]);
+    const needed = [...distinct].filter(([hash]) => !owned.has(hash)).map(([hash, length]) => ({ hash, length }));
+    const at = this.now();
+    const upload: UploadRow = {
+      id: randomUUID(),
+      owner_id: principal.userId,
+      device_id: principal.deviceId,
+      path,
+      size: request.size,
+      mtime: request.mtime,
+      content_hash: contentHash,
+      manifest: request.manifest,
+      base_version_id: request.baseVersionId ?? null,
+      created_at: at,
+      expires_at: this.expiry(),
+    };
+    await this.uploads.insertUpload(upload, needed);
+    return { uploadId: upload.id, state: 'pending', missing: needed.map((c) => c.hash), missingBytes: needed.reduce((sum, c) => sum + c.length, 0) };
+  }
+
+  /** What an upload still needs. */
+  async status(principal: Principal, uploadId: string): Promise<UploadStatus> {
+    await this.requireUpload(principal, uploadId);
+    return this.pendingStatus(uploadId);
+  }
+
+  /**
+   * Stores one chunk after checking its bytes against its hash and length; nothing of a chunk
+   * that fails the check is kept. Sending a chunk already stored is harmless.
+   */
+  async putChunk(principal: Principal, uploadId: string, hash: string, body: Readable): Promise<ChunkReceipt> {
+    await this.requireUpload(principal, uploadId);
+    parseContentHash(hash, 'chunk hash');
+    const expected = await this.uploads.findExpectedChunk(uploadId, hash);
+    if (!expected) {
+      body.resume();
+      throw new PvError('PV_UPLOAD_CHUNK_NOT_EXPECTED', `Chunk ${hash} is not one this upload is waiting for.`, {
+        fix: 'Send only the chunks listed in the upload status (GET /api/v1/uploads/{id}).',
+      });
+    }
+    if (expected.received_at !== null) {
+      body.resume();
+      return { hash, stored: false };
+    }
+    try {
+      await this.blobs.put(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, hash), body, { sha256: hash, size: expected.length });
+    } catch (error) {
+      if (!isPvError(error, 'PV_INTEGRITY')) throw error;
+      const actual = (error.details.actual as { size?: number } | undefined)?.size ?? expected.length;
+      if (actual < expected.length) {
+        throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `Chunk ${hash} arrived with ${actual} of its ${expected.length} bytes; nothing was kept.`, {
+          fix: 'Send the chunk again.',
+        });
+      }
+      throw new PvError('PV_UPLOAD_CHUNK_HASH_MISMATCH', `The bytes sent for chunk ${hash} do not have that hash; nothing was kept.`, {
+        fix: 'Re-read the file and send the chunk again; if it changed meanwhile, start a new upload.',
+      });
+    }
+    await this.uploads.markReceived(uploadId, hash, this.now());
+    await this.uploads.extendExpiry(uploadId, this.expiry());
+    this.metrics.chunkReceived(expected.length);
+    return { hash, stored: true };
+  }
+
+  /**
+   * Assembles the object from staged chunks and ranges of the user's objects, verifying the
+   * whole-content hash while streaming; only a fully written, verified object is then recorded,
+   * in one transaction with the version.
+   */
+  async commit(principal: Principal, uploadId: string): Promise<UploadStatus> {
+    const upload = await this.requireUpload(principal, uploadId);
+    const missing = await this.uploads.missingChunks(uploadId);
+    if (missing.length > 0) throw incomplete(missing.map((c) => c.hash));
+
+    const manifest = decodeManifest(Buffer.from(upload.manifest, 'base64'), MAX_MANIFEST_CHUNKS);
+    const staged = await this.uploads.stagedChunks(uploadId);
+    const fromObjects = [...new Set(manifest.map((c) => c.hash).filter((hash) => !staged.has(hash)))];
+    const owned = await this.uploads.locateOwnedChunks(principal.userId, fromObjects);
+    const lost = fromObjects.filter((hash) => !owned.has(hash));
+    if (lost.length > 0) {
+      // The user deleted the file those chunks came from since the upload began: ask for them.
+      const lengths = new Map(manifest.map((c) => [c.hash, c.length]));
+      await this.uploads.addExpectedChunks(uploadId, lost.map((hash) => ({ hash, length: lengths.get(hash)! })));
+      throw incomplete(lost);
+    }
+
+    const assembled = this.assemble(uploadId, manifest, staged, owned);
+    const existing = await this.uploads.findObject(upload.content_hash);
+    try {
+      if (existing) await verifyStream(assembled, upload.content_hash, upload.size);
+      else await this.blobs.put(NEW_OBJECT_BUCKET, objectKey(upload.content_hash), assembled, { sha256: upload.content_hash, size: upload.size });
+    } catch (error) {
+      if (!isPvError(error, 'PV_INTEGRITY')) throw error;
+      // Every chunk matched its hash, so the manifest and the content hash disagree: this
+      // upload can never succeed. Drop it rather than keep bytes nobody can commit.
+      await this.discard(uploadId);
+      throw new PvError('PV_UPLOAD_HASH_MISMATCH', 'The assembled file does not have the content hash the upload declared; nothing was stored.', {
+        fix: 'Re-read the file (it may have changed while uploading) and start a new upload.',
+      });
+    }
+
+    const at = this.now();
+    const recorded = await this.db.transaction().execute(async (trx) => {
+      if (existing) {
+        if (!(await this.uploads.findObject(upload.content_hash, trx))) {
+          throw new PvError('PV_CONFLICT', 'The stored copy of this content was deleted while committing.', { fix: 'Commit again.' });
+        }
+      } else {
+        let offset = 0;
+        const chunks = manifest.map((c) => ({ hash: c.hash, length: c.length, offset: (offset += c.length) - c.length }));
+        await this.uploads.insertObject(trx, { hash: upload.content_hash, size: upload.size, bucket: NEW_OBJECT_BUCKET, chunks }, at);
+      }
+      const result = await this.recordVersion(trx, principal, {
+        path: upload.path,
+        contentHash: upload.content_hash,
+        size: upload.size,
+        mtime: upload.mtime,
+        baseVersionId: upload.base_version_id,
+      });
+      await this.uploads.deleteUpload(trx, uploadId);
+      return result;
+    });
+    await this.deleteStaging(uploadId);
+    this.metrics.committed('assembled', upload.size);
+    await this.announce(principal, recorded);
+    return committedStatus(recorded);
+  }
+
+  /** Abandons an upload and its staged chunks. */
+  async cancel(principal: Principal, uploadId: string): Promise<void> {
+    await this.requireUpload(principal, uploadId);
+    await this.discard(uploadId);
+  }
+
+  /**
+   * Removes uploads idle past their expiry, and staged chunks whose upload no longer exists
+   * (left by a crash between a commit's transaction and its clean-up). Returns how many uploads.
+   */
+  async sweep(): Promise<number> {
+    const expired = await this.uploads.expiredUploads(this.now());
+    for (const { id } of expired) await this.discard(id);
+    const orphans = new Set<string>();
+    for await (const blob of this.blobs.list(NEW_OBJECT_BUCKET, 'staging/')) {
+      const uploadId = blob.key.split('/')[1]!;
+      if (!orphans.has(uploadId) && !(await this.uploads.uploadExists(uploadId))) orphans.add(uploadId);
+    }
+    for (const uploadId of orphans) await this.deleteStaging(uploadId);
+    return expired.length;
+  }
+
+  private async recordVersion(
+    trx: Db,
+    principal: Principal,
+    version: { path: string; contentHash: string; size: number; mtime: number; baseVersionId: string | null },
+  ): Promise<RecordedVersion> {
+    return this.files.recordVersion(trx, {
+      ownerId: principal.userId,
+      deviceId: principal.deviceId,
+      deviceName: principal.deviceName ?? 'api',
+      at: this.now(),
+      ...version,
+    });
+  }
+
+  /** Yields the file's bytes in order, reading runs of adjacent chunks of one object as one range. */
+  private async *assemble(uploadId: string, manifest: Manifest, staged: Set<string>, owned: Map<string, ChunkLocation>): AsyncGenerator<Uint8Array> {
+    let run: { bucket: Bucket; objectHash: string; start: number; end: number } | null = null;
+    const flush = async function* (this: UploadService) {
+      if (run) yield* await this.blobs.get(run.bucket, objectKey(run.objectHash), { start: run.start, end: run.end });
+      run = null;
+    }.bind(this);
+    for (const entry of manifest) {
+      if (staged.has(entry.hash)) {
+        yield* flush();
+        yield* await this.blobs.get(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, entry.hash));
+        continue;
+      }
+      const at = owned.get(entry.hash)!;
+      if (run && run.objectHash === at.objectHash && run.end + 1 === at.offset) {
+        run.end += at.length;
+      } else {
+        yield* flush();
+        run = { bucket: at.bucket as Bucket, objectHash: at.objectHash, start: at.offset, end: at.offset + at.length - 1 };
+      }
+    }
+    yield* flush();
+  }
+
+  private async pendingStatus(uploadId: string): Promise<UploadStatus> {
+    const missing = await this.uploads.missingChunks(uploadId);
+    return { uploadId, state: 'pending', missing: missing.map((c) => c.hash), missingBytes: missing.reduce((sum, c) => sum + c.length, 0) };
+  }
+
+  private async requireUpload(principal: Principal, uploadId: string): Promise<UploadRow> {
+    // Another user's upload id answers exactly like an unknown one.
+    const upload = await this.uploads.findUpload(principal.userId, uploadId);
+    if (!upload) throw uploadNotFound(uploadId);
+    return upload;
+  }
+
+  private async discard(uploadId: string): Promise<void> {
+    await this.uploads.deleteUpload(this.db, uploadId);
+    await this.deleteStaging(uploadId);
+  }
+
+  private async deleteStaging(uploadId: string): Promise<void> {
+    for await (const blob of this.blobs.list(NEW_OBJECT_BUCKET, stagingPrefix(uploadId))) {
+      await this.blobs.delete(NEW_OBJECT_BUCKET, blob.key);
+    }
+  }
+
+  private async announce(principal: Principal, recorded: RecordedVersion): Promise<void> {
+    await this.bus.publish('file.uploaded', {
+      ownerId: principal.userId,
+      fileId: recorded.file.id,
+      versionId: recorded.version.id,
+      path: toFileEntry(recorded.file).path,
+      contentHash: recorded.version.content_hash,
+      size: recorded.version.size,
+    });
+  }
+
+  private expiry(): number {
+    return this.now() + this.policy.expiryHours * 3_600_000;
+  }
+}
+
+/** Chunk lengths must be 1..max and add up to the declared size. */
+function checkManifest(manifest: Manifest, size: number): void {
+  let total = 0;
+  for (const entry of manifest) {
+    parseContentHash(entry.hash, 'manifest chunk hash');
+    if (entry.length < 1 || entry.length > CHUNK_MAX_SIZE) {
+      throw new PvError('PV_MANIFEST_INVALID', `A manifest chunk has length ${entry.length}; chunks hold 1 to ${CHUNK_MAX_SIZE} bytes.`, {
+        fix: 'Chunk files with the protocol chunker (docs/protocol.md).',
+      });
+    }
+    total += entry.length;
+  }
+  if (total !== size) {
+    throw new PvError('PV_MANIFEST_INVALID', `The manifest describes ${total} bytes but the file has ${size}.`, {
+      fix: 'Build the manifest and the size from the same read of the file.',
+    });
+  }
+}
+
+function incomplete(missing: string[]): PvError {
+  return new PvError('PV_UPLOAD_INCOMPLETE', `${missing.length} chunk(s) are still missing; nothing was committed.`, {
+    missing,
+    fix: 'PUT the missing chunks (GET /api/v1/uploads/{id} lists them), then commit again.',
+  });
+}
+
+async function verifyStream(source: AsyncIterable<Uint8Array>, sha256: string, size: number): Promise<void> {
+  const hash = createHash('sha256');
+  let length = 0;
+  for await (const piece of source) {
+    hash.update(piece);
+    length += piece.length;
+  }
+  const actual = hash.digest('hex');
+  if (actual !== sha256 || length !== size) {
+    throw new PvError('PV_INTEGRITY', 'Assembled content does not match.', { expected: { sha256, size }, actual: { sha256: actual, size: length } });
+  }
+}
+
+function committedStatus(recorded: RecordedVersion): UploadStatus {
+  return {
+    uploadId: null,
+    state: 'committed',
+    missing: [],
+    missingBytes: 0,
+    file: toFileEntry(recorded.file),
+    version: toVersionView(recorded.version),
+    conflictPath: recorded.conflictPath,
+  };
+}

@@ -1,0 +1,91 @@
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BUCKETS, type Bucket } from '../../src/infra/blobs/blob-store.js';
+import { FsBlobStore, fsBucketRoots } from '../../src/infra/blobs/fs.blob-store.js';
+import { blobStoreContract, expectPvError } from './blob-store.contract.js';
+
+blobStoreContract('FsBlobStore', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'pv-blobs-'));
+  const store = await FsBlobStore.open(fsBucketRoots(dataDir));
+  return { store, cleanup: () => rm(dataDir, { recursive: true, force: true }) };
+});
+
+describe('FsBlobStore', () => {
+  const dirs: string[] = [];
+  async function tempDir(): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'pv-blobs-'));
+    dirs.push(dir);
+    return dir;
+  }
+  afterEach(async () => {
+    await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+  });
+
+  it('defaults each bucket to <dataDir>/blobs/<bucket>', () => {
+    expect(fsBucketRoots('/data')).toEqual(Object.fromEntries(BUCKETS.map((b) => [b, join('/data', 'blobs', b)])));
+  });
+
+  it('removes temp files of a crashed put at open and keeps finished objects', async () => {
+    const roots = fsBucketRoots(await tempDir());
+    const store = await FsBlobStore.open(roots);
+    await store.put('uploads', 'done', Readable.from([Buffer.from('whole')]));
+    await writeFile(join(roots.uploads, '.tmp', 'crashed-put'), 'half of a fi');
+    await mkdir(join(roots.uploads, '.tmp', 'odd-dir'));
+
+    const reopened = await FsBlobStore.open(roots);
+    expect(await readdir(join(roots.uploads, '.tmp'))).toEqual([]);
+    expect(await reopened.head('uploads', 'done')).toEqual({ key: 'done', size: 5 });
+  });
+
+  it('leaves nothing in .tmp after a failed put', async () => {
+    const roots = fsBucketRoots(await tempDir());
+    const store = await FsBlobStore.open(roots);
+    await expectPvError(store.put('uploads', 'k', Readable.from([Buffer.from('abc')]), { size: 2 }), 'PV_INTEGRITY');
+    await expectPvError(store.put('uploads', 'k', Readable.from([Buffer.from('abc')]), { sha256: '0'.repeat(64) }), 'PV_INTEGRITY');
+    expect(await readdir(join(roots.uploads, '.tmp'))).toEqual([]);
+  });
+
+  it('creates missing bucket roots on separate directories and stores keys as nested files', async () => {
+    const [a, b] = [await tempDir(), await tempDir()];
+    const roots = Object.fromEntries(BUCKETS.map((bucket) => [bucket, join(bucket === 'thumbnails' ? b : a, 'not', 'yet', bucket)])) as Record<Bucket, string>;
+    const store = await FsBlobStore.open(roots);
+    await store.put('thumbnails', 'ab/cd/abcdef', Readable.from([Buffer.from('thumb')]));
+    await store.put('photos-cold', 'ab/cd/abcdef', Readable.from([Buffer.from('photo')]));
+    expect(await readFile(join(b, 'not', 'yet', 'thumbnails', 'ab', 'cd', 'abcdef'), 'utf8')).toBe('thumb');
+    expect(await readFile(join(a, 'not', 'yet', 'photos-cold', 'ab', 'cd', 'abcdef'), 'utf8')).toBe('photo');
+  });
+
+  it('rejects buckets that share or nest directories', async () => {
+    const dir = await tempDir();
+    const shared = { ...fsBucketRoots(dir), thumbnails: join(dir, 'blobs', 'uploads') };
+    expect(() => new FsBlobStore({ roots: shared })).toThrow(expect.objectContaining({ code: 'PV_CONFIG_INVALID' }));
+    const nested = { ...fsBucketRoots(dir), thumbnails: join(dir, 'blobs', 'uploads', 'thumbs') };
+    expect(() => new FsBlobStore({ roots: nested })).toThrow(expect.objectContaining({ code: 'PV_CONFIG_INVALID' }));
+  });
+
+  it('reserves the .tmp directory: keys under it are rejected and list skips it', async () => {
+    const roots = fsBucketRoots(await tempDir());
+    const store = await FsBlobStore.open(roots);
+    await writeFile(join(roots.uploads, '.tmp', 'in-flight'), 'x');
+    await expectPvError(store.put('uploads', '.tmp/x', Readable.from([Buffer.from('x')])), 'PV_INVALID_INPUT');
+    await expectPvError(store.get('uploads', '.tmp/in-flight'), 'PV_INVALID_INPUT');
+    const listed = [];
+    for await (const info of store.list('uploads')) listed.push(info);
+    expect(listed).toEqual([]);
+  });
+
+  it('never lists or reads outside the bucket root', async () => {
+    const dataDir = await tempDir();
+    const roots = fsBucketRoots(dataDir);
+    const store = await FsBlobStore.open(roots);
+    await writeFile(join(dataDir, 'blobs', 'secret'), 'outside');
+    const listed = [];
+    for await (const info of store.list('uploads', '../')) listed.push(info);
+    for await (const info of store.list('uploads', '../secret')) listed.push(info);
+    expect(listed).toEqual([]);
+    await expectPvError(store.get('uploads', '../secret'), 'PV_INVALID_INPUT');
+  });
+});
