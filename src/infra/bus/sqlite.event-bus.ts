@@ -1,0 +1,519 @@
+import { EventEmitter } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect, type Generated } from 'kysely';
+import { PvError } from '../../core/errors.js';
+import {
+  EVENT_STREAM,
+  type BusMessage,
+  type ConsumerOptions,
+  type DeadLetter,
+  type EventBus,
+  type EventName,
+  type EventPayloads,
+  type MessageHandler,
+  type StreamName,
+  type Subscription,
+} from './event-bus.js';
+
+/**
+ * The embedded EventBus: a durable queue in its own SQLite file (`<dataDir>/bus.db`, apart from
+ * the metadata so bus churn never contends with metadata writes), with an in-process wake-up so
+ * a publish reaches a subscriber of the same process at once. Other processes sharing the file
+ * see new messages on their next poll.
+ *
+ * A message is one `messages` row; each durable consumer of its stream gets one `deliveries` row,
+ * written in the same transaction as the message, and deleted when its handler acks. A delivery
+ * is claimed by setting a lease; a claim whose process dies simply lets the lease run out, after
+ * which the delivery is claimable again. That is the whole at-least-once mechanism: nothing is
+ * ever acked before its handler has resolved.
+ */
+
+interface BusTables {
+  messages: {
+    /** AUTOINCREMENT so an id is never reused after pruning: handlers may dedupe by id. */
+    id: Generated<number>;
+    stream: string;
+    event: string;
+    /** JSON. */
+    payload: string;
+    /** Epoch ms. */
+    published_at: number;
+  };
+  consumers: {
+    durable: string;
+    stream: string;
+    created_at: number;
+  };
+  deliveries: {
+    durable: string;
+    message_id: number;
+    /** Deliveries started so far, counted at claim time so a crash mid-handler still counts. */
+    attempts: Generated<number>;
+    /** Epoch ms before which the delivery is not claimed (redelivery backoff). */
+    available_at: number;
+    /** Epoch ms until which a claim holds the delivery; 0 when unclaimed. */
+    lease_until: Generated<number>;
+    state: Generated<'pending' | 'dead'>;
+    last_error: string | null;
+  };
+}
+
+export interface SqliteEventBusOptions {
+  /** How often subscribers look for work published by other processes, or due again. Default 250. */
+  pollIntervalMs?: number;
+  /** Clock for every stored timestamp (epoch ms). Default Date.now. */
+  now?: () => number;
+  /**
+   * Receives failures of background work that has no caller to throw to: claiming, acking,
+   * pruning. The affected work is retried (next poll, or redelivery after ackWait). Default
+   * writes to stderr.
+   */
+  onError?: (error: unknown) => void;
+}
+
+/** DESIGN section 5: streams keep 7 days. A message still owed to a consumer is kept longer. */
+const RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
+/** How long a write waits for another connection's write lock before failing. */
+const LOCK_WAIT_MS = 5_000;
+const ACK_TIMEOUT_ERROR = 'not acknowledged within ackWaitMs (the handler did not finish or its process stopped)';
+
+const DEFAULTS = { maxDeliver: 5, backoffMs: [1_000, 5_000, 30_000], ackWaitMs: 60_000, concurrency: 1 };
+
+type Consumer = Required<ConsumerOptions>;
+
+export class SqliteEventBus implements EventBus {
+  /** In-process fan-out: emits the stream name after each committed publish. */
+  private readonly published = new EventEmitter().setMaxListeners(0);
+  private readonly dispatchers = new Set<Dispatcher>();
+  private readonly pruner: NodeJS.Timeout;
+  private closed = false;
+
+  private constructor(
+    private readonly db: Kysely<BusTables>,
+    private readonly pollIntervalMs: number,
+    private readonly now: () => number,
+    private readonly onError: (error: unknown) => void,
+  ) {
+    this.pruner = setInterval(() => this.prune().catch(this.onError), PRUNE_INTERVAL_MS);
+    this.pruner.unref();
+  }
+
+  /** Opens (creating if needed) the bus stored in `file`. */
+  static async open(file: string, options: SqliteEventBusOptions = {}): Promise<SqliteEventBus> {
+    await mkdir(dirname(file), { recursive: true });
+    const sqlite = new Database(file);
+    // WAL lets readers run beside the one writer. synchronous stays at SQLite's FULL: a publish
+    // that returned must survive a power cut. busy_timeout is 0 on purpose: better-sqlite3 would
+    // wait for a lock synchronously, freezing the event loop, and with two connections in one
+    // process (Kysely transactions span several promise turns) it would wait on a holder that
+    // cannot run until the wait ends. Writers wait asynchronously instead (retryWhileLocked).
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('busy_timeout = 0');
+    const db = new Kysely<BusTables>({ dialect: new SqliteDialect({ database: sqlite }) });
+    try {
+      await retryWhileLocked(() => createTables(db));
+    } catch (error) {
+      await db.destroy();
+      throw error;
+    }
+    const bus = new SqliteEventBus(
+      db,
+      options.pollIntervalMs ?? 250,
+      options.now ?? Date.now,
+      options.onError ?? ((error) => console.error('photovault: event bus:', error)),
+    );
+    await bus.prune();
+    return bus;
+  }
+
+  async publish<E extends EventName>(event: E, payload: EventPayloads[E]): Promise<void> {
+    const stream: StreamName | undefined = EVENT_STREAM[event];
+    if (stream === undefined) {
+      throw new PvError('PV_INVALID_INPUT', `Unknown event "${String(event)}".`, {
+        fix: 'Add the event to EventPayloads and EVENT_STREAM in src/infra/bus/event-bus.ts.',
+      });
+    }
+    // One transaction: a message is never visible without the deliveries owed to every durable
+    // that existed when it was published, and a durable created later never gets it.
+    await retryWhileLocked(() => this.db.transaction().execute(async (trx) => {
+      const now = this.now();
+      const { id } = await trx
+        .insertInto('messages')
+        .values({ stream, event, payload: JSON.stringify(payload), published_at: now })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      await trx
+        .insertInto('deliveries')
+        .columns(['durable', 'message_id', 'available_at'])
+        .expression((eb) =>
+          eb
+            .selectFrom('consumers')
+            .select((eb) => ['durable', eb.val(id).as('message_id'), eb.val(now).as('available_at')])
+            .where('stream', '=', stream),
+        )
+        .execute();
+    }));
+    this.published.emit(stream);
+  }
+
+  async subscribe(options: ConsumerOptions, handler: MessageHandler): Promise<Subscription> {
+    const consumer = withDefaults(options);
+    await retryWhileLocked(() =>
+      this.db
+        .insertInto('consumers')
+        .values({ durable: consumer.durable, stream: consumer.stream, created_at: this.now() })
+        .onConflict((oc) => oc.column('durable').doNothing())
+        .execute(),
+    );
+    const { stream } = await this.db
+      .selectFrom('consumers')
+      .select('stream')
+      .where('durable', '=', consumer.durable)
+      .executeTakeFirstOrThrow();
+    if (stream !== consumer.stream) {
+      throw new PvError('PV_CONFLICT', `Durable consumer "${consumer.durable}" already reads stream "${stream}".`, {
+        fix: 'Give each consumer of a different stream its own durable name.',
+      });
+    }
+
+    const dispatcher = new Dispatcher(consumer, handler, this.pollIntervalMs, {
+      claim: (limit) => this.claim(consumer, limit),
+      ack: (message) => this.ack(consumer, message),
+      nack: (message, error) => this.nack(consumer, message, error),
+      onError: (error) => {
+        // After close() the database is gone; the lease still protects the delivery.
+        if (!this.closed) this.onError(error);
+      },
+    });
+    const wake = () => dispatcher.wake();
+    this.published.on(consumer.stream, wake);
+    this.dispatchers.add(dispatcher);
+    dispatcher.start();
+    return {
+      stop: async () => {
+        this.published.off(consumer.stream, wake);
+        this.dispatchers.delete(dispatcher);
+        await dispatcher.stop();
+      },
+    };
+  }
+
+  async deadLetters(durable: string): Promise<DeadLetter[]> {
+    const rows = await this.db
+      .selectFrom('deliveries')
+      .innerJoin('messages', 'messages.id', 'deliveries.message_id')
+      .select(['messages.id', 'messages.event', 'messages.payload', 'messages.published_at'])
+      .select(['deliveries.attempts', 'deliveries.last_error'])
+      .where('deliveries.durable', '=', durable)
+      .where('deliveries.state', '=', 'dead')
+      .orderBy('deliveries.message_id')
+      .execute();
+    return rows.map((row) => ({ durable, message: toMessage(row), error: row.last_error ?? '' }));
+  }
+
+  /**
+   * Stops every subscription from claiming and closes the database. Handlers still running are
+   * not awaited (stop() the subscriptions first for a graceful shutdown); their deliveries are
+   * redelivered after ackWait, exactly as after a crash.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.pruner);
+    this.published.removeAllListeners();
+    await Promise.all([...this.dispatchers].map((dispatcher) => dispatcher.halt()));
+    this.dispatchers.clear();
+    await this.db.destroy();
+  }
+
+  /** Deletes messages past retention that no delivery (pending or dead) still refers to. */
+  async prune(): Promise<number> {
+    const result = await retryWhileLocked(() =>
+      this.db
+        .deleteFrom('messages')
+        .where('published_at', '<', this.now() - RETENTION_MS)
+        .where((eb) =>
+          eb.not(
+            eb.exists(eb.selectFrom('deliveries').select('deliveries.message_id').whereRef('deliveries.message_id', '=', 'messages.id')),
+          ),
+        )
+        .executeTakeFirst(),
+    );
+    return Number(result.numDeletedRows);
+  }
+
+  /**
+   * Leases up to `limit` due deliveries and returns their messages. The first statement is a
+   * write, so the transaction holds SQLite's write lock from its start: two processes can never
+   * claim the same delivery, and there is no read-to-write lock upgrade to fail.
+   */
+  private async claim(consumer: Consumer, limit: number): Promise<BusMessage[]> {
+    return retryWhileLocked(() => this.db.transaction().execute(async (trx) => {
+      const now = this.now();
+      // A last attempt whose lease ran out without an ack (handler hung, or its process died)
+      // is not delivered again: it is dead.
+      await trx
+        .updateTable('deliveries')
+        .set({ state: 'dead', lease_until: 0, last_error: ACK_TIMEOUT_ERROR })
+        .where('durable', '=', consumer.durable)
+        .where('state', '=', 'pending')
+        .where('attempts', '>=', consumer.maxDeliver)
+        .where('lease_until', '>', 0)
+        .where('lease_until', '<=', now)
+        .execute();
+      const claimed = await trx
+        .updateTable('deliveries')
+        .set((eb) => ({ attempts: eb('attempts', '+', 1), lease_until: now + consumer.ackWaitMs }))
+        .where('durable', '=', consumer.durable)
+        .where('message_id', 'in', (eb) =>
+          eb
+            .selectFrom('deliveries')
+            .select('message_id')
+            .where('durable', '=', consumer.durable)
+            .where('state', '=', 'pending')
+            .where('available_at', '<=', now)
+            .where('lease_until', '<=', now)
+            .orderBy('message_id')
+            .limit(limit),
+        )
+        .returning(['message_id', 'attempts'])
+        .execute();
+      if (claimed.length === 0) return [];
+      const attempts = new Map(claimed.map((row) => [row.message_id, row.attempts]));
+      const messages = await trx
+        .selectFrom('messages')
+        .select(['id', 'event', 'payload', 'published_at'])
+        .where('id', 'in', [...attempts.keys()])
+        .orderBy('id')
+        .execute();
+      return messages.map((row) => toMessage({ ...row, attempts: attempts.get(row.id) ?? 1 }));
+    }));
+  }
+
+  private async ack(consumer: Consumer, message: BusMessage): Promise<void> {
+    // Unconditional: the message has been handled, even if our lease ran out meanwhile and
+    // another claim holds it now (that claim's own ack or nack then finds no row).
+    await retryWhileLocked(() =>
+      this.db
+        .deleteFrom('deliveries')
+        .where('durable', '=', consumer.durable)
+        .where('message_id', '=', Number(message.id))
+        .execute(),
+    );
+  }
+
+  private async nack(consumer: Consumer, message: BusMessage, error: unknown): Promise<void> {
+    const lastError = error instanceof Error ? error.message : String(error);
+    const dead = message.attempt >= consumer.maxDeliver;
+    const backoff = consumer.backoffMs[Math.min(message.attempt, consumer.backoffMs.length) - 1] ?? 0;
+    await retryWhileLocked(() =>
+      this.db
+        .updateTable('deliveries')
+        .set(
+          dead
+            ? { state: 'dead', lease_until: 0, last_error: lastError }
+            : { available_at: this.now() + backoff, lease_until: 0, last_error: lastError },
+        )
+        .where('durable', '=', consumer.durable)
+        .where('message_id', '=', Number(message.id))
+        // Fencing: if our lease expired and the delivery was claimed again, that claim owns it.
+        .where('attempts', '=', message.attempt)
+        .where('state', '=', 'pending')
+        .execute(),
+    );
+  }
+}
+
+interface DispatchPort {
+  claim(limit: number): Promise<BusMessage[]>;
+  ack(message: BusMessage): Promise<void>;
+  nack(message: BusMessage, error: unknown): Promise<void>;
+  onError(error: unknown): void;
+}
+
+/**
+ * One subscription's loop: keeps up to `concurrency` handlers busy, claiming more when woken
+ * (by a publish in this process, a finished handler, or the poll timer).
+ */
+class Dispatcher {
+  private readonly inFlight = new Set<Promise<void>>();
+  private poller: NodeJS.Timeout | undefined;
+  private pumping: Promise<void> | undefined;
+  private pumpAgain = false;
+  private halted = false;
+
+  constructor(
+    private readonly consumer: Consumer,
+    private readonly handler: MessageHandler,
+    private readonly pollIntervalMs: number,
+    private readonly port: DispatchPort,
+  ) {}
+
+  start(): void {
+    this.poller = setInterval(() => this.wake(), this.pollIntervalMs);
+    this.poller.unref();
+    this.wake();
+  }
+
+  wake(): void {
+    if (this.halted) return;
+    if (this.pumping) {
+      // A claim is running and may have missed what woke us: claim once more after it.
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = this.pump()
+      .catch((error: unknown) => this.port.onError(error))
+      .finally(() => {
+        this.pumping = undefined;
+        if (this.pumpAgain) {
+          this.pumpAgain = false;
+          this.wake();
+        }
+      });
+  }
+
+  /** Stops claiming; handlers in flight keep running. */
+  async halt(): Promise<void> {
+    this.halted = true;
+    clearInterval(this.poller);
+    await this.pumping;
+  }
+
+  async stop(): Promise<void> {
+    await this.halt();
+    await Promise.all(this.inFlight);
+  }
+
+  private async pump(): Promise<void> {
+    while (!this.halted) {
+      const free = this.consumer.concurrency - this.inFlight.size;
+      if (free <= 0) return;
+      const messages = await this.port.claim(free);
+      // Claimed deliveries are run even if halt() came meanwhile: they are leased to us now.
+      for (const message of messages) this.run(message);
+      if (messages.length < free) return;
+    }
+  }
+
+  private run(message: BusMessage): void {
+    const task = this.handle(message).finally(() => {
+      this.inFlight.delete(task);
+      this.wake();
+    });
+    this.inFlight.add(task);
+  }
+
+  private async handle(message: BusMessage): Promise<void> {
+    let failure: { error: unknown } | undefined;
+    try {
+      await this.handler(message);
+    } catch (error) {
+      failure = { error };
+    }
+    // Settled only after the handler returned: a crash before this line leaves the lease to
+    // expire and the message to be delivered again.
+    try {
+      if (failure) await this.port.nack(message, failure.error);
+      else await this.port.ack(message);
+    } catch (error) {
+      this.port.onError(error);
+    }
+  }
+}
+
+/**
+ * Runs `work` (a statement or a whole transaction), running it again while another connection
+ * holds the write lock, for up to LOCK_WAIT_MS. A failed attempt has been rolled back, so
+ * running it again is safe.
+ */
+async function retryWhileLocked<T>(work: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (let delayMs = 1; ; delayMs = Math.min(delayMs * 2, 50)) {
+    try {
+      return await work();
+    } catch (error) {
+      if (!isLocked(error) || Date.now() >= deadline) throw error;
+    }
+    await sleep(delayMs);
+  }
+}
+
+function isLocked(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+}
+
+async function createTables(db: Kysely<BusTables>): Promise<void> {
+  await db.schema
+    .createTable('messages')
+    .ifNotExists()
+    .addColumn('id', 'integer', (col) => col.primaryKey().autoIncrement())
+    .addColumn('stream', 'text', (col) => col.notNull())
+    .addColumn('event', 'text', (col) => col.notNull())
+    .addColumn('payload', 'text', (col) => col.notNull())
+    .addColumn('published_at', 'integer', (col) => col.notNull())
+    .execute();
+  await db.schema.createIndex('messages_published_at').ifNotExists().on('messages').column('published_at').execute();
+  await db.schema
+    .createTable('consumers')
+    .ifNotExists()
+    .addColumn('durable', 'text', (col) => col.primaryKey())
+    .addColumn('stream', 'text', (col) => col.notNull())
+    .addColumn('created_at', 'integer', (col) => col.notNull())
+    .execute();
+  await db.schema
+    .createTable('deliveries')
+    .ifNotExists()
+    .addColumn('durable', 'text', (col) => col.notNull())
+    .addColumn('message_id', 'integer', (col) => col.notNull())
+    .addColumn('attempts', 'integer', (col) => col.notNull().defaultTo(0))
+    .addColumn('available_at', 'integer', (col) => col.notNull())
+    .addColumn('lease_until', 'integer', (col) => col.notNull().defaultTo(0))
+    .addColumn('state', 'text', (col) => col.notNull().defaultTo('pending'))
+    .addColumn('last_error', 'text')
+    .addPrimaryKeyConstraint('deliveries_pk', ['durable', 'message_id'])
+    .execute();
+  await db.schema
+    .createIndex('deliveries_due')
+    .ifNotExists()
+    .on('deliveries')
+    .columns(['durable', 'state', 'available_at'])
+    .execute();
+  // For pruning, which asks whether any delivery still refers to a message.
+  await db.schema.createIndex('deliveries_message_id').ifNotExists().on('deliveries').column('message_id').execute();
+}
+
+function withDefaults(options: ConsumerOptions): Consumer {
+  const consumer: Consumer = {
+    durable: options.durable,
+    stream: options.stream,
+    maxDeliver: options.maxDeliver ?? DEFAULTS.maxDeliver,
+    backoffMs: options.backoffMs ?? DEFAULTS.backoffMs,
+    ackWaitMs: options.ackWaitMs ?? DEFAULTS.ackWaitMs,
+    concurrency: options.concurrency ?? DEFAULTS.concurrency,
+  };
+  const invalid = (what: string) =>
+    new PvError('PV_INVALID_INPUT', `Consumer "${consumer.durable}": ${what}.`);
+  if (consumer.durable === '') throw invalid('the durable name is empty');
+  if (!Number.isSafeInteger(consumer.maxDeliver) || consumer.maxDeliver < 1) throw invalid('maxDeliver must be an integer >= 1');
+  if (!Number.isSafeInteger(consumer.concurrency) || consumer.concurrency < 1) throw invalid('concurrency must be an integer >= 1');
+  if (!(consumer.ackWaitMs > 0)) throw invalid('ackWaitMs must be positive');
+  if (consumer.backoffMs.some((ms) => !(ms >= 0))) throw invalid('backoffMs must hold non-negative delays');
+  return consumer;
+}
+
+function toMessage(row: { id: number; event: string; payload: string; published_at: number; attempts: number }): BusMessage {
+  return {
+    id: String(row.id),
+    // Stored by publish() from a typed EventName and its payload.
+    event: row.event as EventName,
+    payload: JSON.parse(row.payload) as EventPayloads[EventName],
+    attempt: row.attempts,
+    publishedAt: new Date(row.published_at),
+  };
+}

@@ -1,0 +1,122 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SqliteEventBus } from '../../src/infra/bus/sqlite.event-bus.js';
+import { eventBusContract } from './event-bus.contract.js';
+
+const dirs: string[] = [];
+
+async function busFile(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'photovault-bus-'));
+  dirs.push(dir);
+  return join(dir, 'bus.db');
+}
+
+// Runs after the contract's own afterEach has closed the buses.
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function waitUntil(check: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 3_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met within 3 s');
+    await sleep(5);
+  }
+}
+
+eventBusContract('SqliteEventBus', async () => {
+  const file = await busFile();
+  const reopen = () => SqliteEventBus.open(file, { pollIntervalMs: 20 });
+  return { bus: await reopen(), reopen };
+});
+
+describe('SqliteEventBus', () => {
+  const payload = { ownerId: 'o', fileId: 'f', versionId: 'v', path: '/a.jpg', contentHash: 'h', size: 1 };
+  const DAY = 24 * 60 * 60 * 1000;
+
+  it('prunes messages older than seven days that no delivery still needs', async () => {
+    const file = await busFile();
+    let now = Date.UTC(2030, 0, 1);
+    const bus = await SqliteEventBus.open(file, { now: () => now });
+    try {
+      await bus.publish('file.uploaded', payload); // no durable yet: nobody needs it
+      const idle = await bus.subscribe({ durable: 'idle', stream: 'file-uploads' }, async () => {});
+      await idle.stop();
+      await bus.publish('file.uploaded', payload); // still owed to "idle"
+
+      now += 6 * DAY;
+      expect(await bus.prune()).toBe(0);
+      now += 2 * DAY;
+      expect(await bus.prune()).toBe(1);
+
+      const sqlite = new Database(file, { readonly: true });
+      try {
+        expect(sqlite.prepare('select count(*) as n from messages').get()).toEqual({ n: 1 });
+      } finally {
+        sqlite.close();
+      }
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('dead-letters a last attempt that was never acked once its lease runs out', async () => {
+    const file = await busFile();
+    const first = await SqliteEventBus.open(file, { pollIntervalMs: 20 });
+    const options = { durable: 'hangs', stream: 'file-uploads', maxDeliver: 1, ackWaitMs: 50 } as const;
+    let started = false;
+    await first.subscribe(options, () => {
+      started = true;
+      return new Promise<void>(() => {});
+    });
+    await first.publish('file.uploaded', payload);
+    await waitUntil(() => started);
+    await first.close();
+
+    const second = await SqliteEventBus.open(file, { pollIntervalMs: 20 });
+    try {
+      let redelivered = false;
+      await second.subscribe(options, async () => {
+        redelivered = true;
+      });
+      await waitUntil(async () => (await second.deadLetters('hangs')).length === 1);
+      expect((await second.deadLetters('hangs'))[0]?.error).toContain('ackWaitMs');
+      expect(redelivered).toBe(false);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('delivers between two buses sharing one file, as two processes would, waiting out each other\'s write locks', async () => {
+    const file = await busFile();
+    const worker = await SqliteEventBus.open(file, { pollIntervalMs: 20 });
+    const server = await SqliteEventBus.open(file, { pollIntervalMs: 20 });
+    try {
+      const received: string[] = [];
+      await worker.subscribe({ durable: 'thumbs', stream: 'file-uploads' }, async (message) => {
+        received.push(message.id);
+      });
+      await server.publish('file.uploaded', payload);
+      await waitUntil(() => received.length === 1);
+    } finally {
+      await Promise.all([worker.close(), server.close()]);
+    }
+  });
+
+  it('refuses a durable name already used on another stream', async () => {
+    const bus = await SqliteEventBus.open(await busFile());
+    try {
+      const sub = await bus.subscribe({ durable: 'thumbs', stream: 'file-uploads' }, async () => {});
+      await sub.stop();
+      await expect(bus.subscribe({ durable: 'thumbs', stream: 'share-events' }, async () => {})).rejects.toMatchObject({
+        code: 'PV_CONFLICT',
+      });
+    } finally {
+      await bus.close();
+    }
+  });
+});
