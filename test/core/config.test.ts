@@ -1,0 +1,69 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { clientConfigDir, envName, loadServerConfig } from '../../src/core/config.js';
+
+describe('server config', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pv-config-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('needs nothing: the embedded default is complete', () => {
+    const config = loadServerConfig({ env: {}, flags: { dataDir: dir } });
+    expect(config.dataDir).toBe(dir);
+    expect(config.server.port).toBe(8420);
+    expect(config.database.url).toBeUndefined();
+    expect(Object.isFrozen(config.server)).toBe(true);
+  });
+
+  it('layers file < environment < flags', async () => {
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ server: { port: 1111, host: '127.0.0.1' }, auth: { sessionDays: 7 } }));
+    const fromFile = loadServerConfig({ env: {}, flags: { dataDir: dir } });
+    expect(fromFile.server).toEqual({ port: 1111, host: '127.0.0.1' });
+    const fromEnv = loadServerConfig({ env: { PHOTOVAULT_SERVER_PORT: '2222', PHOTOVAULT_DATA_DIR: dir }, flags: {} });
+    expect(fromEnv.server.port).toBe(2222);
+    expect(fromEnv.auth.sessionDays).toBe(7);
+    const fromFlags = loadServerConfig({ env: { PHOTOVAULT_SERVER_PORT: '2222' }, flags: { dataDir: dir, server: { port: '3333' } } });
+    expect(fromFlags.server.port).toBe(3333);
+  });
+
+  it.each([
+    [{ PHOTOVAULT_SERVER_PORT: 'eighty' }, 'server.port (PHOTOVAULT_SERVER_PORT)'],
+    [{ PHOTOVAULT_SERVER_PORT: '70000' }, 'server.port (PHOTOVAULT_SERVER_PORT)'],
+    [{ PHOTOVAULT_DATABASE_URL: 'mysql://x' }, 'database.url (PHOTOVAULT_DATABASE_URL)'],
+    [{ PHOTOVAULT_LOG_LEVEL: 'loud' }, 'log.level (PHOTOVAULT_LOG_LEVEL)'],
+  ])('names the key and the variable of a bad value: %j', (env, named) => {
+    expect(() => loadServerConfig({ env, flags: { dataDir: dir } })).toThrowError(
+      expect.objectContaining({ code: 'PV_CONFIG_INVALID', message: expect.stringContaining(named) }),
+    );
+  });
+
+  it('reports a broken config file with its path and a fix', async () => {
+    const file = join(dir, 'broken.json');
+    await writeFile(file, '{ "server": ');
+    expect(() => loadServerConfig({ env: {}, configFile: file, flags: { dataDir: dir } })).toThrowError(
+      expect.objectContaining({ code: 'PV_CONFIG_INVALID', message: expect.stringContaining(file), details: expect.objectContaining({ fix: expect.any(String) }) }),
+    );
+  });
+
+  it('fails when an explicitly named config file is missing', () => {
+    expect(() => loadServerConfig({ env: { PHOTOVAULT_CONFIG: join(dir, 'nope.json') }, flags: { dataDir: dir } })).toThrowError(
+      expect.objectContaining({ code: 'PV_CONFIG_INVALID' }),
+    );
+  });
+
+  it('derives environment names from key paths', () => {
+    expect(envName(['dataDir'])).toBe('PHOTOVAULT_DATA_DIR');
+    expect(envName(['uploads', 'maxFileBytes'])).toBe('PHOTOVAULT_UPLOADS_MAX_FILE_BYTES');
+  });
+
+  it('puts client credentials under PHOTOVAULT_CONFIG_DIR or the XDG config home', () => {
+    expect(clientConfigDir({ PHOTOVAULT_CONFIG_DIR: '/x/pv' })).toBe('/x/pv');
+    expect(clientConfigDir({ XDG_CONFIG_HOME: '/home/a/.cfg' })).toBe('/home/a/.cfg/photovault');
+  });
+});

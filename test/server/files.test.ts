@@ -1,0 +1,147 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { FileEntry, FileList } from '../../src/core/protocol.js';
+import { objectKey } from '../../src/server/objects.js';
+import { describeEachDatabase } from '../support/databases.js';
+import { createTestServer, type TestServer } from '../support/server.js';
+import { download, pseudoRandomBytes, uploadBytes } from '../support/uploads.js';
+
+describeEachDatabase('files API', (kind) => {
+  let server: TestServer;
+  let auth: { authorization: string };
+
+  beforeAll(async () => {
+    server = await createTestServer(kind);
+    auth = (await server.login('alice')).auth;
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  const get = (url: string, headers: Record<string, string> = {}) => server.app.inject({ url, headers: { ...auth, ...headers } });
+  const del = (url: string) => server.app.inject({ method: 'DELETE', url, headers: auth });
+
+  it('lists a folder in pages, folders and files together in name order', async () => {
+    for (const name of ['e', 'a', 'c', 'b', 'd']) await uploadBytes(server.app, auth, `paged/${name}.txt`, Buffer.from(name));
+    await uploadBytes(server.app, auth, 'paged/sub/inner.txt', Buffer.from('inner'));
+    const names: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page: FileList = (await get(`/api/v1/files?dir=paged&limit=2${cursor ? `&cursor=${cursor}` : ''}`)).json();
+      names.push(...page.entries.map((e) => e.name));
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor);
+    expect(names).toEqual(['a.txt', 'b.txt', 'c.txt', 'd.txt', 'e.txt', 'sub']);
+    expect(pages).toBe(3);
+    const root: FileList = (await get('/api/v1/files')).json();
+    expect(root.entries).toContainEqual(expect.objectContaining({ name: 'paged', kind: 'folder' }));
+    expect((await get('/api/v1/files?dir=paged/a.txt')).statusCode).toBe(404);
+  });
+
+  it('serves byte ranges, ETags and conditional requests', async () => {
+    const bytes = pseudoRandomBytes(100_000, 5);
+    await uploadBytes(server.app, auth, 'range.bin', bytes);
+    const whole = await download(server.app, auth, 'range.bin');
+    expect(whole.headers['accept-ranges']).toBe('bytes');
+    expect(Number(whole.headers['content-length'])).toBe(bytes.length);
+    const etag = String(whole.headers.etag);
+
+    const part = await download(server.app, auth, 'range.bin', { range: 'bytes=1000-1999' });
+    expect(part.statusCode).toBe(206);
+    expect(part.headers['content-range']).toBe(`bytes 1000-1999/${bytes.length}`);
+    expect(part.rawPayload.equals(bytes.subarray(1000, 2000))).toBe(true);
+
+    const tail = await download(server.app, auth, 'range.bin', { range: 'bytes=-10' });
+    expect(tail.rawPayload.equals(bytes.subarray(-10))).toBe(true);
+
+    const outside = await download(server.app, auth, 'range.bin', { range: 'bytes=200000-' });
+    expect(outside.statusCode).toBe(416);
+    expect(outside.headers['content-range']).toBe(`bytes */${bytes.length}`);
+
+    expect((await download(server.app, auth, 'range.bin', { 'if-none-match': etag })).statusCode).toBe(304);
+    const stale = await download(server.app, auth, 'range.bin', { range: 'bytes=0-9', 'if-range': '"0000"' });
+    expect(stale.statusCode).toBe(200);
+    expect(stale.rawPayload.length).toBe(bytes.length);
+  });
+
+  it('keeps versions and serves an old one by id', async () => {
+    await uploadBytes(server.app, auth, 'doc.txt', Buffer.from('first'));
+    server.clock.advance(1000);
+    await uploadBytes(server.app, auth, 'doc.txt', Buffer.from('second'));
+    const versions = (await get('/api/v1/files/versions?path=doc.txt')).json();
+    expect(versions).toHaveLength(2);
+    const old = await get(`/api/v1/files/content?path=doc.txt&version=${versions[1].id}`);
+    expect(old.body).toBe('first');
+    expect((await get('/api/v1/files/content?path=doc.txt')).body).toBe('second');
+    expect((await get('/api/v1/files/content?path=doc.txt&version=no-such-version')).statusCode).toBe(404);
+  });
+
+  it('re-uploading the content a file already has adds no version', async () => {
+    await uploadBytes(server.app, auth, 'same.txt', Buffer.from('same'));
+    await uploadBytes(server.app, auth, 'same.txt', Buffer.from('same'));
+    expect((await get('/api/v1/files/versions?path=same.txt')).json()).toHaveLength(1);
+  });
+
+  it('moves a folder to the trash with everything in it and restores it in one go', async () => {
+    await uploadBytes(server.app, auth, 'album/one.jpg', Buffer.from('1'));
+    await uploadBytes(server.app, auth, 'album/deeper/two.jpg', Buffer.from('2'));
+    await uploadBytes(server.app, auth, 'album-other/three.jpg', Buffer.from('3'));
+    const trashed = (await del('/api/v1/files?path=album')).json();
+    expect(trashed).toMatchObject({ path: 'album', kind: 'folder', size: 2 });
+    expect((await get('/api/v1/files/stat?path=album/deeper/two.jpg')).statusCode).toBe(404);
+    // A sibling whose name merely starts the same is untouched.
+    expect((await get('/api/v1/files/stat?path=album-other/three.jpg')).statusCode).toBe(200);
+    expect((await get('/api/v1/trash')).json()).toContainEqual(expect.objectContaining({ id: trashed.id, path: 'album' }));
+
+    const restored = await server.app.inject({ method: 'POST', url: `/api/v1/trash/${trashed.id}/restore`, headers: auth });
+    expect(restored.statusCode).toBe(200);
+    expect((await download(server.app, auth, 'album/deeper/two.jpg')).body).toBe('2');
+    expect((await get('/api/v1/trash')).json()).not.toContainEqual(expect.objectContaining({ id: trashed.id }));
+  });
+
+  it('refuses to restore over a file that took the place, losing nothing', async () => {
+    await uploadBytes(server.app, auth, 'clash.txt', Buffer.from('old'));
+    const trashed = (await del('/api/v1/files?path=clash.txt')).json();
+    await uploadBytes(server.app, auth, 'clash.txt', Buffer.from('new'));
+    const answer = await server.app.inject({ method: 'POST', url: `/api/v1/trash/${trashed.id}/restore`, headers: auth });
+    expect(answer.statusCode).toBe(409);
+    expect(answer.json()).toMatchObject({ code: 'PV_CONFLICT', fix: expect.any(String) });
+    expect((await download(server.app, auth, 'clash.txt')).body).toBe('new');
+    expect((await get('/api/v1/trash')).json()).toContainEqual(expect.objectContaining({ id: trashed.id }));
+  });
+
+  it('emptying the trash deletes the objects no version needs any more', async () => {
+    const bytes = pseudoRandomBytes(50_000, 9);
+    const { status } = await uploadBytes(server.app, auth, 'doomed.bin', bytes);
+    const hash = status.version!.contentHash;
+    expect(await server.context.blobs.head('uploads', objectKey(hash))).not.toBeNull();
+    await del('/api/v1/files?path=doomed.bin');
+    expect(await server.context.blobs.head('uploads', objectKey(hash))).not.toBeNull();
+    expect((await server.app.inject({ method: 'DELETE', url: '/api/v1/trash', headers: auth })).statusCode).toBe(200);
+    expect(await server.context.blobs.head('uploads', objectKey(hash))).toBeNull();
+    expect(await server.context.db.selectFrom('objects').select('hash').where('hash', '=', hash).execute()).toEqual([]);
+    expect((await get('/api/v1/trash')).json()).toEqual([]);
+  });
+
+  it('purges trash past its retention period, and only that', async () => {
+    await uploadBytes(server.app, auth, 'old-trash.txt', Buffer.from('old trash'));
+    await del('/api/v1/files?path=old-trash.txt');
+    server.clock.advance(31 * 86_400_000);
+    auth = (await server.login('alice')).auth;
+    await uploadBytes(server.app, auth, 'new-trash.txt', Buffer.from('new trash'));
+    await del('/api/v1/files?path=new-trash.txt');
+    await server.context.files.purgeExpiredTrash();
+    const left = (await get('/api/v1/trash')).json().map((e: { path: string }) => e.path);
+    expect(left).toEqual(['new-trash.txt']);
+  });
+
+  it('stats files and answers 404 for what is not there', async () => {
+    await uploadBytes(server.app, auth, 'stat/me.txt', Buffer.from('me'));
+    const entry: FileEntry = (await get('/api/v1/files/stat?path=stat/me.txt')).json();
+    expect(entry).toMatchObject({ path: 'stat/me.txt', kind: 'file', size: 2, mtime: 1_700_000_000_000 });
+    const missing = await get('/api/v1/files/stat?path=stat/none.txt');
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toMatchObject({ type: 'urn:photovault:error:PV_NOT_FOUND', title: 'Not Found', status: 404, code: 'PV_NOT_FOUND' });
+  });
+});

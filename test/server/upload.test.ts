@@ -1,0 +1,239 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CHUNK_MAX_SIZE } from '../../src/core/chunker.js';
+import { sha256Hex } from '../../src/core/hash.js';
+import { encodeManifest, MAX_MANIFEST_CHUNKS } from '../../src/core/manifest.js';
+import type { UploadStatus } from '../../src/core/protocol.js';
+import { describeEachDatabase } from '../support/databases.js';
+import { createTestServer, type TestServer } from '../support/server.js';
+import { begin, commit, download, prepareUpload, pseudoRandomBytes, putChunk, uploadBytes } from '../support/uploads.js';
+
+/** Staged chunk keys, of one upload or of all. */
+async function stagedBlobs(server: TestServer, uploadId = ''): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const blob of server.context.blobs.list('uploads', `staging/${uploadId}`)) keys.push(blob.key);
+  return keys;
+}
+
+async function storedObjects(server: TestServer): Promise<number> {
+  return (await server.context.db.selectFrom('objects').select('hash').execute()).length;
+}
+
+describeEachDatabase('upload protocol', (kind) => {
+  let server: TestServer;
+  let alice: Awaited<ReturnType<TestServer['login']>>;
+
+  // One server per database for the whole suite (each test uses paths of its own): creating a
+  // PostgreSQL database and hashing passwords per test would dominate the run time.
+  beforeAll(async () => {
+    server = await createTestServer(kind);
+    alice = await server.login('alice');
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it('commits a new file from its chunks and serves it back byte-identical', async () => {
+    const bytes = pseudoRandomBytes(3 * 1024 * 1024 + 17, 1);
+    const stagedBefore = await stagedBlobs(server);
+    const { status, bytesSent } = await uploadBytes(server.app, alice.auth, 'photos/one.bin', bytes);
+    expect(status.state).toBe('committed');
+    expect(status.file?.path).toBe('photos/one.bin');
+    expect(bytesSent).toBe(bytes.length);
+    const got = await download(server.app, alice.auth, 'photos/one.bin');
+    expect(got.statusCode).toBe(200);
+    expect(got.rawPayload.equals(bytes)).toBe(true);
+    expect(got.headers.etag).toBe(`"${sha256Hex(bytes)}"`);
+    expect(await stagedBlobs(server)).toEqual(stagedBefore);
+  });
+
+  it('commits content the user already holds at once, sending nothing (whole-file dedup)', async () => {
+    const bytes = pseudoRandomBytes(1024 * 1024, 2);
+    await uploadBytes(server.app, alice.auth, 'a.bin', bytes);
+    const objectsBefore = await storedObjects(server);
+    const prepared = await prepareUpload('copy/of/a.bin', bytes);
+    const answer = await begin(server.app, alice.auth, prepared.request);
+    expect(answer.statusCode).toBe(200);
+    const status = answer.json<UploadStatus>();
+    expect(status).toMatchObject({ state: 'committed', missing: [], missingBytes: 0, file: { path: 'copy/of/a.bin' } });
+    expect(await storedObjects(server)).toBe(objectsBefore);
+  });
+
+  it('asks only for the chunks around a 1 KiB insertion (chunk-level dedup)', async () => {
+    const original = pseudoRandomBytes(8 * 1024 * 1024, 3);
+    await uploadBytes(server.app, alice.auth, 'big.bin', original);
+    const middle = original.length / 2;
+    const edited = Buffer.concat([original.subarray(0, middle), pseudoRandomBytes(1024, 99), original.subarray(middle)]);
+    const { status, bytesSent } = await uploadBytes(server.app, alice.auth, 'big.bin', edited);
+    expect(status.state).toBe('committed');
+    expect(bytesSent).toBeLessThanOrEqual(2 * CHUNK_MAX_SIZE);
+    expect(bytesSent).toBeGreaterThan(0);
+    const got = await download(server.app, alice.auth, 'big.bin');
+    expect(got.rawPayload.equals(edited)).toBe(true);
+    const versions = await server.app.inject({ url: '/api/v1/files/versions?path=big.bin', headers: alice.auth });
+    expect(versions.json()).toHaveLength(2);
+  });
+
+  it('resumes an interrupted upload sending only missing chunks', async () => {
+    const bytes = pseudoRandomBytes(2 * 1024 * 1024, 4);
+    const prepared = await prepareUpload('resume.bin', bytes);
+    const first = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
+    const [sent, ...rest] = first.missing;
+    expect((await putChunk(server.app, alice.auth, first.uploadId!, sent!, prepared.chunkBytes.get(sent!)!)).statusCode).toBe(200);
+
+    const again = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
+    expect(again.uploadId).toBe(first.uploadId);
+    expect(new Set(again.missing)).toEqual(new Set(rest));
+    const status = (await server.app.inject({ url: `/api/v1/uploads/${first.uploadId}`, headers: alice.auth })).json<UploadStatus>();
+    expect(status.missingBytes).toBe(bytes.length - prepared.chunkBytes.get(sent!)!.length);
+
+    // Repeating a chunk that already arrived is harmless.
+    const repeat = await putChunk(server.app, alice.auth, first.uploadId!, sent!, prepared.chunkBytes.get(sent!)!);
+    expect(repeat.json()).toEqual({ hash: sent, stored: false });
+    for (const hash of rest) await putChunk(server.app, alice.auth, first.uploadId!, hash, prepared.chunkBytes.get(hash)!);
+    expect((await commit(server.app, alice.auth, first.uploadId!)).statusCode).toBe(200);
+    expect((await download(server.app, alice.auth, 'resume.bin')).rawPayload.equals(bytes)).toBe(true);
+  });
+
+  it('rejects a chunk whose bytes do not match its hash and keeps nothing of it', async () => {
+    const prepared = await prepareUpload('bad.bin', pseudoRandomBytes(300_000, 5));
+    const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
+    const hash = status.missing[0]!;
+    const forged = Buffer.from(prepared.chunkBytes.get(hash)!);
+    forged[100] ^= 0xff;
+    const answer = await putChunk(server.app, alice.auth, status.uploadId!, hash, forged);
+    expect(answer.statusCode).toBe(422);
+    expect(answer.headers['content-type']).toContain('application/problem+json');
+    expect(answer.json()).toMatchObject({ code: 'PV_UPLOAD_CHUNK_HASH_MISMATCH', status: 422 });
+    expect(await stagedBlobs(server, status.uploadId!)).toEqual([]);
+    const after = (await server.app.inject({ url: `/api/v1/uploads/${status.uploadId}`, headers: alice.auth })).json<UploadStatus>();
+    expect(after.missing).toContain(hash);
+  });
+
+  it('rejects a truncated chunk body and keeps nothing of it', async () => {
+    const prepared = await prepareUpload('short.bin', pseudoRandomBytes(300_000, 6));
+    const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
+    const hash = status.missing[0]!;
+    const answer = await putChunk(server.app, alice.auth, status.uploadId!, hash, prepared.chunkBytes.get(hash)!.subarray(0, 1000));
+    expect(answer.statusCode).toBe(400);
+    expect(answer.json().code).toBe('PV_UPLOAD_CHUNK_TRUNCATED');
+    expect(await stagedBlobs(server, status.uploadId!)).toEqual([]);
+  });
+
+  it('rejects a chunk the upload does not expect', async () => {
+    const prepared = await prepareUpload('x.bin', pseudoRandomBytes(100_000, 7));
+    const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
+    const stranger = pseudoRandomBytes(1000, 8);
+    const answer = await putChunk(server.app, alice.auth, status.uploadId!, sha256Hex(stranger), stranger);
+    expect(answer.statusCode).toBe(409);
+    expect(answer.json().code).toBe('PV_UPLOAD_CHUNK_NOT_EXPECTED');
+  });
+
+  it('refuses to commit while chunks are missing, and lists them', async () => {
+    const prepared = await prepareUpload('partial.bin', pseudoRandomBytes(1024 * 1024, 9));
+    const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
+    const answer = await commit(server.app, alice.auth, status.uploadId!);
+    expect(answer.statusCode).toBe(409);
+    expect(answer.json()).toMatchObject({ code: 'PV_UPLOAD_INCOMPLETE' });
+    expect(new Set(answer.json().missing)).toEqual(new Set(status.missing));
+    expect((await server.app.inject({ url: '/api/v1/files/stat?path=partial.bin', headers: alice.auth })).statusCode).toBe(404);
+  });
+
+  it('refuses a commit whose chunks do not make the declared content, storing nothing', async () => {
+    const bytes = pseudoRandomBytes(200_000, 10);
+    const objectsBefore = await storedObjects(server);
+    const prepared = await prepareUpload('lie.bin', bytes, { contentHash: sha256Hex('something else') });
+    const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
+    for (const hash of status.missing) await putChunk(server.app, alice.auth, status.uploadId!, hash, prepared.chunkBytes.get(hash)!);
+    const answer = await commit(server.app, alice.auth, status.uploadId!);
+    expect(answer.statusCode).toBe(422);
+    expect(answer.json().code).toBe('PV_UPLOAD_HASH_MISMATCH');
+    expect(await storedObjects(server)).toBe(objectsBefore);
+    expect(await stagedBlobs(server, status.uploadId!)).toEqual([]);
+    expect((await server.app.inject({ url: '/api/v1/files/stat?path=lie.bin', headers: alice.auth })).statusCode).toBe(404);
+  });
+
+  it.each([
+    ['../escape.jpg'],
+    ['/etc/passwd'],
+    ['photos/../../x'],
+    ['nul\u0000.jpg'],
+    ['tab\t.jpg'],
+    ['esc\u001b[31m.jpg'],
+  ])('rejects the hostile path %j before storing anything', async (path) => {
+    const prepared = await prepareUpload(path, pseudoRandomBytes(1000, 11));
+    const uploadsBefore = await server.context.db.selectFrom('uploads').select('id').execute();
+    const answer = await begin(server.app, alice.auth, prepared.request);
+    expect(answer.statusCode).toBe(400);
+    expect(answer.json()).toMatchObject({ code: expect.stringMatching(/PV_PATH_INVALID|PV_INVALID_INPUT/) });
+    expect(await server.context.db.selectFrom('uploads').select('id').execute()).toEqual(uploadsBefore);
+  });
+
+  it('rejects a manifest listing more chunks than the protocol allows', async () => {
+    const entry = { hash: sha256Hex('x'), length: 1 };
+    const manifest = encodeManifest(Array.from({ length: MAX_MANIFEST_CHUNKS + 1 }, () => entry)).toString('base64');
+    const answer = await begin(server.app, alice.auth, {
+      path: 'huge.bin',
+      size: MAX_MANIFEST_CHUNKS + 1,
+      mtime: 0,
+      contentHash: sha256Hex('x'),
+      manifest,
+    });
+    expect(answer.statusCode).toBe(413);
+    expect(answer.json().code).toBe('PV_MANIFEST_TOO_LARGE');
+  });
+
+  it.each([
+    ['sizes that do not add up', { size: 999 }],
+    ['a chunk longer than the protocol maximum', { size: CHUNK_MAX_SIZE + 1, manifest: encodeManifest([{ hash: sha256Hex('y'), length: CHUNK_MAX_SIZE + 1 }]).toString('base64') }],
+    ['a manifest that is not one', { manifest: Buffer.from('garbage').toString('base64') }],
+  ])('rejects a manifest with %s', async (_name, override) => {
+    const prepared = await prepareUpload('m.bin', pseudoRandomBytes(1000, 12), override);
+    const answer = await begin(server.app, alice.auth, prepared.request);
+    expect(answer.statusCode).toBe(400);
+    expect(answer.json().code).toBe('PV_MANIFEST_INVALID');
+  });
+
+  it('expires an abandoned upload and its staged chunks', async () => {
+    const prepared = await prepareUpload('abandoned.bin', pseudoRandomBytes(500_000, 13));
+    const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
+    await putChunk(server.app, alice.auth, status.uploadId!, status.missing[0]!, prepared.chunkBytes.get(status.missing[0]!)!);
+    const ofThisUpload = () => stagedBlobs(server, status.uploadId!);
+    expect(await ofThisUpload()).toHaveLength(1);
+    const stillLive = async () => (await server.app.inject({ url: `/api/v1/uploads/${status.uploadId}`, headers: alice.auth })).statusCode;
+    server.clock.advance(23 * 3_600_000);
+    await server.context.uploads.sweep();
+    expect(await stillLive()).toBe(200);
+    server.clock.advance(2 * 3_600_000);
+    expect(await server.context.uploads.sweep()).toBeGreaterThanOrEqual(1);
+    expect(await ofThisUpload()).toEqual([]);
+    expect((await server.app.inject({ url: `/api/v1/uploads/${status.uploadId}`, headers: alice.auth })).json().code).toBe('PV_UPLOAD_NOT_FOUND');
+  });
+
+  it('keeps a commit based on an old version as a conflict copy beside the file', async () => {
+    const first = await uploadBytes(server.app, alice.auth, 'notes.txt', Buffer.from('version one'));
+    await uploadBytes(server.app, alice.auth, 'notes.txt', Buffer.from('version two'));
+    const { status } = await uploadBytes(server.app, alice.auth, 'notes.txt', Buffer.from('edited from one'), { baseVersionId: first.status.version!.id });
+    expect(status.conflictPath).toMatch(/^notes\.conflict-alice-laptop-\d{8}-\d{6}\.txt$/);
+    expect((await download(server.app, alice.auth, 'notes.txt')).body).toBe('version two');
+    expect((await download(server.app, alice.auth, status.conflictPath!)).body).toBe('edited from one');
+  });
+
+  it('stores an empty file', async () => {
+    const { status } = await uploadBytes(server.app, alice.auth, 'empty', Buffer.alloc(0));
+    expect(status.file).toMatchObject({ size: 0, kind: 'file' });
+    const got = await download(server.app, alice.auth, 'empty');
+    expect(got.statusCode).toBe(200);
+    expect(got.rawPayload.length).toBe(0);
+  });
+
+  it('refuses to put a file where a folder is, and a folder where a file is', async () => {
+    await uploadBytes(server.app, alice.auth, 'a/b.txt', Buffer.from('b'));
+    const asFile = await begin(server.app, alice.auth, (await prepareUpload('a', Buffer.from('b'))).request);
+    expect(asFile.json().code).toBe('PV_CONFLICT');
+    const underFile = await prepareUpload('a/b.txt/c.txt', Buffer.from('c'));
+    const status = (await begin(server.app, alice.auth, underFile.request)).json<UploadStatus>();
+    expect(status.state).toBe('pending');
+    for (const hash of status.missing) await putChunk(server.app, alice.auth, status.uploadId!, hash, underFile.chunkBytes.get(hash)!);
+    expect((await commit(server.app, alice.auth, status.uploadId!)).json().code).toBe('PV_CONFLICT');
+  });
+});
