@@ -2,8 +2,12 @@
 # Sets up a fresh machine for photovault development: system packages, the project's own
 # Node.js 24 LTS (from the npm registry, beside the system's node, never replacing it), the npm
 # dependencies built against that Node.js, and the compiled CLI. Safe to run again.
+#   scripts/setup.sh          to run photovault
+#   scripts/setup.sh --test   also starts (installing if needed) the services the tests use
 set -euo pipefail
 cd "$(dirname "$0")/.."
+with_test_services=false
+[ "${1:-}" = "--test" ] && with_test_services=true
 
 NODE_VERSION=24.21.0
 TOOLCHAIN=.toolchain
@@ -37,4 +41,5 @@ fi
 source scripts/node-env.sh
 npm ci --loglevel=error
 npm run build
+if $with_test_services; then scripts/services.sh; fi
 echo "setup: ready (node $(node --version))"
