@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { API_PREFIX } from '../core/protocol.js';
 import type { ServerContext } from './context.js';
 import { filesRoutes } from './files/files.routes.js';
@@ -18,7 +18,14 @@ export interface AppOptions {
 
 /** Builds the HTTP app over a context; tested with inject(), served by startServer. */
 export async function buildApp(context: ServerContext, options: AppOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: options.logger ?? false, trustProxy: true, bodyLimit: 1024 * 1024 }).withTypeProvider<TypeBoxTypeProvider>();
+  // Fastify's own per-request lines would be two info lines per uploaded chunk (tens of
+  // thousands per GiB); requests are logged at debug below instead, errors always.
+  const app = Fastify({
+    logger: options.logger ?? false,
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: true,
+    bodyLimit: 1024 * 1024,
+  }).withTypeProvider<TypeBoxTypeProvider>();
   app.decorateRequest('principal', null);
   app.setErrorHandler(problemErrorHandler);
   app.setNotFoundHandler((request, reply) => sendProblem(reply, 404, 'PV_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}.`));
@@ -26,6 +33,7 @@ export async function buildApp(context: ServerContext, options: AppOptions = {})
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     context.metrics.httpDuration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    request.log.debug({ method: request.method, route, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
   });
 
   await app.register(swagger, {

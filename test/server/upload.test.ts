@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CHUNK_MAX_SIZE } from '../../src/core/chunker.js';
 import { sha256Hex } from '../../src/core/hash.js';
@@ -99,7 +100,7 @@ describeEachDatabase('upload protocol', (kind) => {
     const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
     const hash = status.missing[0]!;
     const forged = Buffer.from(prepared.chunkBytes.get(hash)!);
-    forged[100] ^= 0xff;
+    forged[100] = forged[100]! ^ 0xff;
     const answer = await putChunk(server.app, alice.auth, status.uploadId!, hash, forged);
     expect(answer.statusCode).toBe(422);
     expect(answer.headers['content-type']).toContain('application/problem+json');
@@ -235,5 +236,23 @@ describeEachDatabase('upload protocol', (kind) => {
     expect(status.state).toBe('pending');
     for (const hash of status.missing) await putChunk(server.app, alice.auth, status.uploadId!, hash, underFile.chunkBytes.get(hash)!);
     expect((await commit(server.app, alice.auth, status.uploadId!)).json().code).toBe('PV_CONFLICT');
+  });
+
+  it('asks again for staged chunks a crash lost or damaged instead of failing the upload', async () => {
+    const bytes = pseudoRandomBytes(1024 * 1024, 14);
+    const prepared = await prepareUpload('crashy.bin', bytes);
+    const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
+    for (const hash of status.missing) await putChunk(server.app, alice.auth, status.uploadId!, hash, prepared.chunkBytes.get(hash)!);
+    const [lost, damaged] = status.missing;
+    await server.context.blobs.delete('uploads', `staging/${status.uploadId}/${lost}`);
+    await server.context.blobs.put('uploads', `staging/${status.uploadId}/${damaged}`, Readable.from([Buffer.from('torn write')]));
+
+    const answer = await commit(server.app, alice.auth, status.uploadId!);
+    expect(answer.statusCode).toBe(409);
+    expect(answer.json().code).toBe('PV_UPLOAD_INCOMPLETE');
+    expect(new Set(answer.json().missing)).toEqual(new Set([lost, damaged]));
+    for (const hash of [lost!, damaged!]) await putChunk(server.app, alice.auth, status.uploadId!, hash, prepared.chunkBytes.get(hash)!);
+    expect((await commit(server.app, alice.auth, status.uploadId!)).statusCode).toBe(200);
+    expect((await download(server.app, alice.auth, 'crashy.bin')).rawPayload.equals(bytes)).toBe(true);
   });
 });

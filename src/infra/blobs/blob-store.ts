@@ -20,6 +20,12 @@ export interface PutOptions {
   sha256?: string;
   /** Exact byte count the bytes must have; on mismatch nothing becomes visible. */
   size?: number;
+  /**
+   * false: the object may be lost (never seen partial) if the machine loses power soon after.
+   * For scratch data the caller can re-verify or re-fetch, such as staged upload chunks; it
+   * saves a disk flush per object. Default true.
+   */
+  durable?: boolean;
 }
 
 export interface PutResult {

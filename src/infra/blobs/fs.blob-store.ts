@@ -101,16 +101,22 @@ export class FsBlobStore implements BlobStore {
    * into place, atomically replacing any previous object; (5) fsync the parent directory (and any
    * directory mkdir just created) so the rename itself survives power loss. A crash before (4)
    * leaves only a temp file, removed by `open`; after (4) readers see the whole new object.
+   * A non-durable put skips (2) and (5): still atomic for readers, not flushed.
    */
   async put(bucket: Bucket, key: string, body: Readable | AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
     const target = this.pathOf(bucket, key);
+    const durable = options.durable ?? true;
     const tmpDir = join(this.roots[bucket], TMP_DIR);
-    await mkdir(tmpDir, { recursive: true });
     const tmp = join(tmpDir, randomUUID());
     const hash = createHash('sha256');
     let size = 0;
     try {
-      const handle = await open(tmp, 'wx');
+      // The common case pays no mkdir: .tmp exists once open() or a first put made it.
+      const handle = await open(tmp, 'wx').catch(async (error: unknown) => {
+        if (!isAbsent(error)) throw error;
+        await mkdir(tmpDir, { recursive: true });
+        return open(tmp, 'wx');
+      });
       try {
         for await (const chunk of body) {
           size += chunk.length;
@@ -120,7 +126,7 @@ export class FsBlobStore implements BlobStore {
             offset += (await handle.write(chunk, offset)).bytesWritten;
           }
         }
-        await handle.sync();
+        if (durable) await handle.sync();
       } finally {
         await handle.close();
       }
@@ -129,12 +135,20 @@ export class FsBlobStore implements BlobStore {
         throw integrityError(bucket, key, options, { size, sha256 });
       }
       const dir = dirname(target);
-      const firstCreated = await mkdir(dir, { recursive: true });
-      await rename(tmp, target);
-      const lastToSync = firstCreated === undefined ? dir : dirname(firstCreated);
-      for (let d = dir; ; d = dirname(d)) {
-        await fsyncDir(d);
-        if (d === lastToSync || d === dirname(d)) break;
+      let firstCreated: string | undefined;
+      try {
+        await rename(tmp, target);
+      } catch (error) {
+        if (!isAbsent(error)) throw error;
+        firstCreated = await mkdir(dir, { recursive: true });
+        await rename(tmp, target);
+      }
+      if (durable) {
+        const lastToSync = firstCreated === undefined ? dir : dirname(firstCreated);
+        for (let d = dir; ; d = dirname(d)) {
+          await fsyncDir(d);
+          if (d === lastToSync || d === dirname(d)) break;
+        }
       }
       return { size, sha256 };
     } catch (error) {

@@ -54,12 +54,34 @@ export class UploadRepository {
     await this.db.updateTable('uploads').set({ expires_at: expiresAt }).where('id', '=', uploadId).execute();
   }
 
-  findExpectedChunk(uploadId: string, hash: string) {
-    return this.db.selectFrom('upload_chunks').selectAll().where('upload_id', '=', uploadId).where('hash', '=', hash).executeTakeFirst();
+  /**
+   * The user's upload and, if the upload expects it, the chunk with this hash, in one read
+   * (this runs once per chunk PUT). undefined when the user has no such upload.
+   */
+  findUploadChunk(ownerId: string, uploadId: string, hash: string) {
+    return this.db
+      .selectFrom('uploads')
+      .leftJoin('upload_chunks', (join) => join.onRef('upload_chunks.upload_id', '=', 'uploads.id').on('upload_chunks.hash', '=', hash))
+      .select(['uploads.expires_at', 'upload_chunks.length', 'upload_chunks.received_at'])
+      .where('uploads.owner_id', '=', ownerId)
+      .where('uploads.id', '=', uploadId)
+      .executeTakeFirst();
   }
 
   async markReceived(uploadId: string, hash: string, at: number): Promise<void> {
     await this.db.updateTable('upload_chunks').set({ received_at: at }).where('upload_id', '=', uploadId).where('hash', '=', hash).execute();
+  }
+
+  /** Marks staged chunks as not received (they were lost or damaged in staging). */
+  async markMissing(uploadId: string, hashes: string[]): Promise<void> {
+    for (let i = 0; i < hashes.length; i += BATCH) {
+      await this.db
+        .updateTable('upload_chunks')
+        .set({ received_at: null })
+        .where('upload_id', '=', uploadId)
+        .where('hash', 'in', hashes.slice(i, i + BATCH))
+        .execute();
+    }
   }
 
   /** Adds chunks the upload must now receive after all (their earlier source went away). */

@@ -112,26 +112,30 @@ export class UploadService {
    * that fails the check is kept. Sending a chunk already stored is harmless.
    */
   async putChunk(principal: Principal, uploadId: string, hash: string, body: Readable): Promise<ChunkReceipt> {
-    await this.requireUpload(principal, uploadId);
     parseContentHash(hash, 'chunk hash');
-    const expected = await this.uploads.findExpectedChunk(uploadId, hash);
-    if (!expected) {
+    const found = await this.uploads.findUploadChunk(principal.userId, uploadId, hash);
+    if (!found) {
+      body.resume();
+      throw uploadNotFound(uploadId);
+    }
+    if (found.length === null) {
       body.resume();
       throw new PvError('PV_UPLOAD_CHUNK_NOT_EXPECTED', `Chunk ${hash} is not one this upload is waiting for.`, {
         fix: 'Send only the chunks listed in the upload status (GET /api/v1/uploads/{id}).',
       });
     }
-    if (expected.received_at !== null) {
+    if (found.received_at !== null) {
       body.resume();
       return { hash, stored: false };
     }
     try {
-      await this.blobs.put(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, hash), body, { sha256: hash, size: expected.length });
+      // Staged chunks are scratch: the commit re-verifies them and asks again for any a crash lost.
+      await this.blobs.put(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, hash), body, { sha256: hash, size: found.length, durable: false });
     } catch (error) {
       if (!isPvError(error, 'PV_INTEGRITY')) throw error;
-      const actual = (error.details.actual as { size?: number } | undefined)?.size ?? expected.length;
-      if (actual < expected.length) {
-        throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `Chunk ${hash} arrived with ${actual} of its ${expected.length} bytes; nothing was kept.`, {
+      const actual = (error.details.actual as { size?: number } | undefined)?.size ?? found.length;
+      if (actual < found.length) {
+        throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `Chunk ${hash} arrived with ${actual} of its ${found.length} bytes; nothing was kept.`, {
           fix: 'Send the chunk again.',
         });
       }
@@ -140,8 +144,9 @@ export class UploadService {
       });
     }
     await this.uploads.markReceived(uploadId, hash, this.now());
-    await this.uploads.extendExpiry(uploadId, this.expiry());
-    this.metrics.chunkReceived(expected.length);
+    // Extending the expiry on every chunk would double the writes; once a minute is plenty.
+    if (found.expires_at < this.expiry() - 60_000) await this.uploads.extendExpiry(uploadId, this.expiry());
+    this.metrics.chunkReceived(found.length);
     return { hash, stored: true };
   }
 
@@ -173,6 +178,14 @@ export class UploadService {
       if (existing) await verifyStream(assembled, upload.content_hash, upload.size);
       else await this.blobs.put(NEW_OBJECT_BUCKET, objectKey(upload.content_hash), assembled, { sha256: upload.content_hash, size: upload.size });
     } catch (error) {
+      if (!isPvError(error, 'PV_INTEGRITY') && !isPvError(error, 'PV_BLOB_NOT_FOUND')) throw error;
+      // Staged chunks are not flushed to disk, so a crash can lose or damage one: find those,
+      // and ask the client for them again rather than blaming it.
+      const damaged = await this.damagedStagedChunks(uploadId, staged, manifest);
+      if (damaged.length > 0) {
+        await this.uploads.markMissing(uploadId, damaged);
+        throw incomplete(damaged);
+      }
       if (!isPvError(error, 'PV_INTEGRITY')) throw error;
       // Every chunk matched its hash, so the manifest and the content hash disagree: this
       // upload can never succeed. Drop it rather than keep bytes nobody can commit.
@@ -267,6 +280,23 @@ export class UploadService {
       }
     }
     yield* flush();
+  }
+
+  /** Staged chunks that are gone or no longer have their hash; they are deleted. */
+  private async damagedStagedChunks(uploadId: string, staged: Set<string>, manifest: Manifest): Promise<string[]> {
+    const lengths = new Map(manifest.map((c) => [c.hash, c.length]));
+    const damaged: string[] = [];
+    for (const hash of staged) {
+      try {
+        const bytes = await this.blobs.get(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, hash));
+        await verifyStream(bytes, hash, lengths.get(hash)!);
+      } catch (error) {
+        if (!isPvError(error, 'PV_INTEGRITY') && !isPvError(error, 'PV_BLOB_NOT_FOUND')) throw error;
+        damaged.push(hash);
+        await this.blobs.delete(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, hash));
+      }
+    }
+    return damaged;
   }
 
   private async pendingStatus(uploadId: string): Promise<UploadStatus> {

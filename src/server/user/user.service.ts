@@ -58,8 +58,18 @@ const MIN_PASSWORD_LENGTH = 8;
 const badCredentials = () =>
   new PvError('PV_AUTH_INVALID_CREDENTIALS', 'Wrong user name or password.', { fix: 'Check the user name and password and try again.' });
 
+type SessionRow = NonNullable<Awaited<ReturnType<UserRepository['findSession']>>>;
+
+// Every request authenticates, and an upload is one request per 64 KiB chunk: remembering a
+// resolved token briefly saves a database read per request. A revocation made by another
+// server process therefore takes effect within this time; in this process, at once.
+const SESSION_CACHE_MS = 5_000;
+const SESSION_CACHE_SIZE = 1_000;
+
 /** Users, logins, sessions, API keys and devices. */
 export class UserService {
+  private readonly sessions = new Map<string, { row: SessionRow; cachedAt: number }>();
+
   constructor(
     private readonly users: UserRepository,
     private readonly kv: KvStore,
@@ -133,7 +143,7 @@ export class UserService {
 
   /** Resolves a bearer token to its principal; throws PV_AUTH_TOKEN_INVALID or PV_AUTH_TOKEN_EXPIRED. */
   async authenticate(token: string): Promise<Principal> {
-    const row = await this.users.findSession(tokenHash(token));
+    const row = await this.findSession(tokenHash(token));
     if (!row) {
       throw new PvError('PV_AUTH_TOKEN_INVALID', 'The access token is not valid.', { fix: 'Log in again with `photovault login`.' });
     }
@@ -142,12 +152,27 @@ export class UserService {
       throw new PvError('PV_AUTH_TOKEN_EXPIRED', 'The session has expired.', { fix: 'Log in again with `photovault login`.' });
     }
     // Writing last-used on every request would make each read a write; a minute's grain is enough.
-    if (at - row.last_used_at > 60_000) await this.users.touchToken(row.id, row.device_id, at);
+    if (at - row.last_used_at > 60_000) {
+      await this.users.touchToken(row.id, row.device_id, at);
+      row.last_used_at = at;
+    }
     return { userId: row.user_id, userName: row.user_name, isAdmin: row.is_admin === 1, deviceId: row.device_id, deviceName: row.device_name, tokenId: row.id };
   }
 
   async logout(principal: Principal): Promise<void> {
     await this.users.deleteToken(principal.userId, principal.tokenId);
+    this.sessions.clear();
+  }
+
+  private async findSession(hash: string): Promise<SessionRow | undefined> {
+    const at = this.now();
+    const cached = this.sessions.get(hash);
+    if (cached && at - cached.cachedAt < SESSION_CACHE_MS) return cached.row;
+    const row = await this.users.findSession(hash);
+    if (this.sessions.size >= SESSION_CACHE_SIZE) this.sessions.clear();
+    if (row) this.sessions.set(hash, { row, cachedAt: at });
+    else this.sessions.delete(hash);
+    return row;
   }
 
   async createApiKey(principal: Principal, label: string | null): Promise<{ token: string; apiKey: ApiKey }> {
@@ -163,6 +188,7 @@ export class UserService {
     if (!(await this.users.deleteToken(principal.userId, apiKeyId))) {
       throw new PvError('PV_NOT_FOUND', `No API key ${apiKeyId}.`, { fix: 'See `photovault apikey ls`.' });
     }
+    this.sessions.clear();
   }
 
   async listDevices(principal: Principal): Promise<Device[]> {
@@ -173,6 +199,7 @@ export class UserService {
     if (!(await this.users.revokeDevice(principal.userId, deviceId, this.now()))) {
       throw new PvError('PV_NOT_FOUND', `No active device ${deviceId}.`, { fix: 'See `photovault devices ls`.' });
     }
+    this.sessions.clear();
   }
 
   private async issueToken(userId: string, deviceId: string | null, kind: TokenRow['kind'], label: string | null, expiresAt: number | null) {
