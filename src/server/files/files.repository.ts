@@ -155,7 +155,7 @@ export class FilesRepository {
   async moveToTrash(ownerId: string, path: string, at: number): Promise<TrashRow> {
     return this.db.transaction().execute(async (trx) => {
       const entry = await this.findLive(ownerId, path, trx);
-      if (!entry) throw notFound(path);
+      if (!entry) throw fileNotFound(path);
       const trashId = randomUUID();
       let size = entry.size;
       await trx.updateTable('files').set({ deleted_at: at, trash_id: trashId }).where('id', '=', entry.id).execute();
@@ -247,8 +247,7 @@ export class FilesRepository {
   }
 }
 
-function notFound(path: string): PvError {
+/** The error for a path the user has no live entry at (also when another user has one there). */
+export function fileNotFound(path: string): PvError {
   return new PvError('PV_NOT_FOUND', `No such file or folder: ${path}.`, { path });
 }
-
-export { notFound as fileNotFound };

@@ -258,28 +258,12 @@ export class UploadService {
     });
   }
 
-  /** Yields the file's bytes in order, reading runs of adjacent chunks of one object as one range. */
+  /** Yields the file's bytes in order, from staged chunks and from ranges of the user's objects. */
   private async *assemble(uploadId: string, manifest: Manifest, staged: Set<string>, owned: Map<string, ChunkLocation>): AsyncGenerator<Uint8Array> {
-    let run: { bucket: Bucket; objectHash: string; start: number; end: number } | null = null;
-    const flush = async function* (this: UploadService) {
-      if (run) yield* await this.blobs.get(run.bucket, objectKey(run.objectHash), { start: run.start, end: run.end });
-      run = null;
-    }.bind(this);
-    for (const entry of manifest) {
-      if (staged.has(entry.hash)) {
-        yield* flush();
-        yield* await this.blobs.get(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, entry.hash));
-        continue;
-      }
-      const at = owned.get(entry.hash)!;
-      if (run && run.objectHash === at.objectHash && run.end + 1 === at.offset) {
-        run.end += at.length;
-      } else {
-        yield* flush();
-        run = { bucket: at.bucket as Bucket, objectHash: at.objectHash, start: at.offset, end: at.offset + at.length - 1 };
-      }
+    for (const source of readPlan(manifest, staged, owned)) {
+      if ('stagedHash' in source) yield* await this.blobs.get(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, source.stagedHash));
+      else yield* await this.blobs.get(source.bucket, objectKey(source.objectHash), { start: source.start, end: source.end });
     }
-    yield* flush();
   }
 
   /** Staged chunks that are gone or no longer have their hash; they are deleted. */
@@ -355,6 +339,27 @@ function checkManifest(manifest: Manifest, size: number): void {
       fix: 'Build the manifest and the size from the same read of the file.',
     });
   }
+}
+
+type ReadSource = { stagedHash: string } | { bucket: Bucket; objectHash: string; start: number; end: number };
+
+/**
+ * Where to read each part of the file from: staged chunks one by one, and runs of chunks that lie
+ * back to back in one stored object as a single range read (an edited file is mostly such runs).
+ */
+function readPlan(manifest: Manifest, staged: Set<string>, owned: Map<string, ChunkLocation>): ReadSource[] {
+  const plan: ReadSource[] = [];
+  for (const entry of manifest) {
+    if (staged.has(entry.hash)) {
+      plan.push({ stagedHash: entry.hash });
+      continue;
+    }
+    const at = owned.get(entry.hash)!;
+    const last = plan.at(-1);
+    if (last && 'objectHash' in last && last.objectHash === at.objectHash && last.end + 1 === at.offset) last.end += at.length;
+    else plan.push({ bucket: at.bucket as Bucket, objectHash: at.objectHash, start: at.offset, end: at.offset + at.length - 1 });
+  }
+  return plan;
 }
 
 function incomplete(missing: string[]): PvError {
