@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PvError, type PvErrorCode } from '../../src/core/errors.js';
 import type { BlobInfo, BlobStore } from '../../src/infra/blobs/blob-store.js';
+import { CORPUS_DIR } from '../support/corpus.js';
 
-const CORPUS_VIDEO = '/work/shared/corpus/video/bbb-480p-30s.mp4';
+const CORPUS_VIDEO = join(CORPUS_DIR, 'video/bbb-480p-30s.mp4');
 
 /** 1000 bytes whose value at offset i is i % 256, so any range is easy to predict. */
 const BYTES = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 256));
@@ -84,6 +86,13 @@ export function blobStoreContract(name: string, create: () => Promise<{ store: B
       const result = await store.put('uploads', 'k', body(BYTES), { sha256: sha256(BYTES), size: BYTES.length });
       expect(result).toEqual({ size: BYTES.length, sha256: sha256(BYTES) });
       expect(await store.head('uploads', 'k')).toEqual({ key: 'k', size: BYTES.length });
+    });
+
+    it('makes a non-durable put just as atomic and readable', async () => {
+      await store.put('uploads', 'scratch/one', body(BYTES), { sha256: sha256(BYTES), size: BYTES.length, durable: false });
+      expect(await readAll(await store.get('uploads', 'scratch/one'))).toEqual(BYTES);
+      await expectPvError(store.put('uploads', 'scratch/two', body(BYTES), { sha256: sha256(Buffer.from('x')), durable: false }), 'PV_INTEGRITY');
+      expect(await store.head('uploads', 'scratch/two')).toBeNull();
     });
 
     it('replaces an existing object on a second put', async () => {
