@@ -1,7 +1,6 @@
 import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { FileEntry } from '../core/protocol.js';
-import { downloadFile } from '../daemon/downloader.js';
 import { action, formatBytes, printResult } from './io.js';
 import { withApi } from './session.js';
 
@@ -36,6 +35,7 @@ export function registerFilesCommands(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(
       action(async (path: string, options: { out?: string; version?: string; json?: boolean }) => {
+        const { downloadFile } = await import('../daemon/downloader.js');
         const out = resolve(options.out ?? basename(path));
         const result = await withApi((api) => downloadFile(api, path, out, { version: options.version }));
         printResult(options.json, { path, out, ...result }, () => `${path} -> ${out} (${formatBytes(result.bytes)})`);

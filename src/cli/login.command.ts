@@ -1,8 +1,5 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { clientConfigDir } from '../core/config.js';
-import { ApiClient } from '../daemon/api-client.js';
-import { findCredentials, removeCredentials, saveCredentials } from '../daemon/credentials.js';
 import { action, printResult, readSecret } from './io.js';
 import { withApi } from './session.js';
 
@@ -18,6 +15,11 @@ export function registerLoginCommands(program: Command): void {
     .action(
       action(async (options: { server: string; user: string; passwordStdin?: boolean; device?: string; json?: boolean }) => {
         const password = await readSecret(options.passwordStdin, `Password for ${options.user}: `);
+        const [{ clientConfigDir }, { findCredentials, saveCredentials }, { ApiClient }] = await Promise.all([
+          import('../core/client-config.js'),
+          import('../daemon/credentials.js'),
+          import('../daemon/api-client.js'),
+        ]);
         const configDir = clientConfigDir();
         // Logging in again from the same machine keeps its device identity.
         const previous = await findCredentials(configDir);
@@ -44,6 +46,7 @@ export function registerLoginCommands(program: Command): void {
     .action(
       action(async () => {
         await withApi((api) => api.logout());
+        const [{ clientConfigDir }, { removeCredentials }] = await Promise.all([import('../core/client-config.js'), import('../daemon/credentials.js')]);
         await removeCredentials(clientConfigDir());
         process.stdout.write('logged out\n');
       }),

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { loadServerConfig } from '../core/config.js';
-import { startServer } from '../server/server.js';
 import { action } from './io.js';
 
 /** Flags every command that opens the server's data accepts. */
@@ -11,7 +9,8 @@ export function serverDataOptions(command: Command): Command {
 }
 
 /** Config from --data/--config plus whatever flags the command maps onto schema keys. */
-export function configFromFlags(options: { data?: string; config?: string }, flags: Record<string, unknown> = {}) {
+export async function configFromFlags(options: { data?: string; config?: string }, flags: Record<string, unknown> = {}) {
+  const { loadServerConfig } = await import('../core/config.js');
   return loadServerConfig({ configFile: options.config, flags: { ...(options.data ? { dataDir: options.data } : {}), ...flags } });
 }
 
@@ -24,7 +23,8 @@ export function registerServerCommands(program: Command): void {
     .action(
       action(async (options: { data?: string; config?: string; host?: string; port?: string }) => {
         const serverFlags = { ...(options.host ? { host: options.host } : {}), ...(options.port !== undefined ? { port: options.port } : {}) };
-        const config = configFromFlags(options, Object.keys(serverFlags).length ? { server: serverFlags } : {});
+        const config = await configFromFlags(options, Object.keys(serverFlags).length ? { server: serverFlags } : {});
+        const { startServer } = await import('../server/server.js');
         const running = await startServer(config);
         running.app.log.info({ url: running.url, dataDir: config.dataDir, database: config.database.url ? 'postgresql' : 'sqlite' }, 'photovault server started');
         await new Promise<void>((resolve) => {

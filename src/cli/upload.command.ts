@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { Uploader } from '../daemon/uploader.js';
 import { EXIT } from './exit-codes.js';
 import { action, formatBytes, printResult } from './io.js';
 import { ProgressBar } from './progress-bar.js';
@@ -13,6 +12,7 @@ export function registerUploadCommand(program: Command): void {
     .option('--json', 'print a summary as JSON: files, bytesTotal, bytesSent, bytesDeduplicated, failed')
     .action(
       action(async (paths: string[], options: { to: string; json?: boolean }) => {
+        const { Uploader } = await import('../daemon/uploader.js');
         const bar = new ProgressBar();
         const summary = await withApi((api) =>
           new Uploader(api, { onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files`) }).upload(paths, options.to),

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { openUserAdministration } from '../server/context.js';
 import type { UserService } from '../server/user/user.service.js';
 import { action, printResult, readSecret } from './io.js';
 import { configFromFlags, serverDataOptions } from './server.command.js';
 
 async function withUsers<T>(options: { data?: string; config?: string }, work: (users: UserService) => Promise<T>): Promise<T> {
-  const admin = await openUserAdministration(configFromFlags(options));
+  const { openUserAdministration } = await import('../server/context.js');
+  const admin = await openUserAdministration(await configFromFlags(options));
   try {
     return await work(admin.users);
   } finally {

@@ -7,10 +7,11 @@ import { PvError } from './errors.js';
 /**
  * The server's configuration: one schema for the config file, `PHOTOVAULT_*` environment
  * variables and command-line flags, validated once at start and frozen. Later layers win:
- * defaults < file < environment < flags. This is the only module that reads process.env.
+ * defaults < file < environment < flags. This module and client-config.ts are the only ones that read process.env.
  *
  * Each leaf maps to an environment variable named from its path: `server.port` is
  * PHOTOVAULT_SERVER_PORT, `database.url` is PHOTOVAULT_DATABASE_URL, `dataDir` is PHOTOVAULT_DATA_DIR.
+ * (The client's few settings live in client-config.ts, so client commands need not load zod.)
  */
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -60,7 +61,7 @@ export const serverConfigSchema = z.object({
 
 export type ServerConfig = Readonly<z.infer<typeof serverConfigSchema>>;
 
-type Env = Record<string, string | undefined>;
+export type Env = Record<string, string | undefined>;
 
 export interface ServerConfigSources {
   /** Values from command-line flags, already shaped like the schema (e.g. { server: { port } }). */
@@ -100,12 +101,6 @@ export function loadServerConfig(sources: ServerConfigSources = {}): ServerConfi
     });
   }
   return deepFreeze(parsed.data);
-}
-
-/** The client's config dir (credentials): PHOTOVAULT_CONFIG_DIR, else $XDG_CONFIG_HOME/photovault. */
-export function clientConfigDir(env: Env = process.env): string {
-  if (env.PHOTOVAULT_CONFIG_DIR) return resolve(env.PHOTOVAULT_CONFIG_DIR);
-  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'photovault');
 }
 
 /** The environment variable that sets a config key, e.g. ['server','port'] -> PHOTOVAULT_SERVER_PORT. */

@@ -6,7 +6,7 @@ import { type Static, Type } from 'typebox';
  * milliseconds for file mtimes (exact round trips) and ISO 8601 strings everywhere else.
  */
 
-export const API_PREFIX = '/api/v1';
+export { API_PREFIX } from './api-prefix.js';
 
 const Hash = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'SHA-256, lowercase hex' });
 const Id = Type.String({ minLength: 1, maxLength: 64 });

@@ -1,19 +1,19 @@
 import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher, request } from 'undici';
 import { PvError, type PvErrorCode } from '../core/errors.js';
-import {
-  API_PREFIX,
-  type ChunkReceipt,
-  type FileEntry,
-  type FileList,
-  type FileVersionView,
-  type LoginRequest,
-  type LoginResponse,
-  type TrashEntry,
-  type UploadRequest,
-  type UploadStatus,
-  type DeviceView,
-  type ApiKeyView,
+import { API_PREFIX } from '../core/api-prefix.js';
+import type {
+  ApiKeyView,
+  ChunkReceipt,
+  DeviceView,
+  FileEntry,
+  FileList,
+  FileVersionView,
+  LoginRequest,
+  LoginResponse,
+  TrashEntry,
+  UploadRequest,
+  UploadStatus,
 } from '../core/protocol.js';
 
 type Query = Record<string, string | number | undefined>;

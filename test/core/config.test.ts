@@ -2,7 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { clientConfigDir, envName, loadServerConfig } from '../../src/core/config.js';
+import { clientConfigDir } from '../../src/core/client-config.js';
+import { envName, loadServerConfig } from '../../src/core/config.js';
 
 describe('server config', () => {
   let dir: string;

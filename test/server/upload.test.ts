@@ -95,6 +95,14 @@ describeEachDatabase('upload protocol', (kind) => {
     expect((await download(server.app, alice.auth, 'resume.bin')).rawPayload.equals(bytes)).toBe(true);
   });
 
+  it('answers identical negotiations racing each other with one upload', async () => {
+    const prepared = await prepareUpload('race.bin', pseudoRandomBytes(400_000, 15));
+    const answers = await Promise.all(Array.from({ length: 6 }, () => begin(server.app, alice.auth, prepared.request)));
+    const ids = new Set(answers.map((answer) => answer.json<UploadStatus>().uploadId));
+    expect(ids.size).toBe(1);
+    expect([...ids][0]).toEqual(expect.any(String));
+  });
+
   it('rejects a chunk whose bytes do not match its hash and keeps nothing of it', async () => {
     const prepared = await prepareUpload('bad.bin', pseudoRandomBytes(300_000, 5));
     const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();

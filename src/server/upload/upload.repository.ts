@@ -23,13 +23,20 @@ export interface NewObject {
 export class UploadRepository {
   constructor(private readonly db: Db) {}
 
-  async insertUpload(upload: UploadRow, chunks: { hash: string; length: number }[]): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
-      await trx.insertInto('uploads').values(upload).execute();
+  /** Records a new upload and the chunks it needs; false if one for the same content and path exists. */
+  async insertUpload(upload: UploadRow, chunks: { hash: string; length: number }[]): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const inserted = await trx
+        .insertInto('uploads')
+        .values(upload)
+        .onConflict((oc) => oc.columns(['owner_id', 'content_hash', 'path']).doNothing())
+        .executeTakeFirst();
+      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
       for (let i = 0; i < chunks.length; i += BATCH) {
         const rows = chunks.slice(i, i + BATCH).map((c) => ({ upload_id: upload.id, hash: c.hash, length: c.length, received_at: null }));
         await trx.insertInto('upload_chunks').values(rows).execute();
       }
+      return true;
     });
   }
 
@@ -45,8 +52,6 @@ export class UploadRepository {
       .where('owner_id', '=', ownerId)
       .where('content_hash', '=', contentHash)
       .where('path', '=', path)
-      .orderBy('created_at', 'desc')
-      .limit(1)
       .executeTakeFirst();
   }
 

@@ -97,7 +97,10 @@ export class UploadService {
       created_at: at,
       expires_at: this.expiry(),
     };
-    await this.uploads.insertUpload(upload, needed);
+    if (!(await this.uploads.insertUpload(upload, needed))) {
+      // An identical negotiation got there first: resume that one.
+      return this.pendingStatus((await this.uploads.findResumable(principal.userId, path, contentHash))!.id);
+    }
     return { uploadId: upload.id, state: 'pending', missing: needed.map((c) => c.hash), missingBytes: needed.reduce((sum, c) => sum + c.length, 0) };
   }
 

@@ -120,7 +120,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('expires_at', 'bigint', (c) => c.notNull())
     .execute();
-  await db.schema.createIndex('uploads_owner_content').on('uploads').columns(['owner_id', 'content_hash', 'path']).execute();
+  // One unfinished upload per content and path: identical negotiations racing each other resume
+  // the same upload instead of starting two.
+  await db.schema.createIndex('uploads_owner_content_path').on('uploads').columns(['owner_id', 'content_hash', 'path']).unique().execute();
   await db.schema.createIndex('uploads_expiry').on('uploads').columns(['expires_at']).execute();
 
   await db.schema
