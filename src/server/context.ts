@@ -2,6 +2,8 @@ import { join } from 'node:path';
 import type { ServerConfig } from '../core/config.js';
 import type { BlobStore } from '../infra/blobs/blob-store.js';
 import { FsBlobStore, fsBucketRoots } from '../infra/blobs/fs.blob-store.js';
+import { FsStagingArea } from '../infra/blobs/fs.staging-area.js';
+import type { StagingArea } from '../infra/blobs/staging-area.js';
 import type { EventBus } from '../infra/bus/event-bus.js';
 import { SqliteEventBus } from '../infra/bus/sqlite.event-bus.js';
 import { type Db, openDatabase } from '../infra/db/database.js';
@@ -20,6 +22,7 @@ export interface ServerContext {
   config: ServerConfig;
   db: Db;
   blobs: BlobStore;
+  staging: StagingArea;
   kv: KvStore;
   bus: EventBus;
   metrics: ServerMetrics;
@@ -59,6 +62,7 @@ export async function createContext(config: ServerConfig, options: ContextOption
   const now = options.now ?? Date.now;
   const db = await openConfiguredDatabase(config);
   const blobs = await FsBlobStore.open(fsBucketRoots(config.dataDir));
+  const staging = new FsStagingArea(blobs);
   const kv = new MemoryKvStore();
   const bus = await SqliteEventBus.open(join(config.dataDir, 'bus.db'));
   const metrics = new ServerMetrics();
@@ -67,15 +71,17 @@ export async function createContext(config: ServerConfig, options: ContextOption
     config,
     db,
     blobs,
+    staging,
     kv,
     bus,
     metrics,
     users: new UserService(new UserRepository(db), kv, config.auth, now),
-    uploads: new UploadService(db, new UploadRepository(db), filesRepository, blobs, bus, config.uploads, metrics, now),
+    uploads: new UploadService(db, new UploadRepository(db), filesRepository, blobs, staging, bus, config.uploads, metrics, now),
     files: new FilesService(filesRepository, blobs, { trashDays: config.trash.retentionDays }, now),
     async close() {
       await bus.close();
       await kv.close();
+      await staging.close();
       await blobs.close();
       await db.destroy();
     },

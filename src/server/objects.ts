@@ -7,13 +7,3 @@
 export function objectKey(contentHash: string): string {
   return `content/${contentHash.slice(0, 2)}/${contentHash}`;
 }
-
-/** Prefix of the staged chunks of one upload. */
-export function stagingPrefix(uploadId: string): string {
-  return `staging/${uploadId}/`;
-}
-
-/** Key of one staged chunk of an upload, until the commit assembles the object. */
-export function stagedChunkKey(uploadId: string, chunkHash: string): string {
-  return `${stagingPrefix(uploadId)}${chunkHash}`;
-}

@@ -12,6 +12,9 @@ import { BUCKETS, type BlobInfo, type BlobStore, type Bucket, type ByteRange, ty
  * segment is `.tmp` is therefore rejected.
  */
 const TMP_DIR = '.tmp';
+/** Where FsStagingArea keeps unfinished uploads, inside the `uploads` root so promotion is a rename. */
+export const STAGING_DIR = '.staging';
+const RESERVED = new Set([TMP_DIR, STAGING_DIR]);
 const MAX_KEY_LENGTH = 1024;
 const SEGMENT = /^[A-Za-z0-9._-]+$/;
 
@@ -23,7 +26,7 @@ export function fsBucketRoots(dataDir: string): Record<Bucket, string> {
 function isBlobKey(key: unknown): key is string {
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) return false;
   const segments = key.split('/');
-  return segments[0] !== TMP_DIR && segments.every((s) => SEGMENT.test(s) && s !== '.' && s !== '..');
+  return !RESERVED.has(segments[0]!) && segments.every((s) => SEGMENT.test(s) && s !== '.' && s !== '..');
 }
 
 /** Throws PV_INVALID_INPUT unless key is '/'-separated [A-Za-z0-9._-] segments, none '.' or '..'. */
@@ -134,26 +137,38 @@ export class FsBlobStore implements BlobStore {
       if ((options.size !== undefined && size !== options.size) || (options.sha256 !== undefined && sha256 !== options.sha256.toLowerCase())) {
         throw integrityError(bucket, key, options, { size, sha256 });
       }
-      const dir = dirname(target);
-      let firstCreated: string | undefined;
-      try {
-        await rename(tmp, target);
-      } catch (error) {
-        if (!isAbsent(error)) throw error;
-        firstCreated = await mkdir(dir, { recursive: true });
-        await rename(tmp, target);
-      }
-      if (durable) {
-        const lastToSync = firstCreated === undefined ? dir : dirname(firstCreated);
-        for (let d = dir; ; d = dirname(d)) {
-          await fsyncDir(d);
-          if (d === lastToSync || d === dirname(d)) break;
-        }
-      }
+      await this.#install(tmp, target, durable);
       return { size, sha256 };
     } catch (error) {
       await rm(tmp, { force: true });
       throw error;
+    }
+  }
+
+  /**
+   * Makes a finished, flushed file on the same filesystem the object at bucket/key, by rename:
+   * how a staged upload becomes its object without copying (see FsStagingArea).
+   */
+  async installFile(bucket: Bucket, key: string, file: string): Promise<void> {
+    await this.#install(file, this.pathOf(bucket, key), true);
+  }
+
+  async #install(file: string, target: string, durable: boolean): Promise<void> {
+    const dir = dirname(target);
+    let firstCreated: string | undefined;
+    try {
+      await rename(file, target);
+    } catch (error) {
+      if (!isAbsent(error)) throw error;
+      firstCreated = await mkdir(dir, { recursive: true });
+      await rename(file, target);
+    }
+    if (durable) {
+      const lastToSync = firstCreated === undefined ? dir : dirname(firstCreated);
+      for (let d = dir; ; d = dirname(d)) {
+        await fsyncDir(d);
+        if (d === lastToSync || d === dirname(d)) break;
+      }
     }
   }
 
@@ -217,7 +232,7 @@ export class FsBlobStore implements BlobStore {
     const namePrefix = prefix.slice(slash + 1);
     if (slash >= 0 && !isBlobKey(dirKey)) return;
     const start = dirKey === '' ? root : join(root, ...dirKey.split('/'));
-    yield* this.walk(start, dirKey, (entry) => entry.name.startsWith(namePrefix) && !(dirKey === '' && entry.name === TMP_DIR));
+    yield* this.walk(start, dirKey, (entry) => entry.name.startsWith(namePrefix) && !(dirKey === '' && RESERVED.has(entry.name)));
   }
 
   async close(): Promise<void> {}
@@ -246,7 +261,8 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  private rootOf(bucket: Bucket): string {
+  /** The root folder of a bucket. */
+  rootOf(bucket: Bucket): string {
     if (!(BUCKETS as readonly string[]).includes(bucket)) {
       throw new PvError('PV_INVALID_INPUT', `Unknown blob bucket ${String(bucket)}`, { bucket });
     }

@@ -121,9 +121,13 @@ export interface UploadsTable {
   expires_at: number;
 }
 
-/** The chunks an upload must receive; received_at is set once the bytes are verified and staged. */
+/**
+ * The chunks an upload must receive, one row per offset the chunk takes in the file; received_at
+ * is set once the bytes are verified and staged there.
+ */
 export interface UploadChunksTable {
   upload_id: string;
+  offset: number;
   hash: string;
   length: number;
   received_at: number | null;

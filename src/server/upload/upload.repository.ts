@@ -12,6 +12,13 @@ export interface ChunkLocation {
   length: number;
 }
 
+/** A place in the file being uploaded that a chunk fills. */
+export interface ChunkPlace {
+  offset: number;
+  hash: string;
+  length: number;
+}
+
 export interface NewObject {
   hash: string;
   size: number;
@@ -23,8 +30,8 @@ export interface NewObject {
 export class UploadRepository {
   constructor(private readonly db: Db) {}
 
-  /** Records a new upload and the chunks it needs; false if one for the same content and path exists. */
-  async insertUpload(upload: UploadRow, chunks: { hash: string; length: number }[]): Promise<boolean> {
+  /** Records a new upload and the places it needs chunks for; false if one for the same content and path exists. */
+  async insertUpload(upload: UploadRow, places: ChunkPlace[]): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
       const inserted = await trx
         .insertInto('uploads')
@@ -32,10 +39,7 @@ export class UploadRepository {
         .onConflict((oc) => oc.columns(['owner_id', 'content_hash', 'path']).doNothing())
         .executeTakeFirst();
       if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
-      for (let i = 0; i < chunks.length; i += BATCH) {
-        const rows = chunks.slice(i, i + BATCH).map((c) => ({ upload_id: upload.id, hash: c.hash, length: c.length, received_at: null }));
-        await trx.insertInto('upload_chunks').values(rows).execute();
-      }
+      await insertPlaces(trx, upload.id, places);
       return true;
     });
   }
@@ -60,19 +64,29 @@ export class UploadRepository {
   }
 
   /**
-   * The user's upload and, if the upload expects it, the chunk with this hash, in one read
-   * (this runs once per chunk PUT). undefined when the user has no such upload.
+   * The user's upload and the places in the file the chunk with this hash must fill (none when
+   * the upload does not expect it), in one read: this runs once per chunk PUT. undefined when the
+   * user has no such upload.
    */
-  findUploadChunk(ownerId: string, uploadId: string, hash: string) {
-    return this.db
+  async findUploadChunk(ownerId: string, uploadId: string, hash: string) {
+    const rows = await this.db
       .selectFrom('uploads')
       .leftJoin('upload_chunks', (join) => join.onRef('upload_chunks.upload_id', '=', 'uploads.id').on('upload_chunks.hash', '=', hash))
-      .select(['uploads.expires_at', 'upload_chunks.length', 'upload_chunks.received_at'])
+      .select(['uploads.expires_at', 'upload_chunks.offset', 'upload_chunks.length', 'upload_chunks.received_at'])
       .where('uploads.owner_id', '=', ownerId)
       .where('uploads.id', '=', uploadId)
-      .executeTakeFirst();
+      .execute();
+    if (rows.length === 0) return undefined;
+    const places = rows.filter((row) => row.offset !== null);
+    return {
+      expiresAt: rows[0]!.expires_at,
+      offsets: places.map((row) => row.offset!),
+      length: places[0]?.length ?? null,
+      received: places.length > 0 && places.every((row) => row.received_at !== null),
+    };
   }
 
+  /** Marks every place of the chunk as received. */
   async markReceived(uploadId: string, hash: string, at: number): Promise<void> {
     await this.db.updateTable('upload_chunks').set({ received_at: at }).where('upload_id', '=', uploadId).where('hash', '=', hash).execute();
   }
@@ -89,22 +103,25 @@ export class UploadRepository {
     }
   }
 
-  /** Adds chunks the upload must now receive after all (their earlier source went away). */
-  async addExpectedChunks(uploadId: string, chunks: { hash: string; length: number }[]): Promise<void> {
-    for (let i = 0; i < chunks.length; i += BATCH) {
-      const rows = chunks.slice(i, i + BATCH).map((c) => ({ upload_id: uploadId, hash: c.hash, length: c.length, received_at: null }));
-      await this.db.insertInto('upload_chunks').values(rows).onConflict((oc) => oc.columns(['upload_id', 'hash']).doNothing()).execute();
-    }
+  /** Adds places the upload must now receive chunks for after all (their earlier source went away). */
+  async addExpectedChunks(uploadId: string, places: ChunkPlace[]): Promise<void> {
+    await insertPlaces(this.db, uploadId, places);
   }
 
-  /** Chunks the upload still needs, with their lengths. */
+  /** Chunks the upload still needs, each once, with their lengths. */
   missingChunks(uploadId: string): Promise<{ hash: string; length: number }[]> {
-    return this.db.selectFrom('upload_chunks').select(['hash', 'length']).where('upload_id', '=', uploadId).where('received_at', 'is', null).execute();
+    return this.db
+      .selectFrom('upload_chunks')
+      .select(['hash', 'length'])
+      .distinct()
+      .where('upload_id', '=', uploadId)
+      .where('received_at', 'is', null)
+      .execute();
   }
 
-  async stagedChunks(uploadId: string): Promise<Set<string>> {
-    const rows = await this.db.selectFrom('upload_chunks').select('hash').where('upload_id', '=', uploadId).where('received_at', 'is not', null).execute();
-    return new Set(rows.map((r) => r.hash));
+  /** Every place the upload receives chunks for, received or not. */
+  places(uploadId: string): Promise<ChunkPlace[]> {
+    return this.db.selectFrom('upload_chunks').select(['offset', 'hash', 'length']).where('upload_id', '=', uploadId).execute();
   }
 
   /**
@@ -168,5 +185,12 @@ export class UploadRepository {
 
   async uploadExists(uploadId: string): Promise<boolean> {
     return (await this.db.selectFrom('uploads').select('id').where('id', '=', uploadId).executeTakeFirst()) !== undefined;
+  }
+}
+
+async function insertPlaces(db: Kysely<Database>, uploadId: string, places: ChunkPlace[]): Promise<void> {
+  for (let i = 0; i < places.length; i += BATCH) {
+    const rows = places.slice(i, i + BATCH).map((p) => ({ upload_id: uploadId, offset: p.offset, hash: p.hash, length: p.length, received_at: null }));
+    await db.insertInto('upload_chunks').values(rows).onConflict((oc) => oc.columns(['upload_id', 'offset']).doNothing()).execute();
   }
 }

@@ -7,14 +7,15 @@ import { decodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../../core/m
 import { normalizePath } from '../../core/paths.js';
 import type { ChunkReceipt, UploadRequest, UploadStatus } from '../../core/protocol.js';
 import type { BlobStore, Bucket } from '../../infra/blobs/blob-store.js';
+import type { StagingArea } from '../../infra/blobs/staging-area.js';
 import type { EventBus } from '../../infra/bus/event-bus.js';
 import type { Db } from '../../infra/db/database.js';
 import type { UploadRow } from '../../infra/db/schema.js';
 import { toFileEntry, toVersionView } from '../files/file-views.js';
 import type { FilesRepository, RecordedVersion } from '../files/files.repository.js';
-import { objectKey, stagedChunkKey, stagingPrefix } from '../objects.js';
+import { objectKey } from '../objects.js';
 import type { Principal } from '../user/user.service.js';
-import type { ChunkLocation, UploadRepository } from './upload.repository.js';
+import type { ChunkLocation, ChunkPlace, UploadRepository } from './upload.repository.js';
 
 export interface UploadPolicy {
   expiryHours: number;
@@ -44,6 +45,7 @@ export class UploadService {
     private readonly uploads: UploadRepository,
     private readonly files: FilesRepository,
     private readonly blobs: BlobStore,
+    private readonly staging: StagingArea,
     private readonly bus: EventBus,
     private readonly policy: UploadPolicy,
     private readonly metrics: UploadMetrics,
@@ -79,10 +81,8 @@ export class UploadService {
       return this.pendingStatus(resumable.id);
     }
 
-    const distinct = new Map<string, number>();
-    for (const entry of manifest) distinct.set(entry.hash, entry.length);
-    const owned = await this.uploads.locateOwnedChunks(principal.userId, [...distinct.keys()]);
-    const needed = [...distinct].filter(([hash]) => !owned.has(hash)).map(([hash, length]) => ({ hash, length }));
+    const owned = await this.uploads.locateOwnedChunks(principal.userId, [...new Set(manifest.map((c) => c.hash))]);
+    const needed = placesOf(manifest).filter((place) => !owned.has(place.hash));
     const at = this.now();
     const upload: UploadRow = {
       id: randomUUID(),
@@ -101,7 +101,7 @@ export class UploadService {
       // An identical negotiation got there first: resume that one.
       return this.pendingStatus((await this.uploads.findResumable(principal.userId, path, contentHash))!.id);
     }
-    return { uploadId: upload.id, state: 'pending', missing: needed.map((c) => c.hash), missingBytes: needed.reduce((sum, c) => sum + c.length, 0) };
+    return pendingStatus(upload.id, needed);
   }
 
   /** What an upload still needs. */
@@ -117,38 +117,33 @@ export class UploadService {
   async putChunk(principal: Principal, uploadId: string, hash: string, body: Readable): Promise<ChunkReceipt> {
     parseContentHash(hash, 'chunk hash');
     const found = await this.uploads.findUploadChunk(principal.userId, uploadId, hash);
-    if (!found) {
+    if (!found || found.length === null) {
       body.resume();
-      throw uploadNotFound(uploadId);
-    }
-    if (found.length === null) {
-      body.resume();
+      if (!found) throw uploadNotFound(uploadId);
       throw new PvError('PV_UPLOAD_CHUNK_NOT_EXPECTED', `Chunk ${hash} is not one this upload is waiting for.`, {
         fix: 'Send only the chunks listed in the upload status (GET /api/v1/uploads/{id}).',
       });
     }
-    if (found.received_at !== null) {
+    if (found.received) {
       body.resume();
       return { hash, stored: false };
     }
-    try {
-      // Staged chunks are scratch: the commit re-verifies them and asks again for any a crash lost.
-      await this.blobs.put(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, hash), body, { sha256: hash, size: found.length, durable: false });
-    } catch (error) {
-      if (!isPvError(error, 'PV_INTEGRITY')) throw error;
-      const actual = (error.details.actual as { size?: number } | undefined)?.size ?? found.length;
-      if (actual < found.length) {
-        throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `Chunk ${hash} arrived with ${actual} of its ${found.length} bytes; nothing was kept.`, {
-          fix: 'Send the chunk again.',
-        });
-      }
+    // A chunk is at most 256 KiB: hold it whole, check it, and only then write a byte of it.
+    const bytes = await readAtMost(body, found.length + 1);
+    if (bytes.length < found.length) {
+      throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `Chunk ${hash} arrived with ${bytes.length} of its ${found.length} bytes; nothing was kept.`, {
+        fix: 'Send the chunk again.',
+      });
+    }
+    if (bytes.length > found.length || createHash('sha256').update(bytes).digest('hex') !== hash) {
       throw new PvError('PV_UPLOAD_CHUNK_HASH_MISMATCH', `The bytes sent for chunk ${hash} do not have that hash; nothing was kept.`, {
         fix: 'Re-read the file and send the chunk again; if it changed meanwhile, start a new upload.',
       });
     }
+    await this.staging.write(uploadId, bytes, found.offsets);
     await this.uploads.markReceived(uploadId, hash, this.now());
     // Extending the expiry on every chunk would double the writes; once a minute is plenty.
-    if (found.expires_at < this.expiry() - 60_000) await this.uploads.extendExpiry(uploadId, this.expiry());
+    if (found.expiresAt < this.expiry() - 60_000) await this.uploads.extendExpiry(uploadId, this.expiry());
     this.metrics.chunkReceived(found.length);
     return { hash, stored: true };
   }
@@ -164,32 +159,41 @@ export class UploadService {
     if (missing.length > 0) throw incomplete(missing.map((c) => c.hash));
 
     const manifest = decodeManifest(Buffer.from(upload.manifest, 'base64'), MAX_MANIFEST_CHUNKS);
-    const staged = await this.uploads.stagedChunks(uploadId);
-    const fromObjects = [...new Set(manifest.map((c) => c.hash).filter((hash) => !staged.has(hash)))];
-    const owned = await this.uploads.locateOwnedChunks(principal.userId, fromObjects);
-    const lost = fromObjects.filter((hash) => !owned.has(hash));
+    const received = await this.uploads.places(uploadId);
+    const staged = new Set(received.map((place) => place.offset));
+    // The rest of the file comes from objects the user already holds.
+    const fromObjects = placesOf(manifest).filter((place) => !staged.has(place.offset));
+    const owned = await this.uploads.locateOwnedChunks(principal.userId, [...new Set(fromObjects.map((place) => place.hash))]);
+    const lost = fromObjects.filter((place) => !owned.has(place.hash));
     if (lost.length > 0) {
       // The user deleted the file those chunks came from since the upload began: ask for them.
-      const lengths = new Map(manifest.map((c) => [c.hash, c.length]));
-      await this.uploads.addExpectedChunks(uploadId, lost.map((hash) => ({ hash, length: lengths.get(hash)! })));
-      throw incomplete(lost);
+      await this.uploads.addExpectedChunks(uploadId, lost);
+      throw incomplete([...new Set(lost.map((place) => place.hash))]);
+    }
+    for (const run of copyPlan(fromObjects, owned)) {
+      const bytes = await readAll(await this.blobs.get(run.bucket, objectKey(run.objectHash), { start: run.start, end: run.end }));
+      await this.staging.write(uploadId, bytes, [run.fileOffset]);
     }
 
-    const assembled = this.assemble(uploadId, manifest, staged, owned);
+    const expected = { sha256: upload.content_hash, size: upload.size };
     const existing = await this.uploads.findObject(upload.content_hash);
     try {
-      if (existing) await verifyStream(assembled, upload.content_hash, upload.size);
-      else await this.blobs.put(NEW_OBJECT_BUCKET, objectKey(upload.content_hash), assembled, { sha256: upload.content_hash, size: upload.size });
+      if (existing) {
+        // Stored already (another user's upload): only prove these bytes are that content.
+        const actual = await this.staging.digest(uploadId);
+        if (actual.sha256 !== expected.sha256 || actual.size !== expected.size) throw new PvError('PV_INTEGRITY', 'Staged content does not match.');
+      } else {
+        await this.staging.promote(uploadId, NEW_OBJECT_BUCKET, objectKey(upload.content_hash), expected);
+      }
     } catch (error) {
-      if (!isPvError(error, 'PV_INTEGRITY') && !isPvError(error, 'PV_BLOB_NOT_FOUND')) throw error;
-      // Staged chunks are not flushed to disk, so a crash can lose or damage one: find those,
-      // and ask the client for them again rather than blaming it.
-      const damaged = await this.damagedStagedChunks(uploadId, staged, manifest);
+      if (!isPvError(error, 'PV_INTEGRITY')) throw error;
+      // Staged bytes are not flushed, so a crash can lose or tear some: find those chunks and
+      // ask the client for them again rather than blaming it.
+      const damaged = await this.damagedChunks(uploadId, received);
       if (damaged.length > 0) {
         await this.uploads.markMissing(uploadId, damaged);
         throw incomplete(damaged);
       }
-      if (!isPvError(error, 'PV_INTEGRITY')) throw error;
       // Every chunk matched its hash, so the manifest and the content hash disagree: this
       // upload can never succeed. Drop it rather than keep bytes nobody can commit.
       await this.discard(uploadId);
@@ -205,8 +209,7 @@ export class UploadService {
           throw new PvError('PV_CONFLICT', 'The stored copy of this content was deleted while committing.', { fix: 'Commit again.' });
         }
       } else {
-        let offset = 0;
-        const chunks = manifest.map((c) => ({ hash: c.hash, length: c.length, offset: (offset += c.length) - c.length }));
+        const chunks = placesOf(manifest);
         await this.uploads.insertObject(trx, { hash: upload.content_hash, size: upload.size, bucket: NEW_OBJECT_BUCKET, chunks }, at);
       }
       const result = await this.recordVersion(trx, principal, {
@@ -219,7 +222,7 @@ export class UploadService {
       await this.uploads.deleteUpload(trx, uploadId);
       return result;
     });
-    await this.deleteStaging(uploadId);
+    await this.staging.discard(uploadId);
     this.metrics.committed('assembled', upload.size);
     await this.announce(principal, recorded);
     return committedStatus(recorded);
@@ -238,12 +241,9 @@ export class UploadService {
   async sweep(): Promise<number> {
     const expired = await this.uploads.expiredUploads(this.now());
     for (const { id } of expired) await this.discard(id);
-    const orphans = new Set<string>();
-    for await (const blob of this.blobs.list(NEW_OBJECT_BUCKET, 'staging/')) {
-      const uploadId = blob.key.split('/')[1]!;
-      if (!orphans.has(uploadId) && !(await this.uploads.uploadExists(uploadId))) orphans.add(uploadId);
+    for await (const uploadId of this.staging.uploads()) {
+      if (!(await this.uploads.uploadExists(uploadId))) await this.staging.discard(uploadId);
     }
-    for (const uploadId of orphans) await this.deleteStaging(uploadId);
     return expired.length;
   }
 
@@ -261,34 +261,19 @@ export class UploadService {
     });
   }
 
-  /** Yields the file's bytes in order, from staged chunks and from ranges of the user's objects. */
-  private async *assemble(uploadId: string, manifest: Manifest, staged: Set<string>, owned: Map<string, ChunkLocation>): AsyncGenerator<Uint8Array> {
-    for (const source of readPlan(manifest, staged, owned)) {
-      if ('stagedHash' in source) yield* await this.blobs.get(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, source.stagedHash));
-      else yield* await this.blobs.get(source.bucket, objectKey(source.objectHash), { start: source.start, end: source.end });
+  /** Chunks whose staged bytes are gone or torn; their places read back with another hash. */
+  private async damagedChunks(uploadId: string, places: ChunkPlace[]): Promise<string[]> {
+    const damaged = new Set<string>();
+    for (const place of places) {
+      if (damaged.has(place.hash)) continue;
+      const bytes = await this.staging.read(uploadId, place.offset, place.length);
+      if (createHash('sha256').update(bytes).digest('hex') !== place.hash) damaged.add(place.hash);
     }
-  }
-
-  /** Staged chunks that are gone or no longer have their hash; they are deleted. */
-  private async damagedStagedChunks(uploadId: string, staged: Set<string>, manifest: Manifest): Promise<string[]> {
-    const lengths = new Map(manifest.map((c) => [c.hash, c.length]));
-    const damaged: string[] = [];
-    for (const hash of staged) {
-      try {
-        const bytes = await this.blobs.get(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, hash));
-        await verifyStream(bytes, hash, lengths.get(hash)!);
-      } catch (error) {
-        if (!isPvError(error, 'PV_INTEGRITY') && !isPvError(error, 'PV_BLOB_NOT_FOUND')) throw error;
-        damaged.push(hash);
-        await this.blobs.delete(NEW_OBJECT_BUCKET, stagedChunkKey(uploadId, hash));
-      }
-    }
-    return damaged;
+    return [...damaged];
   }
 
   private async pendingStatus(uploadId: string): Promise<UploadStatus> {
-    const missing = await this.uploads.missingChunks(uploadId);
-    return { uploadId, state: 'pending', missing: missing.map((c) => c.hash), missingBytes: missing.reduce((sum, c) => sum + c.length, 0) };
+    return pendingStatus(uploadId, await this.uploads.missingChunks(uploadId));
   }
 
   private async requireUpload(principal: Principal, uploadId: string): Promise<UploadRow> {
@@ -300,13 +285,7 @@ export class UploadService {
 
   private async discard(uploadId: string): Promise<void> {
     await this.uploads.deleteUpload(this.db, uploadId);
-    await this.deleteStaging(uploadId);
-  }
-
-  private async deleteStaging(uploadId: string): Promise<void> {
-    for await (const blob of this.blobs.list(NEW_OBJECT_BUCKET, stagingPrefix(uploadId))) {
-      await this.blobs.delete(NEW_OBJECT_BUCKET, blob.key);
-    }
+    await this.staging.discard(uploadId);
   }
 
   private async announce(principal: Principal, recorded: RecordedVersion): Promise<void> {
@@ -344,25 +323,53 @@ function checkManifest(manifest: Manifest, size: number): void {
   }
 }
 
-type ReadSource = { stagedHash: string } | { bucket: Bucket; objectHash: string; start: number; end: number };
+/** Each chunk of the manifest with the offset it takes in the file. */
+function placesOf(manifest: Manifest): ChunkPlace[] {
+  let offset = 0;
+  return manifest.map(({ hash, length }) => ({ hash, length, offset: (offset += length) - length }));
+}
+
+type CopyRun = { bucket: Bucket; objectHash: string; start: number; end: number; fileOffset: number };
 
 /**
- * Where to read each part of the file from: staged chunks one by one, and runs of chunks that lie
- * back to back in one stored object as a single range read (an edited file is mostly such runs).
+ * Reads that fill places from stored objects, runs of places that lie back to back both in the
+ * file and in one object merged into one range (an edited file is mostly such runs).
  */
-function readPlan(manifest: Manifest, staged: Set<string>, owned: Map<string, ChunkLocation>): ReadSource[] {
-  const plan: ReadSource[] = [];
-  for (const entry of manifest) {
-    if (staged.has(entry.hash)) {
-      plan.push({ stagedHash: entry.hash });
-      continue;
+function copyPlan(places: ChunkPlace[], owned: Map<string, ChunkLocation>): CopyRun[] {
+  const runs: CopyRun[] = [];
+  for (const place of places) {
+    const at = owned.get(place.hash)!;
+    const last = runs.at(-1);
+    if (last && last.objectHash === at.objectHash && last.end + 1 === at.offset && last.fileOffset + (last.end - last.start + 1) === place.offset) {
+      last.end += at.length;
+    } else {
+      runs.push({ bucket: at.bucket as Bucket, objectHash: at.objectHash, start: at.offset, end: at.offset + at.length - 1, fileOffset: place.offset });
     }
-    const at = owned.get(entry.hash)!;
-    const last = plan.at(-1);
-    if (last && 'objectHash' in last && last.objectHash === at.objectHash && last.end + 1 === at.offset) last.end += at.length;
-    else plan.push({ bucket: at.bucket as Bucket, objectHash: at.objectHash, start: at.offset, end: at.offset + at.length - 1 });
   }
-  return plan;
+  return runs;
+}
+
+function pendingStatus(uploadId: string, missing: { hash: string; length: number }[]): UploadStatus {
+  const distinct = new Map(missing.map((c) => [c.hash, c.length]));
+  return { uploadId, state: 'pending', missing: [...distinct.keys()], missingBytes: [...distinct.values()].reduce((sum, n) => sum + n, 0) };
+}
+
+/** Reads a stream into memory, stopping once more than limit bytes arrived (the rest is drained). */
+async function readAtMost(body: Readable, limit: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let length = 0;
+  for await (const part of body as AsyncIterable<Buffer>) {
+    if (length >= limit) continue;
+    parts.push(part);
+    length += part.length;
+  }
+  return Buffer.concat(parts, Math.min(length, limit));
+}
+
+async function readAll(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of source) parts.push(Buffer.from(part));
+  return Buffer.concat(parts);
 }
 
 function incomplete(missing: string[]): PvError {
@@ -370,19 +377,6 @@ function incomplete(missing: string[]): PvError {
     missing,
     fix: 'PUT the missing chunks (GET /api/v1/uploads/{id} lists them), then commit again.',
   });
-}
-
-async function verifyStream(source: AsyncIterable<Uint8Array>, sha256: string, size: number): Promise<void> {
-  const hash = createHash('sha256');
-  let length = 0;
-  for await (const piece of source) {
-    hash.update(piece);
-    length += piece.length;
-  }
-  const actual = hash.digest('hex');
-  if (actual !== sha256 || length !== size) {
-    throw new PvError('PV_INTEGRITY', 'Assembled content does not match.', { expected: { sha256, size }, actual: { sha256: actual, size: length } });
-  }
 }
 
 function committedStatus(recorded: RecordedVersion): UploadStatus {

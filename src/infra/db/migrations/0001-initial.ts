@@ -125,14 +125,17 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('uploads_owner_content_path').on('uploads').columns(['owner_id', 'content_hash', 'path']).unique().execute();
   await db.schema.createIndex('uploads_expiry').on('uploads').columns(['expires_at']).execute();
 
+  // One row per place a needed chunk occupies in the file (a chunk may repeat).
   await db.schema
     .createTable('upload_chunks')
     .addColumn('upload_id', 'text', (c) => c.notNull().references('uploads.id').onDelete('cascade'))
+    .addColumn('offset', 'bigint', (c) => c.notNull())
     .addColumn('hash', 'text', (c) => c.notNull())
     .addColumn('length', 'integer', (c) => c.notNull())
     .addColumn('received_at', 'bigint')
-    .addPrimaryKeyConstraint('upload_chunks_pk', ['upload_id', 'hash'])
+    .addPrimaryKeyConstraint('upload_chunks_pk', ['upload_id', 'offset'])
     .execute();
+  await db.schema.createIndex('upload_chunks_hash').on('upload_chunks').columns(['upload_id', 'hash']).execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
