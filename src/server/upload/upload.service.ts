@@ -171,8 +171,12 @@ export class UploadService {
       throw incomplete([...new Set(lost.map((place) => place.hash))]);
     }
     for (const run of copyPlan(fromObjects, owned)) {
-      const bytes = await readAll(await this.blobs.get(run.bucket, objectKey(run.objectHash), { start: run.start, end: run.end }));
-      await this.staging.write(uploadId, bytes, [run.fileOffset]);
+      // Streamed piece by piece: a run can be most of a file of many gigabytes.
+      let at = run.fileOffset;
+      for await (const piece of await this.blobs.get(run.bucket, objectKey(run.objectHash), { start: run.start, end: run.end })) {
+        await this.staging.write(uploadId, piece as Uint8Array, [at]);
+        at += (piece as Uint8Array).length;
+      }
     }
 
     const expected = { sha256: upload.content_hash, size: upload.size };
@@ -364,12 +368,6 @@ async function readAtMost(body: Readable, limit: number): Promise<Buffer> {
     length += part.length;
   }
   return Buffer.concat(parts, Math.min(length, limit));
-}
-
-async function readAll(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of source) parts.push(Buffer.from(part));
-  return Buffer.concat(parts);
 }
 
 function incomplete(missing: string[]): PvError {
