@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, it, expect } from 'vitest';
 import {
   CHUNK_AVG_SIZE,
@@ -13,6 +14,8 @@ import {
   fingerprintFile,
   type Fingerprint,
 } from '../../src/core/chunker.js';
+import { CORPUS_DIR } from '../support/corpus.js';
+import { pseudoRandomBytes, xorshift } from '../support/random.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -21,31 +24,9 @@ const MiB = 1024 * KiB;
  * of 1, 2, then 4 MiB: sizes around those edges matter.
  */
 const BLOCK = 4 * MiB;
-const corpusVideo = new URL('../../../shared/corpus/video/bbb-480p-30s.mp4', import.meta.url);
+const corpusVideo = join(CORPUS_DIR, 'video/bbb-480p-30s.mp4');
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
-
-/** xorshift32: fast, seeded, and the same bytes on every run. */
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
-
-function pseudoRandomBytes(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  const words = new Uint32Array(bytes.buffer, 0, size >>> 2);
-  const next = xorshift(seed);
-  for (let i = 0; i < words.length; i++) words[i] = next();
-  for (let i = words.length * 4; i < size; i++) bytes[i] = next() & 0xff;
-  return bytes;
-}
 
 /** Piece sizes from 1 byte to 1 MiB, log-uniform so that tiny and large pieces both occur. */
 function randomSplit(size: number, seed: number): number[] {
@@ -275,7 +256,7 @@ describe('fingerprint', () => {
 describe('fingerprintFile', () => {
   it('fingerprints a corpus video exactly as fingerprint() does its bytes', async () => {
     const bytes = new Uint8Array(await readFile(corpusVideo));
-    const fromFile = await fingerprintFile(corpusVideo.pathname);
+    const fromFile = await fingerprintFile(corpusVideo);
     expect(fromFile).toEqual(await fingerprint(stream([bytes])));
     expectValidFingerprint(fromFile, bytes);
   });

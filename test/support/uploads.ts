@@ -6,18 +6,7 @@ import type { UploadRequest, UploadStatus } from '../../src/core/protocol.js';
 
 type Auth = { authorization: string };
 
-/** Deterministic pseudo-random bytes (xorshift32), fast enough for tens of MiB. */
-export function pseudoRandomBytes(length: number, seed = 1): Buffer {
-  const words = new Uint32Array(Math.ceil(length / 4));
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return Buffer.from(words.buffer, 0, length);
-}
+export { pseudoRandomBytes } from './random.js';
 
 export interface PreparedUpload {
   bytes: Buffer;
