@@ -22,8 +22,12 @@ export const serverConfigSchema = z.object({
     .object({
       host: z.string().min(1).default('0.0.0.0').describe('Address to listen on.'),
       port: port.default(8420).describe('TCP port to listen on; 0 picks a free one.'),
+      trustProxy: z
+        .string()
+        .default('')
+        .describe("Reverse proxies whose X-Forwarded-For is believed: '' none, '*' any, or comma-separated addresses/CIDRs."),
     })
-    .default({ host: '0.0.0.0', port: 8420 }),
+    .default({ host: '0.0.0.0', port: 8420, trustProxy: '' }),
   database: z
     .object({
       url: z

@@ -11,6 +11,11 @@ import { accountRoutes, loginRoutes } from './user/user.routes.js';
 
 const VERSION = '0.1.0';
 
+function trustedProxies(setting: string): boolean | string {
+  if (setting === '*') return true;
+  return setting === '' ? false : setting;
+}
+
 export interface AppOptions {
   /** pino options or false; tests pass false. */
   logger?: boolean | { level: string };
@@ -23,7 +28,9 @@ export async function buildApp(context: ServerContext, options: AppOptions = {})
   const app = Fastify({
     logger: options.logger ?? false,
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: true,
+    // Client addresses key the login rate limit, so a forwarded address counts only from a
+    // proxy the operator named; otherwise anyone could pick a fresh one per attempt.
+    trustProxy: trustedProxies(context.config.server.trustProxy),
     bodyLimit: 1024 * 1024,
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.decorateRequest('principal', null);

@@ -25,7 +25,7 @@ describe('server config', () => {
   it('layers file < environment < flags', async () => {
     await writeFile(join(dir, 'config.json'), JSON.stringify({ server: { port: 1111, host: '127.0.0.1' }, auth: { sessionDays: 7 } }));
     const fromFile = loadServerConfig({ env: {}, flags: { dataDir: dir } });
-    expect(fromFile.server).toEqual({ port: 1111, host: '127.0.0.1' });
+    expect(fromFile.server).toEqual({ port: 1111, host: '127.0.0.1', trustProxy: '' });
     const fromEnv = loadServerConfig({ env: { PHOTOVAULT_SERVER_PORT: '2222', PHOTOVAULT_DATA_DIR: dir }, flags: {} });
     expect(fromEnv.server.port).toBe(2222);
     expect(fromEnv.auth.sessionDays).toBe(7);

@@ -57,6 +57,19 @@ describeEachDatabase('authentication', (kind) => {
     expect((await login('carol', TEST_PASSWORD, { ip: '10.0.0.4' })).statusCode).toBe(200);
   });
 
+  it('does not let a client escape the login limit by claiming another address', async () => {
+    const spoofed = (i: number) =>
+      server.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        payload: { user: 'carol', password: 'guess', deviceName: 'x' },
+        remoteAddress: '10.0.0.9',
+        headers: { 'x-forwarded-for': `203.0.113.${i}` },
+      });
+    for (let i = 0; i < 3; i++) expect((await spoofed(i)).statusCode).toBe(401);
+    expect((await spoofed(99)).statusCode).toBe(429);
+  });
+
   it.each([
     ['no token', undefined, 'PV_AUTH_REQUIRED'],
     ['a forged token', `Bearer pvs_${'A'.repeat(43)}`, 'PV_AUTH_TOKEN_INVALID'],
