@@ -44,6 +44,7 @@ describeEachDatabase('files API', (kind) => {
     await uploadBytes(server.app, auth, 'range.bin', bytes);
     const whole = await download(server.app, auth, 'range.bin');
     expect(whole.headers['accept-ranges']).toBe('bytes');
+    expect(whole.headers['x-content-type-options']).toBe('nosniff');
     expect(Number(whole.headers['content-length'])).toBe(bytes.length);
     const etag = String(whole.headers.etag);
 

@@ -52,6 +52,8 @@ export function filesRoutes(files: FilesService): FastifyPluginAsyncTypebox {
         const version = await files.resolveVersion(principal, request.query.path, request.query.version ?? null);
         const etag = `"${version.contentHash}"`;
         reply.header('etag', etag).header('accept-ranges', 'bytes').header('cache-control', 'private, no-cache');
+        // Served as opaque bytes: a browser must not guess an HTML type from a user's file.
+        reply.header('x-content-type-options', 'nosniff');
         reply.header('last-modified', new Date(version.mtime).toUTCString());
         if (request.headers['if-none-match'] === etag) return reply.status(304).send(null);
         const ifRange = request.headers['if-range'];
