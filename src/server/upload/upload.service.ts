@@ -149,9 +149,9 @@ export class UploadService {
   }
 
   /**
-   * Assembles the object from staged chunks and ranges of the user's objects, verifying the
-   * whole-content hash while streaming; only a fully written, verified object is then recorded,
-   * in one transaction with the version.
+   * Completes the staged file with the ranges that come from the user's objects, checks the
+   * whole-content hash and makes it the object; only a fully written, verified object is then
+   * recorded, in one transaction with the version.
    */
   async commit(principal: Principal, uploadId: string): Promise<UploadStatus> {
     const upload = await this.requireUpload(principal, uploadId);
@@ -232,15 +232,15 @@ export class UploadService {
     return committedStatus(recorded);
   }
 
-  /** Abandons an upload and its staged chunks. */
+  /** Abandons an upload and what it staged. */
   async cancel(principal: Principal, uploadId: string): Promise<void> {
     await this.requireUpload(principal, uploadId);
     await this.discard(uploadId);
   }
 
   /**
-   * Removes uploads idle past their expiry, and staged chunks whose upload no longer exists
-   * (left by a crash between a commit's transaction and its clean-up). Returns how many uploads.
+   * Removes uploads idle past their expiry, and staging whose upload no longer exists (left by a
+   * crash between a commit's transaction and its clean-up). Returns how many uploads expired.
    */
   async sweep(): Promise<number> {
     const expired = await this.uploads.expiredUploads(this.now());
