@@ -1,4 +1,4 @@
-import type { Insertable, Selectable } from 'kysely';
+import type { Selectable } from 'kysely';
 
 /**
  * The metadata tables, typed once for both dialects. Portable column types only: text ids
@@ -140,4 +140,3 @@ export type FileRow = Selectable<FilesTable>;
 export type FileVersionRow = Selectable<FileVersionsTable>;
 export type TrashRow = Selectable<TrashTable>;
 export type UploadRow = Selectable<UploadsTable>;
-export type NewFile = Insertable<FilesTable>;

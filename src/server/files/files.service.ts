@@ -12,12 +12,6 @@ export interface FilesPolicy {
   trashDays: number;
 }
 
-export interface FileContent {
-  version: FileVersionView;
-  /** The bytes of the whole version, or of the range asked for. */
-  stream: Readable;
-}
-
 const MAX_PAGE = 1000;
 
 /** Browsing, downloading, and deleting to and restoring from the trash. */
