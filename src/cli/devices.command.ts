@@ -12,7 +12,11 @@ export function registerDeviceCommands(program: Command): void {
       action(async (options: { json?: boolean }) => {
         const list = await withApi((api) => api.devices());
         printResult(options.json, list, () =>
-          list.map((d) => `${d.id}  ${d.name}${d.current ? ' (this device)' : ''}${d.revokedAt ? ' (revoked)' : ''}  last seen ${d.lastSeenAt}`).join('\n'),
+          list
+            .map(
+              (d) => `${d.id}  ${d.name}${d.current ? ' (this device)' : ''}${d.revokedAt ? ' (revoked)' : ''}  last seen ${d.lastSeenAt}`,
+            )
+            .join('\n'),
         );
       }),
     );
@@ -44,7 +48,11 @@ export function registerDeviceCommands(program: Command): void {
     .action(
       action(async (options: { json?: boolean }) => {
         const keys = await withApi((api) => api.apiKeys());
-        printResult(options.json, keys, () => keys.map((k) => `${k.id}  ${k.label ?? ''}  last used ${k.lastUsedAt}`).join('\n') || '(no API keys)');
+        printResult(
+          options.json,
+          keys,
+          () => keys.map((k) => `${k.id}  ${k.label ?? ''}  last used ${k.lastUsedAt}`).join('\n') || '(no API keys)',
+        );
       }),
     );
   apiKey

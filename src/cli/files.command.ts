@@ -22,7 +22,13 @@ export function registerFilesCommands(program: Command): void {
           return all;
         });
         printResult(options.json, entries, () =>
-          entries.map((e) => (e.kind === 'folder' ? `${e.name}/` : `${formatBytes(e.size).padStart(10)}  ${new Date(e.mtime).toISOString().slice(0, 19)}  ${e.name}`)).join('\n'),
+          entries
+            .map((e) =>
+              e.kind === 'folder'
+                ? `${e.name}/`
+                : `${formatBytes(e.size).padStart(10)}  ${new Date(e.mtime).toISOString().slice(0, 19)}  ${e.name}`,
+            )
+            .join('\n'),
         );
       }),
     );
@@ -72,7 +78,12 @@ export function registerFilesCommands(program: Command): void {
     .action(
       action(async (options: { json?: boolean }) => {
         const entries = await withApi((api) => api.trash());
-        printResult(options.json, entries, () => entries.map((e) => `${e.id}  ${e.deletedAt}  ${e.kind === 'folder' ? `${e.path}/` : e.path}`).join('\n') || '(trash is empty)');
+        printResult(
+          options.json,
+          entries,
+          () =>
+            entries.map((e) => `${e.id}  ${e.deletedAt}  ${e.kind === 'folder' ? `${e.path}/` : e.path}`).join('\n') || '(trash is empty)',
+        );
       }),
     );
   trash

@@ -32,8 +32,18 @@ export function registerLoginCommands(program: Command): void {
             deviceName,
             ...(previous && previous.server === options.server && previous.user === options.user ? { deviceId: previous.deviceId } : {}),
           });
-          await saveCredentials(configDir, { server: options.server, user: result.user.name, token: result.token, deviceId: result.device.id, deviceName: result.device.name });
-          printResult(options.json, { server: options.server, user: result.user, device: result.device, expiresAt: result.expiresAt }, () => `logged in to ${options.server} as ${result.user.name} (device ${result.device.name})`);
+          await saveCredentials(configDir, {
+            server: options.server,
+            user: result.user.name,
+            token: result.token,
+            deviceId: result.device.id,
+            deviceName: result.device.name,
+          });
+          printResult(
+            options.json,
+            { server: options.server, user: result.user, device: result.device, expiresAt: result.expiresAt },
+            () => `logged in to ${options.server} as ${result.user.name} (device ${result.device.name})`,
+          );
         } finally {
           await api.close();
         }
@@ -46,7 +56,10 @@ export function registerLoginCommands(program: Command): void {
     .action(
       action(async () => {
         await withApi((api) => api.logout());
-        const [{ clientConfigDir }, { removeCredentials }] = await Promise.all([import('../core/client-config.js'), import('../daemon/credentials.js')]);
+        const [{ clientConfigDir }, { removeCredentials }] = await Promise.all([
+          import('../core/client-config.js'),
+          import('../daemon/credentials.js'),
+        ]);
         await removeCredentials(clientConfigDir());
         process.stdout.write('logged out\n');
       }),

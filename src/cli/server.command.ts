@@ -17,16 +17,24 @@ export async function configFromFlags(options: { data?: string; config?: string 
 export function registerServerCommands(program: Command): void {
   const server = program.command('server').description('run and administer the photovault server');
 
-  serverDataOptions(server.command('start').description('start the server with every service, on the embedded default unless configured otherwise'))
+  serverDataOptions(
+    server.command('start').description('start the server with every service, on the embedded default unless configured otherwise'),
+  )
     .option('--host <host>', 'address to listen on (default 0.0.0.0)')
     .option('--port <port>', 'port to listen on; 0 picks a free one (default 8420)')
     .action(
       action(async (options: { data?: string; config?: string; host?: string; port?: string }) => {
-        const serverFlags = { ...(options.host ? { host: options.host } : {}), ...(options.port !== undefined ? { port: options.port } : {}) };
+        const serverFlags = {
+          ...(options.host ? { host: options.host } : {}),
+          ...(options.port !== undefined ? { port: options.port } : {}),
+        };
         const config = await configFromFlags(options, Object.keys(serverFlags).length ? { server: serverFlags } : {});
         const { startServer } = await import('../server/server.js');
         const running = await startServer(config);
-        running.app.log.info({ url: running.url, dataDir: config.dataDir, database: config.database.url ? 'postgresql' : 'sqlite' }, 'photovault server started');
+        running.app.log.info(
+          { url: running.url, dataDir: config.dataDir, database: config.database.url ? 'postgresql' : 'sqlite' },
+          'photovault server started',
+        );
         await new Promise<void>((resolve) => {
           const stop = () => resolve();
           process.once('SIGINT', stop);

@@ -15,14 +15,18 @@ export function registerUploadCommand(program: Command): void {
         const { Uploader } = await import('../daemon/uploader.js');
         const bar = new ProgressBar();
         const summary = await withApi((api) =>
-          new Uploader(api, { onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files`) }).upload(paths, options.to),
+          new Uploader(api, { onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files`) }).upload(
+            paths,
+            options.to,
+          ),
         );
         bar.finish();
         for (const failure of summary.failed) process.stderr.write(`photovault: ${failure.path}: ${failure.message}\n`);
         printResult(
           options.json,
           summary,
-          () => `uploaded ${summary.files} file(s), ${formatBytes(summary.bytesTotal)}: sent ${formatBytes(summary.bytesSent)}, ${formatBytes(summary.bytesDeduplicated)} already on the server`,
+          () =>
+            `uploaded ${summary.files} file(s), ${formatBytes(summary.bytesTotal)}: sent ${formatBytes(summary.bytesSent)}, ${formatBytes(summary.bytesDeduplicated)} already on the server`,
         );
         return summary.failed.length > 0 ? EXIT.partial : EXIT.ok;
       }),

@@ -21,11 +21,13 @@ export function registerUserCommands(program: Command): void {
     .option('--password-stdin', 'read the password from standard input')
     .option('--json', 'print the result as JSON')
     .action(
-      action(async (name: string, options: { data?: string; config?: string; admin?: boolean; passwordStdin?: boolean; json?: boolean }) => {
-        const password = await readSecret(options.passwordStdin, `Password for ${name}: `);
-        const created = await withUsers(options, (users) => users.addUser(name, password, { admin: options.admin }));
-        printResult(options.json, created, () => `created user ${created.name}${created.isAdmin ? ' (admin)' : ''}`);
-      }),
+      action(
+        async (name: string, options: { data?: string; config?: string; admin?: boolean; passwordStdin?: boolean; json?: boolean }) => {
+          const password = await readSecret(options.passwordStdin, `Password for ${name}: `);
+          const created = await withUsers(options, (users) => users.addUser(name, password, { admin: options.admin }));
+          printResult(options.json, created, () => `created user ${created.name}${created.isAdmin ? ' (admin)' : ''}`);
+        },
+      ),
     );
 
   serverDataOptions(user.command('list').description('list users'))

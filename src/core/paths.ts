@@ -70,6 +70,10 @@ export function conflictCopyPath(path: string, device: string, at: Date): string
   const dot = name.lastIndexOf('.');
   const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ''];
   const stamp = at.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-  const safeDevice = device.normalize('NFC').replace(/[^\p{L}\p{N}_-]+/gu, '_').slice(0, 40) || 'device';
+  const safeDevice =
+    device
+      .normalize('NFC')
+      .replace(/[^\p{L}\p{N}_-]+/gu, '_')
+      .slice(0, 40) || 'device';
   return joinPath(dir, `${stem}.conflict-${safeDevice}-${stamp}${ext}`);
 }

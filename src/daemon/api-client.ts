@@ -182,6 +182,8 @@ async function problemToError(response: Dispatcher.ResponseData): Promise<PvErro
       ...(problem.missing ? { missing: problem.missing } : {}),
     });
   } catch {
-    return new PvError('PV_INTERNAL', `The server answered HTTP ${response.statusCode}: ${text.slice(0, 200)}`, { status: response.statusCode });
+    return new PvError('PV_INTERNAL', `The server answered HTTP ${response.statusCode}: ${text.slice(0, 200)}`, {
+      status: response.statusCode,
+    });
   }
 }

@@ -11,7 +11,12 @@ import type { ApiClient } from './api-client.js';
  * Downloads a file to a local path, verifying the content hash while writing to a temp file
  * beside the target and renaming it into place: the target is never half-written or wrong.
  */
-export async function downloadFile(api: ApiClient, remotePath: string, localPath: string, options: { version?: string } = {}): Promise<{ bytes: number; contentHash: string }> {
+export async function downloadFile(
+  api: ApiClient,
+  remotePath: string,
+  localPath: string,
+  options: { version?: string } = {},
+): Promise<{ bytes: number; contentHash: string }> {
   const { etag, body } = await api.download(remotePath, options);
   const expected = etag.replaceAll('"', '');
   const temp = join(dirname(localPath), `.${basename(localPath)}.${randomBytes(6).toString('hex')}.pvpart`);

@@ -61,7 +61,12 @@ export class Uploader {
     const files: LocalFile[] = [];
     for (const localPath of localPaths) await collect(localPath, remoteDir, files);
     const summary: UploadSummary = { files: 0, bytesTotal: 0, bytesSent: 0, bytesDeduplicated: 0, failed: [] };
-    const progress: UploadProgress = { bytesDone: 0, bytesTotal: files.reduce((sum, f) => sum + f.size, 0), filesDone: 0, filesTotal: files.length };
+    const progress: UploadProgress = {
+      bytesDone: 0,
+      bytesTotal: files.reduce((sum, f) => sum + f.size, 0),
+      filesDone: 0,
+      filesTotal: files.length,
+    };
     this.options.onProgress?.(progress);
 
     await runPool(files, this.fileConcurrency, async (file) => {
@@ -84,7 +89,10 @@ export class Uploader {
     return summary;
   }
 
-  private async uploadFile(file: LocalFile, onBytes: (bytes: number) => void): Promise<{ sent: number; deduplicated: number; size: number }> {
+  private async uploadFile(
+    file: LocalFile,
+    onBytes: (bytes: number) => void,
+  ): Promise<{ sent: number; deduplicated: number; size: number }> {
     const info = await stat(file.localPath);
     const fingerprint = await fingerprintFile(file.localPath);
     let status = await this.api.beginUpload({
@@ -112,7 +120,12 @@ export class Uploader {
   }
 
   /** PUTs the missing chunks, read from the file at their offsets, a few at a time. */
-  private async sendChunks(file: LocalFile, status: UploadStatus, chunks: { hash: string; offset: number; length: number }[], onBytes: (bytes: number) => void) {
+  private async sendChunks(
+    file: LocalFile,
+    status: UploadStatus,
+    chunks: { hash: string; offset: number; length: number }[],
+    onBytes: (bytes: number) => void,
+  ) {
     const missing = new Set(status.missing);
     const todo = chunks.filter((chunk) => missing.delete(chunk.hash));
     const handle = await open(file.localPath, 'r');
@@ -122,7 +135,9 @@ export class Uploader {
         const bytes = Buffer.allocUnsafe(chunk.length);
         const { bytesRead } = await handle.read(bytes, 0, chunk.length, chunk.offset);
         if (bytesRead !== chunk.length) {
-          throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `${file.localPath} shrank while it was being uploaded.`, { fix: 'Upload it again once it is complete.' });
+          throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `${file.localPath} shrank while it was being uploaded.`, {
+            fix: 'Upload it again once it is complete.',
+          });
         }
         await this.api.putChunk(status.uploadId!, chunk.hash, bytes);
         sent += chunk.length;

@@ -35,7 +35,9 @@ export async function buildApp(context: ServerContext, options: AppOptions = {})
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.decorateRequest('principal', null);
   app.setErrorHandler(problemErrorHandler);
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, 404, 'PV_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}.`));
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, 404, 'PV_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}.`),
+  );
 
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';

@@ -40,7 +40,9 @@ export interface ContextOptions {
 /** The metadata database the config names: PostgreSQL when database.url is set, else SQLite in the data dir. */
 export function openConfiguredDatabase(config: ServerConfig): Promise<Db> {
   return openDatabase(
-    config.database.url ? { postgresUrl: config.database.url, poolSize: config.database.poolSize } : { sqliteFile: join(config.dataDir, 'photovault.db') },
+    config.database.url
+      ? { postgresUrl: config.database.url, poolSize: config.database.poolSize }
+      : { sqliteFile: join(config.dataDir, 'photovault.db') },
   );
 }
 

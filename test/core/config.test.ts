@@ -48,7 +48,11 @@ describe('server config', () => {
     const file = join(dir, 'broken.json');
     await writeFile(file, '{ "server": ');
     expect(() => loadServerConfig({ env: {}, configFile: file, flags: { dataDir: dir } })).toThrowError(
-      expect.objectContaining({ code: 'PV_CONFIG_INVALID', message: expect.stringContaining(file), details: expect.objectContaining({ fix: expect.any(String) }) }),
+      expect.objectContaining({
+        code: 'PV_CONFIG_INVALID',
+        message: expect.stringContaining(file),
+        details: expect.objectContaining({ fix: expect.any(String) }),
+      }),
     );
   });
 

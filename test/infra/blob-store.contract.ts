@@ -13,7 +13,22 @@ const CORPUS_VIDEO = join(CORPUS_DIR, 'video/bbb-480p-30s.mp4');
 /** 1000 bytes whose value at offset i is i % 256, so any range is easy to predict. */
 const BYTES = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 256));
 
-export const HOSTILE_KEYS = ['../x', '/abs', 'a//b', 'a/./b', 'a\u0000b', 'a\\b', '', '.', '..', 'a/', 'a/../../x', 'é', 'a b', 'x'.repeat(1025)];
+export const HOSTILE_KEYS = [
+  '../x',
+  '/abs',
+  'a//b',
+  'a/./b',
+  'a\u0000b',
+  'a\\b',
+  '',
+  '.',
+  '..',
+  'a/',
+  'a/../../x',
+  'é',
+  'a b',
+  'x'.repeat(1025),
+];
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -91,7 +106,10 @@ export function blobStoreContract(name: string, create: () => Promise<{ store: B
     it('makes a non-durable put just as atomic and readable', async () => {
       await store.put('uploads', 'scratch/one', body(BYTES), { sha256: sha256(BYTES), size: BYTES.length, durable: false });
       expect(await readAll(await store.get('uploads', 'scratch/one'))).toEqual(BYTES);
-      await expectPvError(store.put('uploads', 'scratch/two', body(BYTES), { sha256: sha256(Buffer.from('x')), durable: false }), 'PV_INTEGRITY');
+      await expectPvError(
+        store.put('uploads', 'scratch/two', body(BYTES), { sha256: sha256(Buffer.from('x')), durable: false }),
+        'PV_INTEGRITY',
+      );
       expect(await store.head('uploads', 'scratch/two')).toBeNull();
     });
 
@@ -158,7 +176,12 @@ export function blobStoreContract(name: string, create: () => Promise<{ store: B
 
     it('rejects a range that starts past the end or is malformed with PV_INVALID_INPUT', async () => {
       await store.put('uploads', 'r', body(BYTES));
-      for (const range of [{ start: 1000, end: 1001 }, { start: 10, end: 9 }, { start: -1, end: 5 }, { start: 0.5, end: 5 }]) {
+      for (const range of [
+        { start: 1000, end: 1001 },
+        { start: 10, end: 9 },
+        { start: -1, end: 5 },
+        { start: 0.5, end: 5 },
+      ]) {
         await expectPvError(store.get('uploads', 'r', range), 'PV_INVALID_INPUT');
       }
     });

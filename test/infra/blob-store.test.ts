@@ -50,7 +50,9 @@ describe('FsBlobStore', () => {
 
   it('creates missing bucket roots on separate directories and stores keys as nested files', async () => {
     const [a, b] = [await tempDir(), await tempDir()];
-    const roots = Object.fromEntries(BUCKETS.map((bucket) => [bucket, join(bucket === 'thumbnails' ? b : a, 'not', 'yet', bucket)])) as Record<Bucket, string>;
+    const roots = Object.fromEntries(
+      BUCKETS.map((bucket) => [bucket, join(bucket === 'thumbnails' ? b : a, 'not', 'yet', bucket)]),
+    ) as Record<Bucket, string>;
     const store = await FsBlobStore.open(roots);
     await store.put('thumbnails', 'ab/cd/abcdef', Readable.from([Buffer.from('thumb')]));
     await store.put('photos-cold', 'ab/cd/abcdef', Readable.from([Buffer.from('photo')]));

@@ -39,10 +39,7 @@ function gate(): { promise: Promise<void>; open: () => void } {
  * The suite closes every bus it gets; the adapter's test file removes whatever state `open`
  * created. Durable names are random so runs against a shared server never meet.
  */
-export function eventBusContract(
-  name: string,
-  open: () => Promise<{ bus: EventBus; reopen: () => Promise<EventBus> }>,
-): void {
+export function eventBusContract(name: string, open: () => Promise<{ bus: EventBus; reopen: () => Promise<EventBus> }>): void {
   describe(`EventBus contract: ${name}`, () => {
     const openBuses = new Set<EventBus>();
 

@@ -91,7 +91,7 @@ describe('SqliteEventBus', () => {
     }
   });
 
-  it('delivers between two buses sharing one file, as two processes would, waiting out each other\'s write locks', async () => {
+  it("delivers between two buses sharing one file, as two processes would, waiting out each other's write locks", async () => {
     const file = await busFile();
     const worker = await SqliteEventBus.open(file, { pollIntervalMs: 20 });
     const server = await SqliteEventBus.open(file, { pollIntervalMs: 20 });

@@ -47,7 +47,10 @@ describe('FsStagingArea', () => {
   it('refuses to promote content with another hash or size, keeping the staging and making no object', async () => {
     await staging.write('u3', Buffer.from('not what was declared'), [0]);
     await expectPvError(staging.promote('u3', 'uploads', 'content/cd/other', { sha256: sha256Hex('x'), size: 21 }), 'PV_INTEGRITY');
-    await expectPvError(staging.promote('u3', 'uploads', 'content/cd/other', { sha256: sha256Hex('not what was declared'), size: 5 }), 'PV_INTEGRITY');
+    await expectPvError(
+      staging.promote('u3', 'uploads', 'content/cd/other', { sha256: sha256Hex('not what was declared'), size: 5 }),
+      'PV_INTEGRITY',
+    );
     expect(await blobs.head('uploads', 'content/cd/other')).toBeNull();
     expect(await ids()).toEqual(['u3']);
   });

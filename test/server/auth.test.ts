@@ -15,7 +15,12 @@ describeEachDatabase('authentication', (kind) => {
   });
 
   const login = (user: string, password: string, extra: Record<string, string> = {}) =>
-    server.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { user, password, deviceName: 'test box', ...extra }, remoteAddress: extra.ip ?? '10.0.0.1' });
+    server.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      payload: { user, password, deviceName: 'test box', ...extra },
+      remoteAddress: extra.ip ?? '10.0.0.1',
+    });
 
   it('logs in with the right password, registering the device, and the token works', async () => {
     const answer = await login('carol', TEST_PASSWORD);
@@ -98,7 +103,11 @@ describeEachDatabase('authentication', (kind) => {
     expect((await server.app.inject({ url: '/api/v1/files', headers: { authorization: `Bearer ${first.token}` } })).statusCode).toBe(401);
 
     const other = (await login('carol', TEST_PASSWORD, { ip: '10.0.0.6' })).json();
-    const revoke = await server.app.inject({ method: 'DELETE', url: `/api/v1/devices/${second.device.id}`, headers: { authorization: `Bearer ${other.token}` } });
+    const revoke = await server.app.inject({
+      method: 'DELETE',
+      url: `/api/v1/devices/${second.device.id}`,
+      headers: { authorization: `Bearer ${other.token}` },
+    });
     expect(revoke.statusCode).toBe(204);
     expect((await server.app.inject({ url: '/api/v1/files', headers: { authorization: `Bearer ${second.token}` } })).statusCode).toBe(401);
   });
@@ -111,7 +120,12 @@ describeEachDatabase('authentication', (kind) => {
 
   it('issues API keys that work until revoked', async () => {
     const { token } = (await login('carol', TEST_PASSWORD, { ip: '10.0.0.8' })).json();
-    const created = await server.app.inject({ method: 'POST', url: '/api/v1/api-keys', headers: { authorization: `Bearer ${token}` }, payload: { label: 'backup script' } });
+    const created = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/api-keys',
+      headers: { authorization: `Bearer ${token}` },
+      payload: { label: 'backup script' },
+    });
     expect(created.statusCode).toBe(201);
     const { token: key, apiKey } = created.json();
     expect(key).toMatch(/^pvk_/);
@@ -145,7 +159,8 @@ describeEachDatabase('user administration', (kind) => {
   it('changes a password: the old one stops working', async () => {
     await server.context.users.addUser('frank', TEST_PASSWORD);
     await server.context.users.setPassword('frank', 'a brand new password');
-    const attempt = (password: string) => server.context.users.login({ name: 'frank', password, deviceName: 'x', clientAddress: '1.1.1.1' });
+    const attempt = (password: string) =>
+      server.context.users.login({ name: 'frank', password, deviceName: 'x', clientAddress: '1.1.1.1' });
     await expect(attempt(TEST_PASSWORD)).rejects.toMatchObject({ code: 'PV_AUTH_INVALID_CREDENTIALS' });
     await expect(attempt('a brand new password')).resolves.toMatchObject({ user: { name: 'frank' } });
   });

@@ -143,6 +143,11 @@ describeEachDatabase('files API', (kind) => {
     expect(entry).toMatchObject({ path: 'stat/me.txt', kind: 'file', size: 2, mtime: 1_700_000_000_000 });
     const missing = await get('/api/v1/files/stat?path=stat/none.txt');
     expect(missing.statusCode).toBe(404);
-    expect(missing.json()).toMatchObject({ type: 'urn:photovault:error:PV_NOT_FOUND', title: 'Not Found', status: 404, code: 'PV_NOT_FOUND' });
+    expect(missing.json()).toMatchObject({
+      type: 'urn:photovault:error:PV_NOT_FOUND',
+      title: 'Not Found',
+      status: 404,
+      code: 'PV_NOT_FOUND',
+    });
   });
 });

@@ -76,7 +76,7 @@ describeEachDatabase("one user cannot reach another's files", (kind) => {
     expect((await download(server.app, mallory, 'private/diary.jpg')).body).toBe('mallory was here');
   });
 
-  it("does not reveal through dedup that another user holds some content", async () => {
+  it('does not reveal through dedup that another user holds some content', async () => {
     const copy = await prepareUpload('mine.jpg', secret);
     const status = (await begin(server.app, mallory, copy.request)).json<UploadStatus>();
     // Exactly what a user who never uploaded anything would be asked for: every chunk.

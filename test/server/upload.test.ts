@@ -164,21 +164,17 @@ describeEachDatabase('upload protocol', (kind) => {
     expect((await server.app.inject({ url: '/api/v1/files/stat?path=lie.bin', headers: alice.auth })).statusCode).toBe(404);
   });
 
-  it.each([
-    ['../escape.jpg'],
-    ['/etc/passwd'],
-    ['photos/../../x'],
-    ['nul\u0000.jpg'],
-    ['tab\t.jpg'],
-    ['esc\u001b[31m.jpg'],
-  ])('rejects the hostile path %j before storing anything', async (path) => {
-    const prepared = await prepareUpload(path, pseudoRandomBytes(1000, 11));
-    const uploadsBefore = await server.context.db.selectFrom('uploads').select('id').execute();
-    const answer = await begin(server.app, alice.auth, prepared.request);
-    expect(answer.statusCode).toBe(400);
-    expect(answer.json()).toMatchObject({ code: expect.stringMatching(/PV_PATH_INVALID|PV_INVALID_INPUT/) });
-    expect(await server.context.db.selectFrom('uploads').select('id').execute()).toEqual(uploadsBefore);
-  });
+  it.each([['../escape.jpg'], ['/etc/passwd'], ['photos/../../x'], ['nul\u0000.jpg'], ['tab\t.jpg'], ['esc\u001b[31m.jpg']])(
+    'rejects the hostile path %j before storing anything',
+    async (path) => {
+      const prepared = await prepareUpload(path, pseudoRandomBytes(1000, 11));
+      const uploadsBefore = await server.context.db.selectFrom('uploads').select('id').execute();
+      const answer = await begin(server.app, alice.auth, prepared.request);
+      expect(answer.statusCode).toBe(400);
+      expect(answer.json()).toMatchObject({ code: expect.stringMatching(/PV_PATH_INVALID|PV_INVALID_INPUT/) });
+      expect(await server.context.db.selectFrom('uploads').select('id').execute()).toEqual(uploadsBefore);
+    },
+  );
 
   it('rejects a manifest listing more chunks than the protocol allows', async () => {
     const entry = { hash: sha256Hex('x'), length: 1 };
@@ -196,7 +192,10 @@ describeEachDatabase('upload protocol', (kind) => {
 
   it.each([
     ['sizes that do not add up', { size: 999 }],
-    ['a chunk longer than the protocol maximum', { size: CHUNK_MAX_SIZE + 1, manifest: encodeManifest([{ hash: sha256Hex('y'), length: CHUNK_MAX_SIZE + 1 }]).toString('base64') }],
+    [
+      'a chunk longer than the protocol maximum',
+      { size: CHUNK_MAX_SIZE + 1, manifest: encodeManifest([{ hash: sha256Hex('y'), length: CHUNK_MAX_SIZE + 1 }]).toString('base64') },
+    ],
     ['a manifest that is not one', { manifest: Buffer.from('garbage').toString('base64') }],
   ])('rejects a manifest with %s', async (_name, override) => {
     const prepared = await prepareUpload('m.bin', pseudoRandomBytes(1000, 12), override);
@@ -217,13 +216,17 @@ describeEachDatabase('upload protocol', (kind) => {
     server.clock.advance(2 * 3_600_000);
     expect(await server.context.uploads.sweep()).toBeGreaterThanOrEqual(1);
     expect(await isStaged(server, status.uploadId!)).toBe(false);
-    expect((await server.app.inject({ url: `/api/v1/uploads/${status.uploadId}`, headers: alice.auth })).json().code).toBe('PV_UPLOAD_NOT_FOUND');
+    expect((await server.app.inject({ url: `/api/v1/uploads/${status.uploadId}`, headers: alice.auth })).json().code).toBe(
+      'PV_UPLOAD_NOT_FOUND',
+    );
   });
 
   it('keeps a commit based on an old version as a conflict copy beside the file', async () => {
     const first = await uploadBytes(server.app, alice.auth, 'notes.txt', Buffer.from('version one'));
     await uploadBytes(server.app, alice.auth, 'notes.txt', Buffer.from('version two'));
-    const { status } = await uploadBytes(server.app, alice.auth, 'notes.txt', Buffer.from('edited from one'), { baseVersionId: first.status.version!.id });
+    const { status } = await uploadBytes(server.app, alice.auth, 'notes.txt', Buffer.from('edited from one'), {
+      baseVersionId: first.status.version!.id,
+    });
     expect(status.conflictPath).toMatch(/^notes\.conflict-alice-laptop-\d{8}-\d{6}\.txt$/);
     expect((await download(server.app, alice.auth, 'notes.txt')).body).toBe('version two');
     expect((await download(server.app, alice.auth, status.conflictPath!)).body).toBe('edited from one');
@@ -262,7 +265,8 @@ describeEachDatabase('upload protocol', (kind) => {
     expect(answer.statusCode).toBe(409);
     expect(answer.json().code).toBe('PV_UPLOAD_INCOMPLETE');
     expect(new Set(answer.json().missing)).toEqual(new Set([lost!.hash, damaged!.hash]));
-    for (const { hash } of [lost!, damaged!]) await putChunk(server.app, alice.auth, status.uploadId!, hash, prepared.chunkBytes.get(hash)!);
+    for (const { hash } of [lost!, damaged!])
+      await putChunk(server.app, alice.auth, status.uploadId!, hash, prepared.chunkBytes.get(hash)!);
     expect((await commit(server.app, alice.auth, status.uploadId!)).statusCode).toBe(200);
     expect((await download(server.app, alice.auth, 'crashy.bin')).rawPayload.equals(bytes)).toBe(true);
   });

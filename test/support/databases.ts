@@ -35,7 +35,9 @@ async function postgresReachable(): Promise<boolean> {
 
 const postgresAvailable = await postgresReachable();
 if (!postgresAvailable && process.env.CI) {
-  throw new Error(`PostgreSQL is not reachable at ${POSTGRES_ADMIN_URL}; CI must run the PostgreSQL suites (scripts/services.sh starts it).`);
+  throw new Error(
+    `PostgreSQL is not reachable at ${POSTGRES_ADMIN_URL}; CI must run the PostgreSQL suites (scripts/services.sh starts it).`,
+  );
 }
 
 /** Creates a fresh, migrated database of the given kind; drop() removes every trace. */
@@ -87,6 +89,7 @@ export function describeEachDatabase(name: string, suite: (kind: DatabaseKind) =
   if (postgresAvailable) {
     describe(`${name} [postgres]`, () => suite('postgres'));
   } else {
-    describe.skip(`${name} [postgres] (skipped: PostgreSQL not reachable at ${POSTGRES_ADMIN_URL}, and not in CI)`, () => suite('postgres'));
+    describe.skip(`${name} [postgres] (skipped: PostgreSQL not reachable at ${POSTGRES_ADMIN_URL}, and not in CI)`, () =>
+      suite('postgres'));
   }
 }

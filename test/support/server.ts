@@ -53,7 +53,12 @@ export async function createTestServer(kind: DatabaseKind, overrides: Record<str
       await context.users.addUser(name, PASSWORD).catch((error: unknown) => {
         if (!isPvError(error, 'PV_USER_EXISTS')) throw error;
       });
-      const result = await context.users.login({ name, password: PASSWORD, deviceName: options.deviceName ?? `${name}-laptop`, clientAddress: '127.0.0.1' });
+      const result = await context.users.login({
+        name,
+        password: PASSWORD,
+        deviceName: options.deviceName ?? `${name}-laptop`,
+        clientAddress: '127.0.0.1',
+      });
       const principal = await context.users.authenticate(result.token);
       return { token: result.token, principal, auth: { authorization: `Bearer ${result.token}` } };
     },

@@ -125,7 +125,7 @@ export class FsBlobStore implements BlobStore {
           size += chunk.length;
           if (options.size !== undefined && size > options.size) throw integrityError(bucket, key, options, { size });
           hash.update(chunk);
-          for (let offset = 0; offset < chunk.length; ) {
+          for (let offset = 0; offset < chunk.length;) {
             offset += (await handle.write(chunk, offset)).bytesWritten;
           }
         }
@@ -134,7 +134,10 @@ export class FsBlobStore implements BlobStore {
         await handle.close();
       }
       const sha256 = hash.digest('hex');
-      if ((options.size !== undefined && size !== options.size) || (options.sha256 !== undefined && sha256 !== options.sha256.toLowerCase())) {
+      if (
+        (options.size !== undefined && size !== options.size) ||
+        (options.sha256 !== undefined && sha256 !== options.sha256.toLowerCase())
+      ) {
         throw integrityError(bucket, key, options, { size, sha256 });
       }
       await this.#install(tmp, target, durable);
@@ -174,7 +177,10 @@ export class FsBlobStore implements BlobStore {
 
   async get(bucket: Bucket, key: string, range?: ByteRange): Promise<Readable> {
     const path = this.pathOf(bucket, key);
-    if (range !== undefined && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.start <= range.end)) {
+    if (
+      range !== undefined &&
+      !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.start <= range.end)
+    ) {
       throw new PvError('PV_INVALID_INPUT', 'Invalid byte range', { range });
     }
     // Open first and stat the handle: the caller gets not-found from this await, and the stream

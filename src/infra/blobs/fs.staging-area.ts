@@ -34,7 +34,7 @@ export class FsStagingArea implements StagingArea {
   async write(uploadId: string, bytes: Uint8Array, offsets: number[]): Promise<void> {
     await this.withOpenFile(uploadId, async (handle) => {
       for (const offset of offsets) {
-        for (let done = 0; done < bytes.length; ) done += (await handle.write(bytes, done, bytes.length - done, offset + done)).bytesWritten;
+        for (let done = 0; done < bytes.length;) done += (await handle.write(bytes, done, bytes.length - done, offset + done)).bytesWritten;
       }
     });
   }
@@ -43,7 +43,7 @@ export class FsStagingArea implements StagingArea {
     const bytes = Buffer.alloc(length);
     const handle = await this.openFile(uploadId);
     try {
-      for (let done = 0; done < length; ) {
+      for (let done = 0; done < length;) {
         const { bytesRead } = await handle.read(bytes, done, length - done, offset + done);
         if (bytesRead === 0) break;
         done += bytesRead;

@@ -139,24 +139,26 @@ export class SqliteEventBus implements EventBus {
     }
     // One transaction: a message is never visible without the deliveries owed to every durable
     // that existed when it was published, and a durable created later never gets it.
-    await retryWhileLocked(() => this.db.transaction().execute(async (trx) => {
-      const now = this.now();
-      const { id } = await trx
-        .insertInto('messages')
-        .values({ stream, event, payload: JSON.stringify(payload), published_at: now })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      await trx
-        .insertInto('deliveries')
-        .columns(['durable', 'message_id', 'available_at'])
-        .expression((eb) =>
-          eb
-            .selectFrom('consumers')
-            .select((eb) => ['durable', eb.val(id).as('message_id'), eb.val(now).as('available_at')])
-            .where('stream', '=', stream),
-        )
-        .execute();
-    }));
+    await retryWhileLocked(() =>
+      this.db.transaction().execute(async (trx) => {
+        const now = this.now();
+        const { id } = await trx
+          .insertInto('messages')
+          .values({ stream, event, payload: JSON.stringify(payload), published_at: now })
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        await trx
+          .insertInto('deliveries')
+          .columns(['durable', 'message_id', 'available_at'])
+          .expression((eb) =>
+            eb
+              .selectFrom('consumers')
+              .select((eb) => ['durable', eb.val(id).as('message_id'), eb.val(now).as('available_at')])
+              .where('stream', '=', stream),
+          )
+          .execute();
+      }),
+    );
     this.published.emit(stream);
   }
 
@@ -252,57 +254,55 @@ export class SqliteEventBus implements EventBus {
    * claim the same delivery, and there is no read-to-write lock upgrade to fail.
    */
   private async claim(consumer: Consumer, limit: number): Promise<BusMessage[]> {
-    return retryWhileLocked(() => this.db.transaction().execute(async (trx) => {
-      const now = this.now();
-      // A last attempt whose lease ran out without an ack (handler hung, or its process died)
-      // is not delivered again: it is dead.
-      await trx
-        .updateTable('deliveries')
-        .set({ state: 'dead', lease_until: 0, last_error: ACK_TIMEOUT_ERROR })
-        .where('durable', '=', consumer.durable)
-        .where('state', '=', 'pending')
-        .where('attempts', '>=', consumer.maxDeliver)
-        .where('lease_until', '>', 0)
-        .where('lease_until', '<=', now)
-        .execute();
-      const claimed = await trx
-        .updateTable('deliveries')
-        .set((eb) => ({ attempts: eb('attempts', '+', 1), lease_until: now + consumer.ackWaitMs }))
-        .where('durable', '=', consumer.durable)
-        .where('message_id', 'in', (eb) =>
-          eb
-            .selectFrom('deliveries')
-            .select('message_id')
-            .where('durable', '=', consumer.durable)
-            .where('state', '=', 'pending')
-            .where('available_at', '<=', now)
-            .where('lease_until', '<=', now)
-            .orderBy('message_id')
-            .limit(limit),
-        )
-        .returning(['message_id', 'attempts'])
-        .execute();
-      if (claimed.length === 0) return [];
-      const attempts = new Map(claimed.map((row) => [row.message_id, row.attempts]));
-      const messages = await trx
-        .selectFrom('messages')
-        .select(['id', 'event', 'payload', 'published_at'])
-        .where('id', 'in', [...attempts.keys()])
-        .orderBy('id')
-        .execute();
-      return messages.map((row) => toMessage({ ...row, attempts: attempts.get(row.id) ?? 1 }));
-    }));
+    return retryWhileLocked(() =>
+      this.db.transaction().execute(async (trx) => {
+        const now = this.now();
+        // A last attempt whose lease ran out without an ack (handler hung, or its process died)
+        // is not delivered again: it is dead.
+        await trx
+          .updateTable('deliveries')
+          .set({ state: 'dead', lease_until: 0, last_error: ACK_TIMEOUT_ERROR })
+          .where('durable', '=', consumer.durable)
+          .where('state', '=', 'pending')
+          .where('attempts', '>=', consumer.maxDeliver)
+          .where('lease_until', '>', 0)
+          .where('lease_until', '<=', now)
+          .execute();
+        const claimed = await trx
+          .updateTable('deliveries')
+          .set((eb) => ({ attempts: eb('attempts', '+', 1), lease_until: now + consumer.ackWaitMs }))
+          .where('durable', '=', consumer.durable)
+          .where('message_id', 'in', (eb) =>
+            eb
+              .selectFrom('deliveries')
+              .select('message_id')
+              .where('durable', '=', consumer.durable)
+              .where('state', '=', 'pending')
+              .where('available_at', '<=', now)
+              .where('lease_until', '<=', now)
+              .orderBy('message_id')
+              .limit(limit),
+          )
+          .returning(['message_id', 'attempts'])
+          .execute();
+        if (claimed.length === 0) return [];
+        const attempts = new Map(claimed.map((row) => [row.message_id, row.attempts]));
+        const messages = await trx
+          .selectFrom('messages')
+          .select(['id', 'event', 'payload', 'published_at'])
+          .where('id', 'in', [...attempts.keys()])
+          .orderBy('id')
+          .execute();
+        return messages.map((row) => toMessage({ ...row, attempts: attempts.get(row.id) ?? 1 }));
+      }),
+    );
   }
 
   private async ack(consumer: Consumer, message: BusMessage): Promise<void> {
     // Unconditional: the message has been handled, even if our lease ran out meanwhile and
     // another claim holds it now (that claim's own ack or nack then finds no row).
     await retryWhileLocked(() =>
-      this.db
-        .deleteFrom('deliveries')
-        .where('durable', '=', consumer.durable)
-        .where('message_id', '=', Number(message.id))
-        .execute(),
+      this.db.deleteFrom('deliveries').where('durable', '=', consumer.durable).where('message_id', '=', Number(message.id)).execute(),
     );
   }
 
@@ -478,12 +478,7 @@ async function createTables(db: Kysely<BusTables>): Promise<void> {
     .addColumn('last_error', 'text')
     .addPrimaryKeyConstraint('deliveries_pk', ['durable', 'message_id'])
     .execute();
-  await db.schema
-    .createIndex('deliveries_due')
-    .ifNotExists()
-    .on('deliveries')
-    .columns(['durable', 'state', 'available_at'])
-    .execute();
+  await db.schema.createIndex('deliveries_due').ifNotExists().on('deliveries').columns(['durable', 'state', 'available_at']).execute();
   // For pruning, which asks whether any delivery still refers to a message.
   await db.schema.createIndex('deliveries_message_id').ifNotExists().on('deliveries').column('message_id').execute();
 }
@@ -497,8 +492,7 @@ function withDefaults(options: ConsumerOptions): Consumer {
     ackWaitMs: options.ackWaitMs ?? DEFAULTS.ackWaitMs,
     concurrency: options.concurrency ?? DEFAULTS.concurrency,
   };
-  const invalid = (what: string) =>
-    new PvError('PV_INVALID_INPUT', `Consumer "${consumer.durable}": ${what}.`);
+  const invalid = (what: string) => new PvError('PV_INVALID_INPUT', `Consumer "${consumer.durable}": ${what}.`);
   if (consumer.durable === '') throw invalid('the durable name is empty');
   if (!Number.isSafeInteger(consumer.maxDeliver) || consumer.maxDeliver < 1) throw invalid('maxDeliver must be an integer >= 1');
   if (!Number.isSafeInteger(consumer.concurrency) || consumer.concurrency < 1) throw invalid('concurrency must be an integer >= 1');

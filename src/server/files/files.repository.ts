@@ -118,12 +118,28 @@ export class FilesRepository {
       device_id: input.deviceId,
       base_version_id: file?.head_version_id ?? null,
     };
-    const fields = { head_version_id: version.id, content_hash: input.contentHash, size: input.size, mtime: input.mtime, updated_at: input.at };
+    const fields = {
+      head_version_id: version.id,
+      content_hash: input.contentHash,
+      size: input.size,
+      mtime: input.mtime,
+      updated_at: input.at,
+    };
     if (file) {
       await trx.updateTable('files').set(fields).where('id', '=', file.id).execute();
       file = { ...file, ...fields };
     } else {
-      file = { id: version.file_id, owner_id: input.ownerId, dir: parentOf(path), name: baseName(path), kind: 'file', created_at: input.at, deleted_at: null, trash_id: null, ...fields };
+      file = {
+        id: version.file_id,
+        owner_id: input.ownerId,
+        dir: parentOf(path),
+        name: baseName(path),
+        kind: 'file',
+        created_at: input.at,
+        deleted_at: null,
+        trash_id: null,
+        ...fields,
+      };
       // The version references the file, but the file's head references the version: insert
       // the file first with its head set, which is fine as head_version_id has no constraint.
       await trx.insertInto('files').values(file).execute();
@@ -139,13 +155,27 @@ export class FilesRepository {
       const existing = await this.findLive(ownerId, folder, trx);
       if (existing?.kind === 'folder') continue;
       if (existing) {
-        throw new PvError('PV_CONFLICT', `${folder} is a file, so it cannot hold other files.`, { path: folder, fix: 'Upload under another folder name.' });
+        throw new PvError('PV_CONFLICT', `${folder} is a file, so it cannot hold other files.`, {
+          path: folder,
+          fix: 'Upload under another folder name.',
+        });
       }
       await trx
         .insertInto('files')
         .values({
-          id: randomUUID(), owner_id: ownerId, dir: parentOf(folder), name: baseName(folder), kind: 'folder',
-          head_version_id: null, content_hash: null, size: 0, mtime: at, created_at: at, updated_at: at, deleted_at: null, trash_id: null,
+          id: randomUUID(),
+          owner_id: ownerId,
+          dir: parentOf(folder),
+          name: baseName(folder),
+          kind: 'folder',
+          head_version_id: null,
+          content_hash: null,
+          size: 0,
+          mtime: at,
+          created_at: at,
+          updated_at: at,
+          deleted_at: null,
+          trash_id: null,
         })
         .execute();
     }
@@ -165,7 +195,9 @@ export class FilesRepository {
           .set({ deleted_at: at, trash_id: trashId })
           .where('owner_id', '=', ownerId)
           .where('deleted_at', 'is', null)
-          .where((eb) => eb.or([eb('dir', '=', path), eb(sql<string>`substr(${sql.ref('dir')}, 1, ${[...path].length + 1})`, '=', `${path}/`)]))
+          .where((eb) =>
+            eb.or([eb('dir', '=', path), eb(sql<string>`substr(${sql.ref('dir')}, 1, ${[...path].length + 1})`, '=', `${path}/`)]),
+          )
           .returning('size')
           .execute();
         size = inside.reduce((sum, row) => sum + row.size, 0);
@@ -202,7 +234,12 @@ export class FilesRepository {
           });
         }
       }
-      await trx.updateTable('files').set({ deleted_at: null, trash_id: null }).where('owner_id', '=', ownerId).where('trash_id', '=', trashId).execute();
+      await trx
+        .updateTable('files')
+        .set({ deleted_at: null, trash_id: null })
+        .where('owner_id', '=', ownerId)
+        .where('trash_id', '=', trashId)
+        .execute();
       await trx.deleteFrom('trash').where('id', '=', trashId).execute();
       return trash;
     });
@@ -213,7 +250,10 @@ export class FilesRepository {
    * returns the objects no version references any more, already removed from the metadata:
    * the caller deletes their blobs. Metadata goes first so it never points at a missing object.
    */
-  async purgeTrash(ownerId: string | null, deletedBefore: number | null): Promise<{ entries: number; orphans: { hash: string; bucket: string }[] }> {
+  async purgeTrash(
+    ownerId: string | null,
+    deletedBefore: number | null,
+  ): Promise<{ entries: number; orphans: { hash: string; bucket: string }[] }> {
     return this.db.transaction().execute(async (trx) => {
       let trashQuery = trx.selectFrom('trash').select(['id', 'owner_id']);
       if (ownerId !== null) trashQuery = trashQuery.where('owner_id', '=', ownerId);
@@ -221,7 +261,12 @@ export class FilesRepository {
       const entries = await trashQuery.execute();
       const candidates = new Set<string>();
       for (const entry of entries) {
-        const files = await trx.selectFrom('files').select('id').where('owner_id', '=', entry.owner_id).where('trash_id', '=', entry.id).execute();
+        const files = await trx
+          .selectFrom('files')
+          .select('id')
+          .where('owner_id', '=', entry.owner_id)
+          .where('trash_id', '=', entry.id)
+          .execute();
         const fileIds = files.map((f) => f.id);
         for (let i = 0; i < fileIds.length; i += 500) {
           const batch = fileIds.slice(i, i + 500);

@@ -21,8 +21,16 @@ export function filesRoutes(files: FilesService): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.get(
       '/files',
-      { schema: { tags: ['files'], summary: "One page of a folder's entries, in name order", querystring: ListQuery, response: { 200: FileListSchema } } },
-      async (request) => files.list(principalOf(request), request.query.dir ?? '', request.query.cursor ?? null, request.query.limit ?? 200),
+      {
+        schema: {
+          tags: ['files'],
+          summary: "One page of a folder's entries, in name order",
+          querystring: ListQuery,
+          response: { 200: FileListSchema },
+        },
+      },
+      async (request) =>
+        files.list(principalOf(request), request.query.dir ?? '', request.query.cursor ?? null, request.query.limit ?? 200),
     );
 
     app.get(
@@ -33,7 +41,14 @@ export function filesRoutes(files: FilesService): FastifyPluginAsyncTypebox {
 
     app.get(
       '/files/versions',
-      { schema: { tags: ['files'], summary: 'The versions of a file, newest first', querystring: PathQuery, response: { 200: Type.Array(FileVersionSchema) } } },
+      {
+        schema: {
+          tags: ['files'],
+          summary: 'The versions of a file, newest first',
+          querystring: PathQuery,
+          response: { 200: Type.Array(FileVersionSchema) },
+        },
+      },
       async (request) => files.versions(principalOf(request), request.query.path),
     );
 
@@ -76,17 +91,28 @@ export function filesRoutes(files: FilesService): FastifyPluginAsyncTypebox {
 
     app.delete(
       '/files',
-      { schema: { tags: ['files'], summary: 'Move a file or folder to the trash', querystring: PathQuery, response: { 200: TrashEntrySchema } } },
+      {
+        schema: {
+          tags: ['files'],
+          summary: 'Move a file or folder to the trash',
+          querystring: PathQuery,
+          response: { 200: TrashEntrySchema },
+        },
+      },
       async (request) => files.remove(principalOf(request), request.query.path),
     );
 
-    app.get('/trash', { schema: { tags: ['trash'], summary: 'List the trash', response: { 200: Type.Array(TrashEntrySchema) } } }, async (request) =>
-      files.trash(principalOf(request)),
+    app.get(
+      '/trash',
+      { schema: { tags: ['trash'], summary: 'List the trash', response: { 200: Type.Array(TrashEntrySchema) } } },
+      async (request) => files.trash(principalOf(request)),
     );
 
     app.post(
       '/trash/:id/restore',
-      { schema: { tags: ['trash'], summary: 'Restore a trash entry to its path', params: TrashParams, response: { 200: TrashEntrySchema } } },
+      {
+        schema: { tags: ['trash'], summary: 'Restore a trash entry to its path', params: TrashParams, response: { 200: TrashEntrySchema } },
+      },
       async (request) => files.restore(principalOf(request), request.params.id),
     );
 

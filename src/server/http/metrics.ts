@@ -16,7 +16,11 @@ export class ServerMetrics implements UploadMetrics {
     help: 'Bytes of verified chunks received',
     registers: [this.registry],
   });
-  private readonly chunks = new Counter({ name: 'photovault_upload_chunks_total', help: 'Verified chunks received', registers: [this.registry] });
+  private readonly chunks = new Counter({
+    name: 'photovault_upload_chunks_total',
+    help: 'Verified chunks received',
+    registers: [this.registry],
+  });
   private readonly commits = new Counter({
     name: 'photovault_upload_commits_total',
     help: 'File versions committed, by how (whole-file dedup or assembled from chunks)',

@@ -88,7 +88,12 @@ export class UploadRepository {
 
   /** Marks every place of the chunk as received. */
   async markReceived(uploadId: string, hash: string, at: number): Promise<void> {
-    await this.db.updateTable('upload_chunks').set({ received_at: at }).where('upload_id', '=', uploadId).where('hash', '=', hash).execute();
+    await this.db
+      .updateTable('upload_chunks')
+      .set({ received_at: at })
+      .where('upload_id', '=', uploadId)
+      .where('hash', '=', hash)
+      .execute();
   }
 
   /** Marks staged chunks as not received (they were lost or damaged in staging). */
@@ -168,7 +173,9 @@ export class UploadRepository {
       .executeTakeFirst();
     if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return;
     for (let i = 0; i < object.chunks.length; i += BATCH) {
-      const rows = object.chunks.slice(i, i + BATCH).map((c) => ({ object_hash: object.hash, offset: c.offset, chunk_hash: c.hash, length: c.length }));
+      const rows = object.chunks
+        .slice(i, i + BATCH)
+        .map((c) => ({ object_hash: object.hash, offset: c.offset, chunk_hash: c.hash, length: c.length }));
       await trx.insertInto('object_chunks').values(rows).execute();
     }
   }
@@ -190,7 +197,13 @@ export class UploadRepository {
 
 async function insertPlaces(db: Kysely<Database>, uploadId: string, places: ChunkPlace[]): Promise<void> {
   for (let i = 0; i < places.length; i += BATCH) {
-    const rows = places.slice(i, i + BATCH).map((p) => ({ upload_id: uploadId, offset: p.offset, hash: p.hash, length: p.length, received_at: null }));
-    await db.insertInto('upload_chunks').values(rows).onConflict((oc) => oc.columns(['upload_id', 'offset']).doNothing()).execute();
+    const rows = places
+      .slice(i, i + BATCH)
+      .map((p) => ({ upload_id: uploadId, offset: p.offset, hash: p.hash, length: p.length, received_at: null }));
+    await db
+      .insertInto('upload_chunks')
+      .values(rows)
+      .onConflict((oc) => oc.columns(['upload_id', 'offset']).doNothing())
+      .execute();
   }
 }

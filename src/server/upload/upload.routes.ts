@@ -55,10 +55,14 @@ export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox 
       async (request) => {
         const declared = Number(request.headers['content-length'] ?? 0);
         if (declared > CHUNK_MAX_SIZE) {
-          throw new PvError('PV_INVALID_INPUT', `A chunk holds at most ${CHUNK_MAX_SIZE} bytes.`, { fix: 'Chunk files with the protocol chunker.' });
+          throw new PvError('PV_INVALID_INPUT', `A chunk holds at most ${CHUNK_MAX_SIZE} bytes.`, {
+            fix: 'Chunk files with the protocol chunker.',
+          });
         }
         if (!request.body) {
-          throw new PvError('PV_INVALID_INPUT', 'The chunk must be sent as application/octet-stream.', { fix: 'Set Content-Type: application/octet-stream.' });
+          throw new PvError('PV_INVALID_INPUT', 'The chunk must be sent as application/octet-stream.', {
+            fix: 'Set Content-Type: application/octet-stream.',
+          });
         }
         return uploads.putChunk(principalOf(request), request.params.id, request.params.hash, request.body as Readable);
       },
@@ -66,7 +70,14 @@ export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox 
 
     app.post(
       '/uploads/:id/commit',
-      { schema: { tags: ['uploads'], summary: 'Assemble, verify and record the file version', params: UploadParams, response: { 200: UploadStatusSchema } } },
+      {
+        schema: {
+          tags: ['uploads'],
+          summary: 'Assemble, verify and record the file version',
+          params: UploadParams,
+          response: { 200: UploadStatusSchema },
+        },
+      },
       async (request) => uploads.commit(principalOf(request), request.params.id),
     );
 

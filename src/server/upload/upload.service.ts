@@ -69,7 +69,17 @@ export class UploadService {
 
     const held = await this.files.findVersionByContent(principal.userId, contentHash);
     if (held) {
-      const recorded = await this.db.transaction().execute((trx) => this.recordVersion(trx, principal, { path, contentHash, size: request.size, mtime: request.mtime, baseVersionId: request.baseVersionId ?? null }));
+      const recorded = await this.db
+        .transaction()
+        .execute((trx) =>
+          this.recordVersion(trx, principal, {
+            path,
+            contentHash,
+            size: request.size,
+            mtime: request.mtime,
+            baseVersionId: request.baseVersionId ?? null,
+          }),
+        );
       this.metrics.committed('whole-file-dedup', request.size);
       await this.announce(principal, recorded);
       return committedStatus(recorded);
@@ -131,9 +141,13 @@ export class UploadService {
     // A chunk is at most 256 KiB: hold it whole, check it, and only then write a byte of it.
     const bytes = await readAtMost(body, found.length + 1);
     if (bytes.length < found.length) {
-      throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `Chunk ${hash} arrived with ${bytes.length} of its ${found.length} bytes; nothing was kept.`, {
-        fix: 'Send the chunk again.',
-      });
+      throw new PvError(
+        'PV_UPLOAD_CHUNK_TRUNCATED',
+        `Chunk ${hash} arrived with ${bytes.length} of its ${found.length} bytes; nothing was kept.`,
+        {
+          fix: 'Send the chunk again.',
+        },
+      );
     }
     if (bytes.length > found.length || createHash('sha256').update(bytes).digest('hex') !== hash) {
       throw new PvError('PV_UPLOAD_CHUNK_HASH_MISMATCH', `The bytes sent for chunk ${hash} do not have that hash; nothing was kept.`, {
@@ -185,7 +199,8 @@ export class UploadService {
       if (existing) {
         // Stored already (another user's upload): only prove these bytes are that content.
         const actual = await this.staging.digest(uploadId);
-        if (actual.sha256 !== expected.sha256 || actual.size !== expected.size) throw new PvError('PV_INTEGRITY', 'Staged content does not match.');
+        if (actual.sha256 !== expected.sha256 || actual.size !== expected.size)
+          throw new PvError('PV_INTEGRITY', 'Staged content does not match.');
       } else {
         await this.staging.promote(uploadId, NEW_OBJECT_BUCKET, objectKey(upload.content_hash), expected);
       }
@@ -201,9 +216,13 @@ export class UploadService {
       // Every chunk matched its hash, so the manifest and the content hash disagree: this
       // upload can never succeed. Drop it rather than keep bytes nobody can commit.
       await this.discard(uploadId);
-      throw new PvError('PV_UPLOAD_HASH_MISMATCH', 'The assembled file does not have the content hash the upload declared; nothing was stored.', {
-        fix: 'Re-read the file (it may have changed while uploading) and start a new upload.',
-      });
+      throw new PvError(
+        'PV_UPLOAD_HASH_MISMATCH',
+        'The assembled file does not have the content hash the upload declared; nothing was stored.',
+        {
+          fix: 'Re-read the file (it may have changed while uploading) and start a new upload.',
+        },
+      );
     }
 
     const at = this.now();
@@ -344,10 +363,21 @@ function copyPlan(places: ChunkPlace[], owned: Map<string, ChunkLocation>): Copy
   for (const place of places) {
     const at = owned.get(place.hash)!;
     const last = runs.at(-1);
-    if (last && last.objectHash === at.objectHash && last.end + 1 === at.offset && last.fileOffset + (last.end - last.start + 1) === place.offset) {
+    if (
+      last &&
+      last.objectHash === at.objectHash &&
+      last.end + 1 === at.offset &&
+      last.fileOffset + (last.end - last.start + 1) === place.offset
+    ) {
       last.end += at.length;
     } else {
-      runs.push({ bucket: at.bucket as Bucket, objectHash: at.objectHash, start: at.offset, end: at.offset + at.length - 1, fileOffset: place.offset });
+      runs.push({
+        bucket: at.bucket as Bucket,
+        objectHash: at.objectHash,
+        start: at.offset,
+        end: at.offset + at.length - 1,
+        fileOffset: place.offset,
+      });
     }
   }
   return runs;

@@ -24,7 +24,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const [scheme, n, r, p, salt, key] = stored.split('$');
   if (scheme !== 'scrypt' || !salt || !key) return false;
   const expected = Buffer.from(key, 'base64');
-  const actual = await scryptAsync(password.normalize('NFC'), Buffer.from(salt, 'base64'), expected.length, options(Number(n), Number(r), Number(p)));
+  const actual = await scryptAsync(
+    password.normalize('NFC'),
+    Buffer.from(salt, 'base64'),
+    expected.length,
+    options(Number(n), Number(r), Number(p)),
+  );
   return timingSafeEqual(actual, expected);
 }
 

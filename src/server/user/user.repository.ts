@@ -6,7 +6,11 @@ export class UserRepository {
   constructor(private readonly db: Db) {}
 
   async insertUser(user: UserRow): Promise<boolean> {
-    const result = await this.db.insertInto('users').values(user).onConflict((oc) => oc.column('name').doNothing()).executeTakeFirst();
+    const result = await this.db
+      .insertInto('users')
+      .values(user)
+      .onConflict((oc) => oc.column('name').doNothing())
+      .executeTakeFirst();
     return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
   }
 
@@ -63,7 +67,16 @@ export class UserRepository {
       .selectFrom('tokens')
       .innerJoin('users', 'users.id', 'tokens.user_id')
       .leftJoin('devices', 'devices.id', 'tokens.device_id')
-      .select(['tokens.id', 'tokens.user_id', 'tokens.device_id', 'tokens.expires_at', 'tokens.last_used_at', 'users.name as user_name', 'users.is_admin', 'devices.name as device_name'])
+      .select([
+        'tokens.id',
+        'tokens.user_id',
+        'tokens.device_id',
+        'tokens.expires_at',
+        'tokens.last_used_at',
+        'users.name as user_name',
+        'users.is_admin',
+        'devices.name as device_name',
+      ])
       .where('tokens.hash', '=', hash)
       .executeTakeFirst();
   }

@@ -93,7 +93,9 @@ export class UserService {
       created_at: this.now(),
     };
     if (!(await this.users.insertUser(row))) {
-      throw new PvError('PV_USER_EXISTS', `User ${normalized} already exists.`, { fix: 'Pick another name, or use `photovault user passwd`.' });
+      throw new PvError('PV_USER_EXISTS', `User ${normalized} already exists.`, {
+        fix: 'Pick another name, or use `photovault user passwd`.',
+      });
     }
     return toUser(row);
   }
@@ -113,7 +115,13 @@ export class UserService {
    * Checks the password, registers the device (or reuses the caller's known one) and opens a
    * session. Failed attempts per user name and client address are limited in a fixed window.
    */
-  async login(input: { name: string; password: string; deviceName: string; deviceId?: string; clientAddress: string }): Promise<LoginResult> {
+  async login(input: {
+    name: string;
+    password: string;
+    deviceName: string;
+    deviceId?: string;
+    clientAddress: string;
+  }): Promise<LoginResult> {
     const name = input.name.normalize('NFC');
     const limitKey = `login-failures:${name}:${input.clientAddress}`;
     const failures = Number((await this.kv.get(limitKey)) ?? 0);
@@ -133,7 +141,14 @@ export class UserService {
     const at = this.now();
     let device = input.deviceId ? await this.users.findDevice(user.id, input.deviceId) : undefined;
     if (!device || device.revoked_at !== null) {
-      device = { id: randomUUID(), user_id: user.id, name: input.deviceName.slice(0, 128) || 'device', created_at: at, last_seen_at: at, revoked_at: null };
+      device = {
+        id: randomUUID(),
+        user_id: user.id,
+        name: input.deviceName.slice(0, 128) || 'device',
+        created_at: at,
+        last_seen_at: at,
+        revoked_at: null,
+      };
       await this.users.insertDevice(device);
     }
     const expiresAt = at + this.policy.sessionDays * 86_400_000;
@@ -156,7 +171,14 @@ export class UserService {
       await this.users.touchToken(row.id, row.device_id, at);
       row.last_used_at = at;
     }
-    return { userId: row.user_id, userName: row.user_name, isAdmin: row.is_admin === 1, deviceId: row.device_id, deviceName: row.device_name, tokenId: row.id };
+    return {
+      userId: row.user_id,
+      userName: row.user_name,
+      isAdmin: row.is_admin === 1,
+      deviceId: row.device_id,
+      deviceName: row.device_name,
+      tokenId: row.id,
+    };
   }
 
   async logout(principal: Principal): Promise<void> {
@@ -202,10 +224,26 @@ export class UserService {
     this.sessions.clear();
   }
 
-  private async issueToken(userId: string, deviceId: string | null, kind: TokenRow['kind'], label: string | null, expiresAt: number | null) {
+  private async issueToken(
+    userId: string,
+    deviceId: string | null,
+    kind: TokenRow['kind'],
+    label: string | null,
+    expiresAt: number | null,
+  ) {
     const { token, hash } = newToken(kind);
     const at = this.now();
-    const row: TokenRow = { id: randomUUID(), hash, user_id: userId, device_id: deviceId, kind, label, created_at: at, expires_at: expiresAt, last_used_at: at };
+    const row: TokenRow = {
+      id: randomUUID(),
+      hash,
+      user_id: userId,
+      device_id: deviceId,
+      kind,
+      label,
+      created_at: at,
+      expires_at: expiresAt,
+      last_used_at: at,
+    };
     await this.users.insertToken(row);
     return { token, row };
   }
@@ -213,7 +251,9 @@ export class UserService {
 
 function checkPassword(password: string): void {
   if (password.length < MIN_PASSWORD_LENGTH) {
-    throw new PvError('PV_INVALID_INPUT', `Passwords must have at least ${MIN_PASSWORD_LENGTH} characters.`, { fix: 'Choose a longer password.' });
+    throw new PvError('PV_INVALID_INPUT', `Passwords must have at least ${MIN_PASSWORD_LENGTH} characters.`, {
+      fix: 'Choose a longer password.',
+    });
   }
 }
 

@@ -139,7 +139,18 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const table of ['upload_chunks', 'uploads', 'trash', 'file_versions', 'files', 'object_chunks', 'objects', 'tokens', 'devices', 'users']) {
+  for (const table of [
+    'upload_chunks',
+    'uploads',
+    'trash',
+    'file_versions',
+    'files',
+    'object_chunks',
+    'objects',
+    'tokens',
+    'devices',
+    'users',
+  ]) {
     await db.schema.dropTable(table).execute();
   }
 }
