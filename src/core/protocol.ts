@@ -120,3 +120,29 @@ export const ProblemSchema = Type.Object(
   { additionalProperties: true },
 );
 export type Problem = Static<typeof ProblemSchema>;
+
+export const ChangeSchema = Type.Object({
+  seq: Type.Integer({ minimum: 1 }),
+  kind: Type.Union([Type.Literal('upsert'), Type.Literal('delete')], {
+    description: 'upsert: the entry at path now is this version or folder; delete: it (a folder: with its contents) went to the trash',
+  }),
+  path: Type.String(),
+  entryKind: Type.Union([Type.Literal('file'), Type.Literal('folder')]),
+  versionId: Type.Union([Id, Type.Null()]),
+  contentHash: Type.Union([Hash, Type.Null()]),
+  size: Type.Integer({ minimum: 0 }),
+  mtime: Type.Integer(),
+  deviceId: Type.Union([Id, Type.Null()], { description: 'the device that made the change, if any' }),
+  at: Type.String({ format: 'date-time' }),
+});
+export type Change = Static<typeof ChangeSchema>;
+
+export const ChangePageSchema = Type.Object({
+  changes: Type.Array(ChangeSchema),
+  /** The user's newest sequence number when the page was read. */
+  latest: Type.Integer({ minimum: 0 }),
+  /** Pass as `since` for the next page; equals the last change's seq, or `since` when none. */
+  next: Type.Integer({ minimum: 0 }),
+  hasMore: Type.Boolean(),
+});
+export type ChangePage = Static<typeof ChangePageSchema>;

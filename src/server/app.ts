@@ -6,6 +6,7 @@ import type { ServerContext } from './context.js';
 import { filesRoutes } from './files/files.routes.js';
 import { bearerAuth } from './http/authenticate.js';
 import { problemErrorHandler, sendProblem } from './http/problem.js';
+import { syncRoutes } from './sync/sync.routes.js';
 import { uploadRoutes } from './upload/upload.routes.js';
 import { accountRoutes, loginRoutes } from './user/user.routes.js';
 
@@ -66,6 +67,7 @@ export async function buildApp(context: ServerContext, options: AppOptions = {})
       await authenticated.register(accountRoutes(context.users));
       await authenticated.register(uploadRoutes(context.uploads));
       await authenticated.register(filesRoutes(context.files));
+      await authenticated.register(syncRoutes(context.sync));
     },
     { prefix: API_PREFIX },
   );

@@ -12,6 +12,8 @@ import { MemoryKvStore } from '../infra/kv/memory.kv-store.js';
 import { FilesRepository } from './files/files.repository.js';
 import { FilesService } from './files/files.service.js';
 import { ServerMetrics } from './http/metrics.js';
+import { ChangeFeedRepository } from './sync/change-feed.repository.js';
+import { SyncService } from './sync/sync.service.js';
 import { UploadRepository } from './upload/upload.repository.js';
 import { UploadService } from './upload/upload.service.js';
 import { UserRepository } from './user/user.repository.js';
@@ -29,6 +31,7 @@ export interface ServerContext {
   users: UserService;
   uploads: UploadService;
   files: FilesService;
+  sync: SyncService;
   close(): Promise<void>;
 }
 
@@ -68,7 +71,8 @@ export async function createContext(config: ServerConfig, options: ContextOption
   const kv = new MemoryKvStore();
   const bus = await SqliteEventBus.open(join(config.dataDir, 'bus.db'));
   const metrics = new ServerMetrics();
-  const filesRepository = new FilesRepository(db);
+  const changeFeed = new ChangeFeedRepository(db);
+  const filesRepository = new FilesRepository(db, changeFeed);
   return {
     config,
     db,
@@ -79,6 +83,7 @@ export async function createContext(config: ServerConfig, options: ContextOption
     metrics,
     users: new UserService(new UserRepository(db), kv, config.auth, now),
     uploads: new UploadService(db, new UploadRepository(db), filesRepository, blobs, staging, bus, config.uploads, metrics, now),
+    sync: new SyncService(changeFeed, now),
     files: new FilesService(filesRepository, blobs, { trashDays: config.trash.retentionDays }, now),
     async close() {
       await bus.close();

@@ -6,6 +6,7 @@ import { type Migration, type MigrationProvider, Migrator } from 'kysely/migrati
 import pg from 'pg';
 import { PvError } from '../../core/errors.js';
 import * as initial from './migrations/0001-initial.js';
+import * as changeFeed from './migrations/0002-change-feed.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
@@ -15,6 +16,7 @@ export type DatabaseLocation = { sqliteFile: string } | { postgresUrl: string; p
 /** The migrations in order; add new ones at the end, never edit a released one. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': initial,
+  '0002-change-feed': changeFeed,
 };
 
 const migrationProvider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

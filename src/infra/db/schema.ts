@@ -16,6 +16,8 @@ export interface Database {
   trash: TrashTable;
   uploads: UploadsTable;
   upload_chunks: UploadChunksTable;
+  changes: ChangesTable;
+  device_cursors: DeviceCursorsTable;
 }
 
 export interface UsersTable {
@@ -24,6 +26,8 @@ export interface UsersTable {
   password_hash: string;
   is_admin: number;
   created_at: number;
+  /** The last change-feed sequence number of this user. */
+  change_seq: number;
 }
 
 export interface DevicesTable {
@@ -133,6 +137,36 @@ export interface UploadChunksTable {
   received_at: number | null;
 }
 
+export type ChangeKind = 'upsert' | 'delete';
+
+/**
+ * One change to a user's namespace. 'upsert': the entry at path now is this file version or this
+ * folder. 'delete': the entry at path (a folder: with everything in it) went to the trash.
+ */
+export interface ChangesTable {
+  owner_id: string;
+  seq: number;
+  kind: ChangeKind;
+  path: string;
+  entry_kind: EntryKind;
+  file_id: string | null;
+  version_id: string | null;
+  content_hash: string | null;
+  size: number;
+  mtime: number;
+  device_id: string | null;
+  at: number;
+}
+
+/** How far each device has acknowledged its user's change feed. */
+export interface DeviceCursorsTable {
+  device_id: string;
+  user_id: string;
+  seq: number;
+  updated_at: number;
+}
+
+export type ChangeRow = Selectable<ChangesTable>;
 export type UserRow = Selectable<UsersTable>;
 export type DeviceRow = Selectable<DevicesTable>;
 export type TokenRow = Selectable<TokensTable>;

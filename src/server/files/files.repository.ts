@@ -3,7 +3,8 @@ import { type Kysely, sql } from 'kysely';
 import { PvError } from '../../core/errors.js';
 import { ancestorsOf, baseName, conflictCopyPath, parentOf } from '../../core/paths.js';
 import type { Db } from '../../infra/db/database.js';
-import type { Database, FileRow, FileVersionRow, TrashRow } from '../../infra/db/schema.js';
+import type { ChangeKind, Database, FileRow, FileVersionRow, TrashRow } from '../../infra/db/schema.js';
+import type { ChangeFeedRepository, NewChange } from '../sync/change-feed.repository.js';
 
 export interface NewVersion {
   ownerId: string;
@@ -28,7 +29,10 @@ export interface RecordedVersion {
 
 /** Paths, folders, versions and trash of each user's namespace. Every query is scoped by owner. */
 export class FilesRepository {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly changes: ChangeFeedRepository,
+  ) {}
 
   findLive(ownerId: string, path: string, db: Kysely<Database> = this.db): Promise<FileRow | undefined> {
     return db
@@ -92,7 +96,7 @@ export class FilesRepository {
    * file already has adds nothing.
    */
   async recordVersion(trx: Kysely<Database>, input: NewVersion): Promise<RecordedVersion> {
-    await this.ensureFolders(trx, input.ownerId, parentOf(input.path), input.at);
+    await this.ensureFolders(trx, input.ownerId, parentOf(input.path), input.deviceId, input.at);
     let path = input.path;
     let conflictPath: string | null = null;
     let file = await this.findLive(input.ownerId, path, trx);
@@ -145,11 +149,12 @@ export class FilesRepository {
       await trx.insertInto('files').values(file).execute();
     }
     await trx.insertInto('file_versions').values(version).execute();
+    await this.changes.append(trx, changeOf(file, 'upsert', input.deviceId, input.at));
     return { file, version, conflictPath };
   }
 
   /** Creates every missing folder of dir; a file in the way is a conflict. */
-  private async ensureFolders(trx: Kysely<Database>, ownerId: string, dir: string, at: number): Promise<void> {
+  private async ensureFolders(trx: Kysely<Database>, ownerId: string, dir: string, deviceId: string | null, at: number): Promise<void> {
     if (dir === '') return;
     for (const folder of [...ancestorsOf(dir), dir]) {
       const existing = await this.findLive(ownerId, folder, trx);
@@ -160,29 +165,28 @@ export class FilesRepository {
           fix: 'Upload under another folder name.',
         });
       }
-      await trx
-        .insertInto('files')
-        .values({
-          id: randomUUID(),
-          owner_id: ownerId,
-          dir: parentOf(folder),
-          name: baseName(folder),
-          kind: 'folder',
-          head_version_id: null,
-          content_hash: null,
-          size: 0,
-          mtime: at,
-          created_at: at,
-          updated_at: at,
-          deleted_at: null,
-          trash_id: null,
-        })
-        .execute();
+      const created: FileRow = {
+        id: randomUUID(),
+        owner_id: ownerId,
+        dir: parentOf(folder),
+        name: baseName(folder),
+        kind: 'folder',
+        head_version_id: null,
+        content_hash: null,
+        size: 0,
+        mtime: at,
+        created_at: at,
+        updated_at: at,
+        deleted_at: null,
+        trash_id: null,
+      };
+      await trx.insertInto('files').values(created).execute();
+      await this.changes.append(trx, changeOf(created, 'upsert', deviceId, at));
     }
   }
 
   /** Moves the entry at path, and everything under it if a folder, to the trash as one entry. */
-  async moveToTrash(ownerId: string, path: string, at: number): Promise<TrashRow> {
+  async moveToTrash(ownerId: string, path: string, deviceId: string | null, at: number): Promise<TrashRow> {
     return this.db.transaction().execute(async (trx) => {
       const entry = await this.findLive(ownerId, path, trx);
       if (!entry) throw fileNotFound(path);
@@ -204,6 +208,8 @@ export class FilesRepository {
       }
       const trash: TrashRow = { id: trashId, owner_id: ownerId, path, kind: entry.kind, size, deleted_at: at };
       await trx.insertInto('trash').values(trash).execute();
+      // One tombstone for a folder covers everything in it.
+      await this.changes.append(trx, changeOf(entry, 'delete', deviceId, at));
       return trash;
     });
   }
@@ -216,12 +222,13 @@ export class FilesRepository {
    * Brings a trash entry back to its path. A folder merges into a live folder of the same name;
    * anything else already at a restored path is a conflict, and nothing is restored.
    */
-  async restore(ownerId: string, trashId: string, at: number): Promise<TrashRow> {
+  async restore(ownerId: string, trashId: string, deviceId: string | null, at: number): Promise<TrashRow> {
     return this.db.transaction().execute(async (trx) => {
       const trash = await trx.selectFrom('trash').selectAll().where('owner_id', '=', ownerId).where('id', '=', trashId).executeTakeFirst();
       if (!trash) throw new PvError('PV_NOT_FOUND', `No trash entry ${trashId}.`, { fix: 'See `photovault trash ls`.' });
       const rows = await trx.selectFrom('files').selectAll().where('owner_id', '=', ownerId).where('trash_id', '=', trashId).execute();
-      await this.ensureFolders(trx, ownerId, parentOf(trash.path), at);
+      await this.ensureFolders(trx, ownerId, parentOf(trash.path), deviceId, at);
+      const restored: FileRow[] = [];
       for (const row of rows) {
         const path = row.dir === '' ? row.name : `${row.dir}/${row.name}`;
         const live = await this.findLive(ownerId, path, trx);
@@ -232,6 +239,8 @@ export class FilesRepository {
             path,
             fix: `Move or delete the current ${path} first.`,
           });
+        } else {
+          restored.push(row);
         }
       }
       await trx
@@ -241,6 +250,9 @@ export class FilesRepository {
         .where('trash_id', '=', trashId)
         .execute();
       await trx.deleteFrom('trash').where('id', '=', trashId).execute();
+      // Outer entries first, so a client applying the feed in order creates folders before their contents.
+      restored.sort((a, b) => a.dir.split('/').length - b.dir.split('/').length || a.dir.length - b.dir.length);
+      for (const row of restored) await this.changes.append(trx, changeOf(row, 'upsert', deviceId, at));
       return trash;
     });
   }
@@ -295,4 +307,21 @@ export class FilesRepository {
 /** The error for a path the user has no live entry at (also when another user has one there). */
 export function fileNotFound(path: string): PvError {
   return new PvError('PV_NOT_FOUND', `No such file or folder: ${path}.`, { path });
+}
+
+/** The change-feed entry saying what now is (or no longer is) at a row's path. */
+function changeOf(row: FileRow, kind: ChangeKind, deviceId: string | null, at: number): NewChange {
+  return {
+    owner_id: row.owner_id,
+    kind,
+    path: row.dir === '' ? row.name : `${row.dir}/${row.name}`,
+    entry_kind: row.kind,
+    file_id: row.id,
+    version_id: row.head_version_id,
+    content_hash: row.content_hash,
+    size: row.size,
+    mtime: row.mtime,
+    device_id: deviceId,
+    at,
+  };
 }

@@ -74,7 +74,7 @@ export class FilesService {
   }
 
   async remove(principal: Principal, path: string): Promise<TrashEntry> {
-    return toTrashEntry(await this.files.moveToTrash(principal.userId, normalizePath(path), this.now()));
+    return toTrashEntry(await this.files.moveToTrash(principal.userId, normalizePath(path), principal.deviceId, this.now()));
   }
 
   async trash(principal: Principal): Promise<TrashEntry[]> {
@@ -82,7 +82,7 @@ export class FilesService {
   }
 
   async restore(principal: Principal, trashId: string): Promise<TrashEntry> {
-    return toTrashEntry(await this.files.restore(principal.userId, trashId, this.now()));
+    return toTrashEntry(await this.files.restore(principal.userId, trashId, principal.deviceId, this.now()));
   }
 
   /**

@@ -91,6 +91,7 @@ export class UserService {
       password_hash: await hashPassword(password),
       is_admin: options.admin ? 1 : 0,
       created_at: this.now(),
+      change_seq: 0,
     };
     if (!(await this.users.insertUser(row))) {
       throw new PvError('PV_USER_EXISTS', `User ${normalized} already exists.`, {

@@ -1,0 +1,64 @@
+import type { Kysely } from 'kysely';
+import type { Db } from '../../infra/db/database.js';
+import type { ChangeRow, Database } from '../../infra/db/schema.js';
+
+export type NewChange = Omit<ChangeRow, 'seq'>;
+
+/** The per-user change feed and the devices' cursors in it. */
+export class ChangeFeedRepository {
+  constructor(private readonly db: Db) {}
+
+  /**
+   * Appends a change inside the caller's transaction and returns its sequence number. Taking the
+   * number by incrementing the user's counter locks the user's row until the transaction ends,
+   * so a reader never sees seq N+1 before N.
+   */
+  async append(trx: Kysely<Database>, change: NewChange): Promise<number> {
+    const { change_seq: seq } = await trx
+      .updateTable('users')
+      .set((eb) => ({ change_seq: eb('change_seq', '+', 1) }))
+      .where('id', '=', change.owner_id)
+      .returning('change_seq')
+      .executeTakeFirstOrThrow();
+    await trx
+      .insertInto('changes')
+      .values({ ...change, seq })
+      .execute();
+    return seq;
+  }
+
+  /** Changes after a sequence number, oldest first. */
+  since(ownerId: string, after: number, limit: number): Promise<ChangeRow[]> {
+    return this.db
+      .selectFrom('changes')
+      .selectAll()
+      .where('owner_id', '=', ownerId)
+      .where('seq', '>', after)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+  }
+
+  async latest(ownerId: string): Promise<number> {
+    const row = await this.db.selectFrom('users').select('change_seq').where('id', '=', ownerId).executeTakeFirst();
+    return row?.change_seq ?? 0;
+  }
+
+  /** Records how far a device has applied the feed; a cursor never moves back. */
+  async acknowledge(userId: string, deviceId: string, seq: number, at: number): Promise<number> {
+    return this.db.transaction().execute(async (trx) => {
+      const current = await trx.selectFrom('device_cursors').select('seq').where('device_id', '=', deviceId).executeTakeFirst();
+      const next = Math.max(current?.seq ?? 0, seq);
+      await trx
+        .insertInto('device_cursors')
+        .values({ device_id: deviceId, user_id: userId, seq: next, updated_at: at })
+        .onConflict((oc) => oc.column('device_id').doUpdateSet({ seq: next, updated_at: at }))
+        .execute();
+      return next;
+    });
+  }
+
+  cursors(userId: string): Promise<{ device_id: string; seq: number; updated_at: number }[]> {
+    return this.db.selectFrom('device_cursors').select(['device_id', 'seq', 'updated_at']).where('user_id', '=', userId).execute();
+  }
+}

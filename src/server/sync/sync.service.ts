@@ -1,0 +1,56 @@
+import type { ChangePage } from '../../core/protocol.js';
+import { PvError } from '../../core/errors.js';
+import type { ChangeRow } from '../../infra/db/schema.js';
+import type { Principal } from '../user/user.service.js';
+import type { ChangeFeedRepository } from './change-feed.repository.js';
+
+const MAX_PAGE = 1000;
+
+/** The change feed as clients read it, and their acknowledgements of how far they applied it. */
+export class SyncService {
+  constructor(
+    private readonly feed: ChangeFeedRepository,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** One page of the user's changes after `since`, oldest first. */
+  async changes(principal: Principal, since: number, limit: number): Promise<ChangePage> {
+    const pageSize = Math.min(Math.max(limit, 1), MAX_PAGE);
+    // Read the latest number first: a page read after it can only be as new or newer.
+    const latest = await this.feed.latest(principal.userId);
+    const rows = await this.feed.since(principal.userId, since, pageSize + 1);
+    const page = rows.slice(0, pageSize);
+    return {
+      changes: page.map(toChange),
+      latest: Math.max(latest, page.at(-1)?.seq ?? 0),
+      next: page.at(-1)?.seq ?? since,
+      hasMore: rows.length > pageSize,
+    };
+  }
+
+  /** Records that this device has applied every change up to seq. */
+  async acknowledge(principal: Principal, seq: number): Promise<number> {
+    if (!principal.deviceId) {
+      throw new PvError('PV_INVALID_INPUT', 'Only a device session has a sync cursor; API keys belong to no device.', {
+        fix: 'Log in as the device (`photovault login`) to sync.',
+      });
+    }
+    const latest = await this.feed.latest(principal.userId);
+    return this.feed.acknowledge(principal.userId, principal.deviceId, Math.min(seq, latest), this.now());
+  }
+}
+
+function toChange(row: ChangeRow) {
+  return {
+    seq: row.seq,
+    kind: row.kind,
+    path: row.path,
+    entryKind: row.entry_kind,
+    versionId: row.version_id,
+    contentHash: row.content_hash,
+    size: row.size,
+    mtime: row.mtime,
+    deviceId: row.device_id,
+    at: new Date(row.at).toISOString(),
+  };
+}

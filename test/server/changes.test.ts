@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Change, ChangePage } from '../../src/core/protocol.js';
+import { describeEachDatabase } from '../support/databases.js';
+import { createTestServer, type TestServer } from '../support/server.js';
+import { pseudoRandomBytes, uploadBytes } from '../support/uploads.js';
+
+describeEachDatabase('change feed', (kind) => {
+  let server: TestServer;
+  let alice: Awaited<ReturnType<TestServer['login']>>;
+
+  beforeAll(async () => {
+    server = await createTestServer(kind);
+    alice = await server.login('alice');
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  const page = async (since: number, limit = 500, auth = alice.auth): Promise<ChangePage> =>
+    (await server.app.inject({ url: `/api/v1/changes?since=${since}&limit=${limit}`, headers: auth })).json();
+
+  /** Every change after since, following the pages. */
+  const all = async (since: number, auth = alice.auth): Promise<Change[]> => {
+    const changes: Change[] = [];
+    for (let next = since, more = true; more;) {
+      const answer = await page(next, 2, auth);
+      changes.push(...answer.changes);
+      ({ next, hasMore: more } = answer);
+    }
+    return changes;
+  };
+
+  it('numbers every change of the namespace in order: folders, versions, tombstones, restores', async () => {
+    const start = (await page(0)).latest;
+    const { status } = await uploadBytes(server.app, alice.auth, 'feed/a/one.txt', Buffer.from('one'));
+    await uploadBytes(server.app, alice.auth, 'feed/a/one.txt', Buffer.from('one, edited'));
+    const trashed = (await server.app.inject({ method: 'DELETE', url: '/api/v1/files?path=feed/a', headers: alice.auth })).json();
+    await server.app.inject({ method: 'POST', url: `/api/v1/trash/${trashed.id}/restore`, headers: alice.auth });
+
+    const changes = await all(start);
+    expect(changes.map((c) => [c.kind, c.entryKind, c.path])).toEqual([
+      ['upsert', 'folder', 'feed'],
+      ['upsert', 'folder', 'feed/a'],
+      ['upsert', 'file', 'feed/a/one.txt'],
+      ['upsert', 'file', 'feed/a/one.txt'],
+      ['delete', 'folder', 'feed/a'],
+      ['upsert', 'folder', 'feed/a'],
+      ['upsert', 'file', 'feed/a/one.txt'],
+    ]);
+    expect(changes.map((c) => c.seq)).toEqual(Array.from({ length: 7 }, (_, i) => start + i + 1));
+    expect(changes[2]).toMatchObject({
+      versionId: status.version!.id,
+      contentHash: status.version!.contentHash,
+      size: 3,
+      deviceId: alice.principal.deviceId,
+    });
+    expect(changes[6]!.contentHash).toBe(changes[3]!.contentHash);
+  });
+
+  it('gives every concurrent commit its own number, without gaps', async () => {
+    const start = (await page(0)).latest;
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => uploadBytes(server.app, alice.auth, `burst-${i}.bin`, pseudoRandomBytes(20_000, 100 + i))),
+    );
+    const changes = await all(start);
+    expect(changes.map((c) => c.seq)).toEqual(Array.from({ length: 8 }, (_, i) => start + i + 1));
+    expect(new Set(changes.map((c) => c.path)).size).toBe(8);
+  });
+
+  it('pages with next and hasMore, and an empty page past the end', async () => {
+    const { latest } = await page(0);
+    const first = await page(0, 3);
+    expect(first.changes).toHaveLength(3);
+    expect(first).toMatchObject({ next: 3, hasMore: true, latest });
+    const end = await page(latest);
+    expect(end).toEqual({ changes: [], latest, next: latest, hasMore: false });
+  });
+
+  it('shows a user only their own changes', async () => {
+    const bob = await server.login('bob');
+    expect((await page(0, 500, bob.auth)).changes).toEqual([]);
+    await uploadBytes(server.app, bob.auth, 'bob.txt', Buffer.from('bob'));
+    const bobs = (await page(0, 500, bob.auth)).changes;
+    expect(bobs.map((c) => c.seq)).toEqual([1]);
+    expect((await all(0)).some((c) => c.path === 'bob.txt')).toBe(false);
+  });
+
+  it("keeps each device's cursor, never moving it back or past the feed", async () => {
+    const { latest } = await page(0);
+    const ack = (seq: number) => server.app.inject({ method: 'POST', url: '/api/v1/changes/ack', headers: alice.auth, payload: { seq } });
+    expect((await ack(2)).json()).toEqual({ seq: 2 });
+    expect((await ack(1)).json()).toEqual({ seq: 2 });
+    expect((await ack(latest + 100)).json()).toEqual({ seq: latest });
+  });
+});
