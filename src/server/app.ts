@@ -6,6 +6,7 @@ import type { ServerContext } from './context.js';
 import { filesRoutes } from './files/files.routes.js';
 import { bearerAuth } from './http/authenticate.js';
 import { problemErrorHandler, sendProblem } from './http/problem.js';
+import { SyncHub } from './sync/sync.hub.js';
 import { syncRoutes } from './sync/sync.routes.js';
 import { uploadRoutes } from './upload/upload.routes.js';
 import { accountRoutes, loginRoutes } from './user/user.routes.js';
@@ -59,6 +60,10 @@ export async function buildApp(context: ServerContext, options: AppOptions = {})
     reply.type(context.metrics.registry.contentType).send(await context.metrics.registry.metrics()),
   );
   app.get(`${API_PREFIX}/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
+
+  const hub = new SyncHub(context.users, context.sync, context.notifier, app.log);
+  hub.attach(app.server);
+  app.addHook('onClose', () => hub.close());
 
   await app.register(loginRoutes(context.users), { prefix: API_PREFIX });
   await app.register(

@@ -13,6 +13,7 @@ import { FilesRepository } from './files/files.repository.js';
 import { FilesService } from './files/files.service.js';
 import { ServerMetrics } from './http/metrics.js';
 import { ChangeFeedRepository } from './sync/change-feed.repository.js';
+import { ChangeNotifier } from './sync/change-notifier.js';
 import { SyncService } from './sync/sync.service.js';
 import { UploadRepository } from './upload/upload.repository.js';
 import { UploadService } from './upload/upload.service.js';
@@ -32,6 +33,7 @@ export interface ServerContext {
   uploads: UploadService;
   files: FilesService;
   sync: SyncService;
+  notifier: ChangeNotifier;
   close(): Promise<void>;
 }
 
@@ -72,6 +74,7 @@ export async function createContext(config: ServerConfig, options: ContextOption
   const bus = await SqliteEventBus.open(join(config.dataDir, 'bus.db'));
   const metrics = new ServerMetrics();
   const changeFeed = new ChangeFeedRepository(db);
+  const notifier = new ChangeNotifier();
   const filesRepository = new FilesRepository(db, changeFeed);
   return {
     config,
@@ -82,9 +85,10 @@ export async function createContext(config: ServerConfig, options: ContextOption
     bus,
     metrics,
     users: new UserService(new UserRepository(db), kv, config.auth, now),
-    uploads: new UploadService(db, new UploadRepository(db), filesRepository, blobs, staging, bus, config.uploads, metrics, now),
+    uploads: new UploadService(db, new UploadRepository(db), filesRepository, blobs, staging, bus, notifier, config.uploads, metrics, now),
+    notifier,
     sync: new SyncService(changeFeed, now),
-    files: new FilesService(filesRepository, blobs, { trashDays: config.trash.retentionDays }, now),
+    files: new FilesService(filesRepository, blobs, notifier, { trashDays: config.trash.retentionDays }, now),
     async close() {
       await bus.close();
       await kv.close();

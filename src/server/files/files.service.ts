@@ -4,6 +4,7 @@ import { normalizePath } from '../../core/paths.js';
 import type { FileEntry, FileList, FileVersionView, TrashEntry } from '../../core/protocol.js';
 import type { BlobStore, Bucket, ByteRange } from '../../infra/blobs/blob-store.js';
 import { objectKey } from '../objects.js';
+import type { ChangeNotifier } from '../sync/change-notifier.js';
 import type { Principal } from '../user/user.service.js';
 import { toFileEntry, toTrashEntry, toVersionView } from './file-views.js';
 import { fileNotFound, type FilesRepository } from './files.repository.js';
@@ -19,6 +20,7 @@ export class FilesService {
   constructor(
     private readonly files: FilesRepository,
     private readonly blobs: BlobStore,
+    private readonly notifier: ChangeNotifier,
     private readonly policy: FilesPolicy,
     private readonly now: () => number = Date.now,
   ) {}
@@ -74,7 +76,9 @@ export class FilesService {
   }
 
   async remove(principal: Principal, path: string): Promise<TrashEntry> {
-    return toTrashEntry(await this.files.moveToTrash(principal.userId, normalizePath(path), principal.deviceId, this.now()));
+    const entry = await this.files.moveToTrash(principal.userId, normalizePath(path), principal.deviceId, this.now());
+    this.notifier.changed(principal.userId);
+    return toTrashEntry(entry);
   }
 
   async trash(principal: Principal): Promise<TrashEntry[]> {
@@ -82,7 +86,9 @@ export class FilesService {
   }
 
   async restore(principal: Principal, trashId: string): Promise<TrashEntry> {
-    return toTrashEntry(await this.files.restore(principal.userId, trashId, principal.deviceId, this.now()));
+    const entry = await this.files.restore(principal.userId, trashId, principal.deviceId, this.now());
+    this.notifier.changed(principal.userId);
+    return toTrashEntry(entry);
   }
 
   /**

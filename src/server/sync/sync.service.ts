@@ -28,6 +28,16 @@ export class SyncService {
     };
   }
 
+  /** The user's newest sequence number. */
+  latest(userId: string): Promise<number> {
+    return this.feed.latest(userId);
+  }
+
+  /** Each of the user's devices' cursor: how far it has applied the feed. */
+  async cursors(userId: string): Promise<Map<string, number>> {
+    return new Map((await this.feed.cursors(userId)).map((row) => [row.device_id, row.seq]));
+  }
+
   /** Records that this device has applied every change up to seq. */
   async acknowledge(principal: Principal, seq: number): Promise<number> {
     if (!principal.deviceId) {

@@ -14,6 +14,7 @@ import type { UploadRow } from '../../infra/db/schema.js';
 import { toFileEntry, toVersionView } from '../files/file-views.js';
 import type { FilesRepository, RecordedVersion } from '../files/files.repository.js';
 import { objectKey } from '../objects.js';
+import type { ChangeNotifier } from '../sync/change-notifier.js';
 import type { Principal } from '../user/user.service.js';
 import type { ChunkLocation, ChunkPlace, UploadRepository } from './upload.repository.js';
 
@@ -47,6 +48,7 @@ export class UploadService {
     private readonly blobs: BlobStore,
     private readonly staging: StagingArea,
     private readonly bus: EventBus,
+    private readonly notifier: ChangeNotifier,
     private readonly policy: UploadPolicy,
     private readonly metrics: UploadMetrics,
     private readonly now: () => number = Date.now,
@@ -69,17 +71,15 @@ export class UploadService {
 
     const held = await this.files.findVersionByContent(principal.userId, contentHash);
     if (held) {
-      const recorded = await this.db
-        .transaction()
-        .execute((trx) =>
-          this.recordVersion(trx, principal, {
-            path,
-            contentHash,
-            size: request.size,
-            mtime: request.mtime,
-            baseVersionId: request.baseVersionId ?? null,
-          }),
-        );
+      const recorded = await this.db.transaction().execute((trx) =>
+        this.recordVersion(trx, principal, {
+          path,
+          contentHash,
+          size: request.size,
+          mtime: request.mtime,
+          baseVersionId: request.baseVersionId ?? null,
+        }),
+      );
       this.metrics.committed('whole-file-dedup', request.size);
       await this.announce(principal, recorded);
       return committedStatus(recorded);
@@ -311,7 +311,9 @@ export class UploadService {
     await this.staging.discard(uploadId);
   }
 
+  /** Tells the user's devices and the workers about a committed version. */
   private async announce(principal: Principal, recorded: RecordedVersion): Promise<void> {
+    this.notifier.changed(principal.userId);
     await this.bus.publish('file.uploaded', {
       ownerId: principal.userId,
       fileId: recorded.file.id,
