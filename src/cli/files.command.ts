@@ -60,6 +60,17 @@ export function registerFilesCommands(program: Command): void {
     );
 
   program
+    .command('mv <from> <to>')
+    .description('move or rename a remote file or folder; <to> must not exist')
+    .option('--json', 'print the moved entry as JSON')
+    .action(
+      action(async (from: string, to: string, options: { json?: boolean }) => {
+        const entry = await withApi((api) => api.move(from, to));
+        printResult(options.json, entry, () => `${from} -> ${entry.path}`);
+      }),
+    );
+
+  program
     .command('rm <path>')
     .description('move a remote file or folder to the trash')
     .option('--json', 'print the trash entry as JSON')

@@ -123,10 +123,12 @@ export type Problem = Static<typeof ProblemSchema>;
 
 export const ChangeSchema = Type.Object({
   seq: Type.Integer({ minimum: 1 }),
-  kind: Type.Union([Type.Literal('upsert'), Type.Literal('delete')], {
-    description: 'upsert: the entry at path now is this version or folder; delete: it (a folder: with its contents) went to the trash',
+  kind: Type.Union([Type.Literal('upsert'), Type.Literal('delete'), Type.Literal('move')], {
+    description:
+      'upsert: the entry at path now is this version or folder; delete: it (a folder: with its contents) went to the trash; move: the entry at fromPath (a folder: with its contents) is now at path',
   }),
   path: Type.String(),
+  fromPath: Type.Union([Type.String(), Type.Null()]),
   entryKind: Type.Union([Type.Literal('file'), Type.Literal('folder')]),
   versionId: Type.Union([Id, Type.Null()]),
   contentHash: Type.Union([Hash, Type.Null()]),

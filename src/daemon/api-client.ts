@@ -94,6 +94,10 @@ export class ApiClient {
     return this.json({ method: 'DELETE', path: '/files', query: { path } });
   }
 
+  move(from: string, to: string): Promise<FileEntry> {
+    return this.json({ method: 'POST', path: '/files/move', json: { from, to } });
+  }
+
   trash(): Promise<TrashEntry[]> {
     return this.json({ method: 'GET', path: '/trash' });
   }

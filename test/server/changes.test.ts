@@ -57,6 +57,13 @@ describeEachDatabase('change feed', (kind) => {
     expect(changes[6]!.contentHash).toBe(changes[3]!.contentHash);
   });
 
+  it('records a move as one change from the old path to the new', async () => {
+    await uploadBytes(server.app, alice.auth, 'before/x.txt', Buffer.from('x'));
+    const start = (await page(0)).latest;
+    await server.app.inject({ method: 'POST', url: '/api/v1/files/move', headers: alice.auth, payload: { from: 'before', to: 'after' } });
+    expect((await all(start)).map((c) => [c.kind, c.entryKind, c.fromPath, c.path])).toEqual([['move', 'folder', 'before', 'after']]);
+  });
+
   it('gives every concurrent commit its own number, without gaps', async () => {
     const start = (await page(0)).latest;
     await Promise.all(

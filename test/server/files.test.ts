@@ -150,4 +150,36 @@ describeEachDatabase('files API', (kind) => {
       code: 'PV_NOT_FOUND',
     });
   });
+
+  it('moves a folder with everything in it, and renames a file, keeping versions', async () => {
+    await uploadBytes(server.app, auth, 'trip/day1/a.jpg', Buffer.from('a'));
+    await uploadBytes(server.app, auth, 'trip/day1/a.jpg', Buffer.from('a2'));
+    await uploadBytes(server.app, auth, 'trip/b.jpg', Buffer.from('b'));
+    await uploadBytes(server.app, auth, 'trip-not-inside/c.jpg', Buffer.from('c'));
+    const move = (from: string, to: string) =>
+      server.app.inject({ method: 'POST', url: '/api/v1/files/move', headers: auth, payload: { from, to } });
+
+    const moved = await move('trip', 'albums/2024/trip');
+    expect(moved.statusCode).toBe(200);
+    expect(moved.json()).toMatchObject({ path: 'albums/2024/trip', kind: 'folder' });
+    expect((await download(server.app, auth, 'albums/2024/trip/day1/a.jpg')).body).toBe('a2');
+    expect((await get('/api/v1/files/versions?path=albums/2024/trip/day1/a.jpg')).json()).toHaveLength(2);
+    expect((await get('/api/v1/files/stat?path=trip/b.jpg')).statusCode).toBe(404);
+    expect((await get('/api/v1/files/stat?path=trip-not-inside/c.jpg')).statusCode).toBe(200);
+
+    expect((await move('albums/2024/trip/b.jpg', 'albums/2024/trip/renamed.jpg')).json()).toMatchObject({ name: 'renamed.jpg' });
+    expect((await download(server.app, auth, 'albums/2024/trip/renamed.jpg')).body).toBe('b');
+  });
+
+  it('refuses moves onto an existing path, into the folder itself, or of nothing', async () => {
+    await uploadBytes(server.app, auth, 'mv/x.txt', Buffer.from('x'));
+    await uploadBytes(server.app, auth, 'mv/y.txt', Buffer.from('y'));
+    const move = (from: string, to: string) =>
+      server.app.inject({ method: 'POST', url: '/api/v1/files/move', headers: auth, payload: { from, to } });
+    expect((await move('mv/x.txt', 'mv/y.txt')).json()).toMatchObject({ code: 'PV_CONFLICT' });
+    expect((await move('mv', 'mv/inner')).json()).toMatchObject({ code: 'PV_INVALID_INPUT' });
+    expect((await move('mv/none.txt', 'mv/z.txt')).statusCode).toBe(404);
+    expect((await move('mv/x.txt', '../escape')).json()).toMatchObject({ code: 'PV_PATH_INVALID' });
+    expect((await download(server.app, auth, 'mv/y.txt')).body).toBe('y');
+  });
 });

@@ -137,17 +137,19 @@ export interface UploadChunksTable {
   received_at: number | null;
 }
 
-export type ChangeKind = 'upsert' | 'delete';
+export type ChangeKind = 'upsert' | 'delete' | 'move';
 
 /**
  * One change to a user's namespace. 'upsert': the entry at path now is this file version or this
  * folder. 'delete': the entry at path (a folder: with everything in it) went to the trash.
+ * 'move': the entry at from_path (a folder: with everything in it) is now at path.
  */
 export interface ChangesTable {
   owner_id: string;
   seq: number;
   kind: ChangeKind;
   path: string;
+  from_path: string | null;
   entry_kind: EntryKind;
   file_id: string | null;
   version_id: string | null;

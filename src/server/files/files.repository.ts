@@ -214,6 +214,40 @@ export class FilesRepository {
     });
   }
 
+  /**
+   * Moves (renames) the entry at from to the free path to, a folder with everything in it, in
+   * one transaction, and records one 'move' change. Versions and content stay as they are.
+   */
+  async move(ownerId: string, from: string, to: string, deviceId: string | null, at: number): Promise<FileRow> {
+    return this.db.transaction().execute(async (trx) => {
+      const entry = await this.findLive(ownerId, from, trx);
+      if (!entry) throw fileNotFound(from);
+      if (to === from || to.startsWith(`${from}/`)) {
+        throw new PvError('PV_INVALID_INPUT', `Cannot move ${from} into itself.`, { fix: 'Choose a destination outside it.' });
+      }
+      if (await this.findLive(ownerId, to, trx)) {
+        throw new PvError('PV_CONFLICT', `${to} already exists.`, { path: to, fix: 'Move or delete it first, or choose another name.' });
+      }
+      await this.ensureFolders(trx, ownerId, parentOf(to), deviceId, at);
+      const moved = { dir: parentOf(to), name: baseName(to), updated_at: at };
+      await trx.updateTable('files').set(moved).where('id', '=', entry.id).execute();
+      if (entry.kind === 'folder') {
+        // Everything inside keeps its place relative to the folder: replace the from prefix of its dir.
+        const fromLength = [...from].length;
+        await trx
+          .updateTable('files')
+          .set({ dir: sql<string>`cast(${to} as text) || substr(${sql.ref('dir')}, ${fromLength + 1})` })
+          .where('owner_id', '=', ownerId)
+          .where('deleted_at', 'is', null)
+          .where((eb) => eb.or([eb('dir', '=', from), eb(sql<string>`substr(${sql.ref('dir')}, 1, ${fromLength + 1})`, '=', `${from}/`)]))
+          .execute();
+      }
+      const row = { ...entry, ...moved };
+      await this.changes.append(trx, { ...changeOf(row, 'move', deviceId, at), from_path: from });
+      return row;
+    });
+  }
+
   listTrash(ownerId: string): Promise<TrashRow[]> {
     return this.db.selectFrom('trash').selectAll().where('owner_id', '=', ownerId).orderBy('deleted_at', 'desc').execute();
   }
@@ -315,6 +349,7 @@ function changeOf(row: FileRow, kind: ChangeKind, deviceId: string | null, at: n
     owner_id: row.owner_id,
     kind,
     path: row.dir === '' ? row.name : `${row.dir}/${row.name}`,
+    from_path: null,
     entry_kind: row.kind,
     file_id: row.id,
     version_id: row.head_version_id,

@@ -102,6 +102,19 @@ export function filesRoutes(files: FilesService): FastifyPluginAsyncTypebox {
       async (request) => files.remove(principalOf(request), request.query.path),
     );
 
+    app.post(
+      '/files/move',
+      {
+        schema: {
+          tags: ['files'],
+          summary: 'Move or rename a file or folder (with its contents) to a free path',
+          body: Type.Object({ from: Type.String({ maxLength: 4096 }), to: Type.String({ maxLength: 4096 }) }),
+          response: { 200: FileEntrySchema },
+        },
+      },
+      async (request) => files.move(principalOf(request), request.body.from, request.body.to),
+    );
+
     app.get(
       '/trash',
       { schema: { tags: ['trash'], summary: 'List the trash', response: { 200: Type.Array(TrashEntrySchema) } } },

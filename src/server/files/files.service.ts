@@ -81,6 +81,13 @@ export class FilesService {
     return toTrashEntry(entry);
   }
 
+  /** Moves (renames) a file or folder to a free path. */
+  async move(principal: Principal, from: string, to: string): Promise<FileEntry> {
+    const row = await this.files.move(principal.userId, normalizePath(from), normalizePath(to), principal.deviceId, this.now());
+    this.notifier.changed(principal.userId);
+    return toFileEntry(row);
+  }
+
   async trash(principal: Principal): Promise<TrashEntry[]> {
     return (await this.files.listTrash(principal.userId)).map(toTrashEntry);
   }

@@ -55,6 +55,7 @@ function toChange(row: ChangeRow) {
     seq: row.seq,
     kind: row.kind,
     path: row.path,
+    fromPath: row.from_path,
     entryKind: row.entry_kind,
     versionId: row.version_id,
     contentHash: row.content_hash,

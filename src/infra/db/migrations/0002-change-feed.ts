@@ -15,6 +15,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('seq', 'bigint', (c) => c.notNull())
     .addColumn('kind', 'text', (c) => c.notNull())
     .addColumn('path', 'text', (c) => c.notNull())
+    .addColumn('from_path', 'text')
     .addColumn('entry_kind', 'text', (c) => c.notNull())
     .addColumn('file_id', 'text')
     .addColumn('version_id', 'text')
