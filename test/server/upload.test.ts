@@ -232,6 +232,16 @@ describeEachDatabase('upload protocol', (kind) => {
     expect((await download(server.app, alice.auth, status.conflictPath!)).body).toBe('edited from one');
   });
 
+  it('keeps a modification made against a file another device deleted meanwhile', async () => {
+    const first = await uploadBytes(server.app, alice.auth, 'kept.txt', Buffer.from('original'));
+    await server.app.inject({ method: 'DELETE', url: '/api/v1/files?path=kept.txt', headers: alice.auth });
+    const { status } = await uploadBytes(server.app, alice.auth, 'kept.txt', Buffer.from('edited offline'), {
+      baseVersionId: first.status.version!.id,
+    });
+    expect(status).toMatchObject({ state: 'committed', conflictPath: null, file: { path: 'kept.txt' } });
+    expect((await download(server.app, alice.auth, 'kept.txt')).body).toBe('edited offline');
+  });
+
   it('stores an empty file', async () => {
     const { status } = await uploadBytes(server.app, alice.auth, 'empty', Buffer.alloc(0));
     expect(status.file).toMatchObject({ size: 0, kind: 'file' });
