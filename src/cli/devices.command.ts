@@ -14,7 +14,8 @@ export function registerDeviceCommands(program: Command): void {
         printResult(options.json, list, () =>
           list
             .map(
-              (d) => `${d.id}  ${d.name}${d.current ? ' (this device)' : ''}${d.revokedAt ? ' (revoked)' : ''}  last seen ${d.lastSeenAt}`,
+              (d) =>
+                `${d.id}  ${d.name}${d.current ? ' (this device)' : ''}${d.revokedAt ? ' (revoked)' : ''}${d.inSync ? '  in sync' : `  at change ${d.cursor}`}  last seen ${d.lastSeenAt}`,
             )
             .join('\n'),
         );

@@ -95,6 +95,8 @@ export const DeviceSchema = Type.Object({
   lastSeenAt: Type.String({ format: 'date-time' }),
   revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   current: Type.Boolean(),
+  cursor: Type.Integer({ minimum: 0, description: 'the last change-feed number the device acknowledged' }),
+  inSync: Type.Boolean({ description: 'the device has acknowledged the whole feed' }),
 });
 export type DeviceView = Static<typeof DeviceSchema>;
 

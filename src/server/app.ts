@@ -69,7 +69,7 @@ export async function buildApp(context: ServerContext, options: AppOptions = {})
   await app.register(
     async (authenticated) => {
       authenticated.addHook('onRequest', bearerAuth(context.users));
-      await authenticated.register(accountRoutes(context.users));
+      await authenticated.register(accountRoutes(context.users, context.sync));
       await authenticated.register(uploadRoutes(context.uploads));
       await authenticated.register(filesRoutes(context.files));
       await authenticated.register(syncRoutes(context.sync));

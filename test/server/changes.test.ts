@@ -98,5 +98,7 @@ describeEachDatabase('change feed', (kind) => {
     expect((await ack(2)).json()).toEqual({ seq: 2 });
     expect((await ack(1)).json()).toEqual({ seq: 2 });
     expect((await ack(latest + 100)).json()).toEqual({ seq: latest });
+    const devices = (await server.app.inject({ url: '/api/v1/devices', headers: alice.auth })).json();
+    expect(devices).toContainEqual(expect.objectContaining({ id: alice.principal.deviceId, cursor: latest, inSync: true }));
   });
 });

@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiKeySchema, DeviceSchema, LoginRequestSchema, LoginResponseSchema } from '../../core/protocol.js';
 import { principalOf } from '../http/authenticate.js';
+import type { SyncService } from '../sync/sync.service.js';
 import type { Device, UserService } from './user.service.js';
 
 const ApiKeyCreatedSchema = Type.Object({ token: Type.String(), apiKey: ApiKeySchema });
@@ -41,7 +42,7 @@ export function loginRoutes(users: UserService): FastifyPluginAsyncTypebox {
 }
 
 /** The caller's session, API keys and devices; registered behind bearer authentication. */
-export function accountRoutes(users: UserService): FastifyPluginAsyncTypebox {
+export function accountRoutes(users: UserService, sync: SyncService): FastifyPluginAsyncTypebox {
   return async (authed) => {
     authed.get(
       '/auth/me',
@@ -97,7 +98,12 @@ export function accountRoutes(users: UserService): FastifyPluginAsyncTypebox {
       { schema: { tags: ['devices'], summary: "List the user's devices", response: { 200: Type.Array(DeviceSchema) } } },
       async (request) => {
         const principal = principalOf(request);
-        return (await users.listDevices(principal)).map((device) => deviceView(device, principal.deviceId));
+        const [devices, cursors, latest] = await Promise.all([
+          users.listDevices(principal),
+          sync.cursors(principal.userId),
+          sync.latest(principal.userId),
+        ]);
+        return devices.map((device) => deviceView(device, principal.deviceId, cursors.get(device.id) ?? 0, latest));
       },
     );
 
@@ -116,7 +122,7 @@ function apiKeyView(key: { id: string; label: string | null; createdAt: Date; la
   return { id: key.id, label: key.label, createdAt: key.createdAt.toISOString(), lastUsedAt: key.lastUsedAt.toISOString() };
 }
 
-function deviceView(device: Device, currentId: string | null) {
+function deviceView(device: Device, currentId: string | null, cursor: number, latest: number) {
   return {
     id: device.id,
     name: device.name,
@@ -124,5 +130,7 @@ function deviceView(device: Device, currentId: string | null) {
     lastSeenAt: device.lastSeenAt.toISOString(),
     revokedAt: device.revokedAt?.toISOString() ?? null,
     current: device.id === currentId,
+    cursor,
+    inSync: cursor >= latest,
   };
 }
