@@ -1,0 +1,86 @@
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Fingerprint, fingerprintFile } from '../core/chunker.js';
+import { isPvError } from '../core/errors.js';
+import { encodeManifest } from '../core/manifest.js';
+import { normalizePath } from '../core/paths.js';
+import type { IgnoreTest } from './ignore-rules.js';
+import type { IndexedFile, LocalIndex } from './local-index.js';
+
+export interface ScanResult {
+  /** Files new or changed since the last scan, already fingerprinted and indexed. */
+  changed: IndexedFile[];
+  /** Indexed paths no longer present. */
+  deleted: string[];
+  unchanged: number;
+  /** Names the path rules refuse (control characters, ...), left alone and reported. */
+  skipped: string[];
+}
+
+export interface ScanOptions {
+  ignored: IgnoreTest;
+  /** How content is read; tests count the calls. */
+  fingerprint?: (absolutePath: string) => Promise<Fingerprint>;
+}
+
+/**
+ * Walks a synced folder and brings the local index up to date. A file whose size, mtime and inode
+ * match its index entry is taken as unchanged without reading a byte; others are fingerprinted.
+ * Symbolic links and special files are not followed or synced.
+ */
+export async function scanFolder(root: string, index: LocalIndex, options: ScanOptions): Promise<ScanResult> {
+  const fingerprint = options.fingerprint ?? fingerprintFile;
+  const known = await index.all();
+  const result: ScanResult = { changed: [], deleted: [], unchanged: 0, skipped: [] };
+  const seen = new Set<string>();
+
+  const walk = async (dir: string, relativeDir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const relative = relativeDir === '' ? entry.name : `${relativeDir}/${entry.name}`;
+      if (!entry.isFile() && !entry.isDirectory()) continue;
+      if (options.ignored(entry.isDirectory() ? `${relative}/` : relative)) continue;
+      let path: string;
+      try {
+        path = normalizePath(relative);
+      } catch (error) {
+        if (!isPvError(error, 'PV_PATH_INVALID')) throw error;
+        result.skipped.push(relative);
+        continue;
+      }
+      const absolute = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        await walk(absolute, relative);
+        continue;
+      }
+      seen.add(path);
+      const info = await lstat(absolute);
+      const previous = known.get(path);
+      if (previous && previous.size === info.size && previous.mtimeMs === Math.floor(info.mtimeMs) && previous.inode === info.ino) {
+        result.unchanged++;
+        continue;
+      }
+      const print = await fingerprint(absolute);
+      const indexed: IndexedFile = {
+        path,
+        size: print.size,
+        mtimeMs: Math.floor(info.mtimeMs),
+        inode: info.ino,
+        contentHash: print.contentHash,
+        manifest: encodeManifest(print.chunks).toString('base64'),
+        // Same content as what was synced (a touch, a copy back): still in sync.
+        syncedVersionId: previous?.contentHash === print.contentHash ? previous.syncedVersionId : null,
+      };
+      await index.put(indexed);
+      result.changed.push(indexed);
+    }
+  };
+
+  await walk(root, '');
+  for (const path of known.keys()) {
+    if (!seen.has(path)) {
+      result.deleted.push(path);
+      await index.remove(path);
+    }
+  }
+  return result;
+}
