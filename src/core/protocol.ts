@@ -33,6 +33,12 @@ export const FileVersionSchema = Type.Object({
 });
 export type FileVersionView = Static<typeof FileVersionSchema>;
 
+export const VersionManifestSchema = Type.Object({
+  version: FileVersionSchema,
+  manifest: Type.String({ description: 'compact manifest (docs/protocol.md), base64', contentEncoding: 'base64' }),
+});
+export type VersionManifest = Static<typeof VersionManifestSchema>;
+
 export const UploadRequestSchema = Type.Object({
   path: Type.String({ minLength: 1, maxLength: 4096 }),
   size: Type.Integer({ minimum: 0 }),

@@ -14,6 +14,7 @@ import type {
   TrashEntry,
   UploadRequest,
   UploadStatus,
+  VersionManifest,
 } from '../core/protocol.js';
 
 type Query = Record<string, string | number | undefined>;
@@ -128,6 +129,10 @@ export class ApiClient {
 
   async revokeApiKey(id: string): Promise<void> {
     await this.json({ method: 'DELETE', path: `/api-keys/${encodeURIComponent(id)}`, expect: [204] });
+  }
+
+  manifest(path: string, version?: string): Promise<VersionManifest> {
+    return this.json({ method: 'GET', path: '/files/manifest', query: { path, version } });
   }
 
   /** The bytes of a file (a version of it, a range of it), with the headers that describe them. */

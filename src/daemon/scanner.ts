@@ -52,14 +52,20 @@ export async function scanFolder(root: string, index: LocalIndex, options: ScanO
         await walk(absolute, relative);
         continue;
       }
+      // A file can vanish between listing and reading (a watched folder is live): then it is gone.
+      const info = await lstat(absolute).catch(absentAsNull);
+      if (!info) continue;
       seen.add(path);
-      const info = await lstat(absolute);
       const previous = known.get(path);
       if (previous && previous.size === info.size && previous.mtimeMs === Math.floor(info.mtimeMs) && previous.inode === info.ino) {
         result.unchanged++;
         continue;
       }
-      const print = await fingerprint(absolute);
+      const print = await fingerprint(absolute).catch(absentAsNull);
+      if (!print) {
+        seen.delete(path);
+        continue;
+      }
       const indexed: IndexedFile = {
         path,
         size: print.size,
@@ -83,4 +89,9 @@ export async function scanFolder(root: string, index: LocalIndex, options: ScanO
     }
   }
   return result;
+}
+
+function absentAsNull(error: NodeJS.ErrnoException): null {
+  if (error.code === 'ENOENT') return null;
+  throw error;
 }

@@ -103,4 +103,16 @@ describe('folder scanner', () => {
     expect(result.changed.map((f) => f.path)).toContain('Caf\u00e9.txt');
     expect(result.skipped).toEqual(['bad\u0007name.txt']);
   });
+
+  it('treats a file that vanishes while it is being scanned as gone', async () => {
+    await scan();
+    await writeFile(join(root, 'notes.txt'), 'changed, then deleted');
+    const vanishing = async (path: string) => {
+      await rm(path);
+      return fingerprintFile(path);
+    };
+    const result = await scanFolder(root, index, { ignored: await loadIgnoreRules(root), fingerprint: vanishing });
+    expect(result.changed).toEqual([]);
+    expect(result.deleted).toEqual(['notes.txt']);
+  });
 });

@@ -78,6 +78,16 @@ export class FilesRepository {
     return row.bucket;
   }
 
+  /** The chunks of stored content, in file order. */
+  manifestOf(contentHash: string): Promise<{ hash: string; length: number }[]> {
+    return this.db
+      .selectFrom('object_chunks')
+      .select(['chunk_hash as hash', 'length'])
+      .where('object_hash', '=', contentHash)
+      .orderBy('offset')
+      .execute();
+  }
+
   /** The latest version of this user with this content, if the user holds it. */
   findVersionByContent(ownerId: string, contentHash: string): Promise<FileVersionRow | undefined> {
     return this.db

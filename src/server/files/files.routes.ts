@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { FileEntrySchema, FileListSchema, FileVersionSchema, TrashEntrySchema } from '../../core/protocol.js';
+import { FileEntrySchema, FileListSchema, FileVersionSchema, TrashEntrySchema, VersionManifestSchema } from '../../core/protocol.js';
 import { principalOf } from '../http/authenticate.js';
 import { parseByteRange } from '../http/byte-range.js';
 import { sendProblem } from '../http/problem.js';
@@ -50,6 +50,23 @@ export function filesRoutes(files: FilesService): FastifyPluginAsyncTypebox {
         },
       },
       async (request) => files.versions(principalOf(request), request.query.path),
+    );
+
+    app.get(
+      '/files/manifest',
+      {
+        schema: {
+          tags: ['files'],
+          summary: 'The chunks of a file (or a version of it), to download only those not held locally',
+          querystring: ContentQuery,
+          response: { 200: VersionManifestSchema },
+        },
+      },
+      async (request) => {
+        const principal = principalOf(request);
+        const version = await files.resolveVersion(principal, request.query.path, request.query.version ?? null);
+        return { version, manifest: await files.manifest(principal, version) };
+      },
     );
 
     app.get(

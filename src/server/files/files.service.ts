@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { PvError } from '../../core/errors.js';
+import { encodeManifest } from '../../core/manifest.js';
 import { normalizePath } from '../../core/paths.js';
 import type { FileEntry, FileList, FileVersionView, TrashEntry } from '../../core/protocol.js';
 import type { BlobStore, Bucket, ByteRange } from '../../infra/blobs/blob-store.js';
@@ -65,6 +66,15 @@ export class FilesService {
       throw new PvError('PV_NOT_FOUND', `No version ${versionId} of ${normalized}.`, { fix: `See \`photovault versions ${normalized}\`.` });
     }
     return toVersionView(version);
+  }
+
+  /**
+   * The manifest of a version (compact, base64), so a client can rebuild the file from chunks it
+   * already has and fetch only the rest with range reads.
+   */
+  async manifest(principal: Principal, version: FileVersionView): Promise<string> {
+    if (!(await this.files.findVersion(principal.userId, version.id))) throw new PvError('PV_NOT_FOUND', 'No such version.');
+    return encodeManifest(await this.files.manifestOf(version.contentHash)).toString('base64');
   }
 
   /** Streams a version's bytes (a range of them when given), from whichever bucket holds them. */
