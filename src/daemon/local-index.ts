@@ -13,8 +13,9 @@ export interface IndexedFile {
   contentHash: string;
   /** The compact manifest, base64. */
   manifest: string;
-  /** The server version this content matches, once synced. */
+  /** The server version this path was last in sync with, and that version's content hash. */
   syncedVersionId: string | null;
+  syncedHash: string | null;
 }
 
 interface IndexTables {
@@ -26,6 +27,7 @@ interface IndexTables {
     content_hash: string;
     manifest: string;
     synced_version_id: string | null;
+    synced_hash: string | null;
   };
 }
 
@@ -51,6 +53,7 @@ export class LocalIndex {
       .addColumn('content_hash', 'text', (c) => c.notNull())
       .addColumn('manifest', 'text', (c) => c.notNull())
       .addColumn('synced_version_id', 'text')
+      .addColumn('synced_hash', 'text')
       .execute();
     return new LocalIndex(db);
   }
@@ -75,12 +78,22 @@ export class LocalIndex {
       content_hash: file.contentHash,
       manifest: file.manifest,
       synced_version_id: file.syncedVersionId,
+      synced_hash: file.syncedHash,
     };
     await this.db
       .insertInto('files')
       .values(row)
       .onConflict((oc) => oc.column('path').doUpdateSet(row))
       .execute();
+  }
+
+  /** Moves the entry at from, and every entry under it, to the same place under to. */
+  async move(from: string, to: string): Promise<void> {
+    for (const file of (await this.all()).values()) {
+      if (file.path !== from && !file.path.startsWith(`${from}/`)) continue;
+      await this.remove(file.path);
+      await this.put({ ...file, path: to + file.path.slice(from.length) });
+    }
   }
 
   async remove(path: string): Promise<void> {
@@ -101,5 +114,6 @@ function fromRow(row: IndexTables['files']): IndexedFile {
     contentHash: row.content_hash,
     manifest: row.manifest,
     syncedVersionId: row.synced_version_id,
+    syncedHash: row.synced_hash,
   };
 }

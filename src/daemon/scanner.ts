@@ -10,8 +10,8 @@ import type { IndexedFile, LocalIndex } from './local-index.js';
 export interface ScanResult {
   /** Files new or changed since the last scan, already fingerprinted and indexed. */
   changed: IndexedFile[];
-  /** Indexed paths no longer present. */
-  deleted: string[];
+  /** Index entries of files no longer present (already removed from the index). */
+  deleted: IndexedFile[];
   unchanged: number;
   /** Names the path rules refuse (control characters, ...), left alone and reported. */
   skipped: string[];
@@ -73,8 +73,9 @@ export async function scanFolder(root: string, index: LocalIndex, options: ScanO
         inode: info.ino,
         contentHash: print.contentHash,
         manifest: encodeManifest(print.chunks).toString('base64'),
-        // Same content as what was synced (a touch, a copy back): still in sync.
-        syncedVersionId: previous?.contentHash === print.contentHash ? previous.syncedVersionId : null,
+        // What the path was last in sync with stays known: it is the base of the next upload.
+        syncedVersionId: previous?.syncedVersionId ?? null,
+        syncedHash: previous?.syncedHash ?? null,
       };
       await index.put(indexed);
       result.changed.push(indexed);
@@ -82,9 +83,9 @@ export async function scanFolder(root: string, index: LocalIndex, options: ScanO
   };
 
   await walk(root, '');
-  for (const path of known.keys()) {
+  for (const [path, file] of known) {
     if (!seen.has(path)) {
-      result.deleted.push(path);
+      result.deleted.push(file);
       await index.remove(path);
     }
   }

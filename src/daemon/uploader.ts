@@ -1,6 +1,6 @@
 import { open, readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { fingerprintFile } from '../core/chunker.js';
+import { type Fingerprint, fingerprintFile } from '../core/chunker.js';
 import { isPvError, PvError } from '../core/errors.js';
 import { encodeManifest } from '../core/manifest.js';
 import { joinPath } from '../core/paths.js';
@@ -71,9 +71,11 @@ export class Uploader {
 
     await runPool(files, this.fileConcurrency, async (file) => {
       try {
-        const { sent, deduplicated, size } = await this.uploadFile(file, (bytes) => {
-          progress.bytesDone += bytes;
-          this.options.onProgress?.(progress);
+        const { sent, deduplicated, size } = await this.uploadFile(file.localPath, file.remotePath, {
+          onBytes: (bytes) => {
+            progress.bytesDone += bytes;
+            this.options.onProgress?.(progress);
+          },
         });
         summary.files += 1;
         summary.bytesTotal += size;
@@ -89,18 +91,26 @@ export class Uploader {
     return summary;
   }
 
-  private async uploadFile(
-    file: LocalFile,
-    onBytes: (bytes: number) => void,
-  ): Promise<{ sent: number; deduplicated: number; size: number }> {
-    const info = await stat(file.localPath);
-    const fingerprint = await fingerprintFile(file.localPath);
+  /**
+   * Uploads one file to a remote path and returns the committed status. baseVersionId names the
+   * version the local content derives from (the server keeps a conflict copy if the file moved
+   * on); a fingerprint the caller already has saves reading the file twice.
+   */
+  async uploadFile(
+    localPath: string,
+    remotePath: string,
+    options: { baseVersionId?: string | null; fingerprint?: Fingerprint; onBytes?: (bytes: number) => void } = {},
+  ): Promise<{ status: UploadStatus; sent: number; deduplicated: number; size: number }> {
+    const onBytes = options.onBytes ?? (() => undefined);
+    const info = await stat(localPath);
+    const fingerprint = options.fingerprint ?? (await fingerprintFile(localPath));
     let status = await this.api.beginUpload({
-      path: file.remotePath,
+      path: remotePath,
       size: fingerprint.size,
       mtime: Math.floor(info.mtimeMs),
       contentHash: fingerprint.contentHash,
       manifest: encodeManifest(fingerprint.chunks.map(({ hash, length }) => ({ hash, length }))).toString('base64'),
+      baseVersionId: options.baseVersionId ?? null,
     });
     const deduplicated = fingerprint.size - status.missingBytes;
     onBytes(deduplicated);
@@ -108,7 +118,7 @@ export class Uploader {
     // A commit can find chunks missing again (their source file was deleted meanwhile): send
     // those and commit once more.
     for (let attempt = 0; status.state === 'pending'; attempt++) {
-      sent += await this.sendChunks(file, status, fingerprint.chunks, onBytes);
+      sent += await this.sendChunks(localPath, status, fingerprint.chunks, onBytes);
       try {
         status = await this.api.commitUpload(status.uploadId!);
       } catch (error) {
@@ -116,26 +126,26 @@ export class Uploader {
         status = await this.api.uploadStatus(status.uploadId!);
       }
     }
-    return { sent, deduplicated, size: fingerprint.size };
+    return { status, sent, deduplicated, size: fingerprint.size };
   }
 
   /** PUTs the missing chunks, read from the file at their offsets, a few at a time. */
   private async sendChunks(
-    file: LocalFile,
+    localPath: string,
     status: UploadStatus,
     chunks: { hash: string; offset: number; length: number }[],
     onBytes: (bytes: number) => void,
   ) {
     const missing = new Set(status.missing);
     const todo = chunks.filter((chunk) => missing.delete(chunk.hash));
-    const handle = await open(file.localPath, 'r');
+    const handle = await open(localPath, 'r');
     let sent = 0;
     try {
       await runPool(todo, this.chunkConcurrency, async (chunk) => {
         const bytes = Buffer.allocUnsafe(chunk.length);
         const { bytesRead } = await handle.read(bytes, 0, chunk.length, chunk.offset);
         if (bytesRead !== chunk.length) {
-          throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `${file.localPath} shrank while it was being uploaded.`, {
+          throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `${localPath} shrank while it was being uploaded.`, {
             fix: 'Upload it again once it is complete.',
           });
         }

@@ -41,7 +41,7 @@ describe('folder scanner', () => {
     const result = await scan();
     expect(result.changed.map((f) => f.path).sort()).toEqual(['empty', 'notes.txt', 'photos/2024/beach.jpg']);
     const notes = result.changed.find((f) => f.path === 'notes.txt')!;
-    expect(notes).toMatchObject({ size: 5, contentHash: sha256Hex('hello'), syncedVersionId: null });
+    expect(notes).toMatchObject({ size: 5, contentHash: sha256Hex('hello'), syncedVersionId: null, syncedHash: null });
     expect((await index.all()).size).toBe(3);
   });
 
@@ -61,7 +61,7 @@ describe('folder scanner', () => {
     await writeFile(join(root, 'photos/new.jpg'), 'new');
     const result = await scan();
     expect(result.changed.map((f) => f.path).sort()).toEqual(['notes.txt', 'photos/new.jpg']);
-    expect(result.deleted).toEqual(['empty']);
+    expect(result.deleted.map((f) => f.path)).toEqual(['empty']);
     expect(reads).toHaveLength(2);
     expect(await index.get('empty')).toBeUndefined();
   });
@@ -74,13 +74,18 @@ describe('folder scanner', () => {
     expect(result.changed.map((f) => [f.path, f.contentHash])).toEqual([['notes.txt', sha256Hex('jello')]]);
   });
 
-  it('keeps the synced version of a file whose content is back to what was synced', async () => {
+  it('keeps what a changed file was last in sync with, the base of its next upload', async () => {
     await scan();
     const notes = (await index.get('notes.txt'))!;
-    await index.put({ ...notes, syncedVersionId: 'v1' });
-    await utimes(join(root, 'notes.txt'), new Date(), new Date(Date.now() + 5000));
-    const [touched] = (await scan()).changed;
-    expect(touched).toMatchObject({ path: 'notes.txt', syncedVersionId: 'v1' });
+    await index.put({ ...notes, syncedVersionId: 'v1', syncedHash: notes.contentHash });
+    await writeFile(join(root, 'notes.txt'), 'edited');
+    const [edited] = (await scan()).changed;
+    expect(edited).toMatchObject({
+      path: 'notes.txt',
+      contentHash: sha256Hex('edited'),
+      syncedVersionId: 'v1',
+      syncedHash: sha256Hex('hello'),
+    });
   });
 
   it('skips default ignores, .pvignore patterns and symbolic links', async () => {
@@ -113,6 +118,6 @@ describe('folder scanner', () => {
     };
     const result = await scanFolder(root, index, { ignored: await loadIgnoreRules(root), fingerprint: vanishing });
     expect(result.changed).toEqual([]);
-    expect(result.deleted).toEqual(['notes.txt']);
+    expect(result.deleted.map((f) => f.path)).toEqual(['notes.txt']);
   });
 });
