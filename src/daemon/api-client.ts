@@ -4,6 +4,7 @@ import { PvError, type PvErrorCode } from '../core/errors.js';
 import { API_PREFIX } from '../core/api-prefix.js';
 import type {
   ApiKeyView,
+  ChangePage,
   ChunkReceipt,
   DeviceView,
   FileEntry,
@@ -97,6 +98,14 @@ export class ApiClient {
 
   move(from: string, to: string): Promise<FileEntry> {
     return this.json({ method: 'POST', path: '/files/move', json: { from, to } });
+  }
+
+  changes(since: number, limit: number): Promise<ChangePage> {
+    return this.json({ method: 'GET', path: '/changes', query: { since, limit } });
+  }
+
+  async acknowledge(seq: number): Promise<void> {
+    await this.json({ method: 'POST', path: '/changes/ack', json: { seq } });
   }
 
   trash(): Promise<TrashEntry[]> {
