@@ -1,0 +1,71 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient } from '../../src/daemon/api-client.js';
+import { LocalIndex } from '../../src/daemon/local-index.js';
+import { SyncDaemon } from '../../src/daemon/sync-daemon.js';
+import { SyncEngine } from '../../src/daemon/sync-engine.js';
+import { createTestServer, type TestServer } from '../support/server.js';
+
+/** Waits until the check passes, up to 15 s; the daemons work in the background. */
+let errorsSeen: unknown[] = [];
+
+async function eventually(check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not reached within 15 s; errors: ${String(errorsSeen)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const contentOf = (path: string) => readFile(path, 'utf8').catch(() => null);
+
+describe('sync daemon', () => {
+  let server: TestServer;
+  const running: { daemon: SyncDaemon; index: LocalIndex; api: ApiClient; root: string }[] = [];
+  const errors: unknown[] = [];
+  errorsSeen = errors;
+
+  const startDaemon = async (url: string, name: string) => {
+    const { token } = await server.login('alice', { deviceName: name });
+    const root = await mkdtemp(join(tmpdir(), `pv-daemon-${name}-`));
+    const api = new ApiClient(url, token);
+    const index = await LocalIndex.open(join(root, '.photovault', 'index.db'));
+    const engine = new SyncEngine(api, root, '', index, join(root, '.photovault', 'state.json'));
+    const daemon = new SyncDaemon(engine, root, { server: url, token, settleMs: 200, onError: (error) => errors.push(error) });
+    await daemon.start();
+    running.push({ daemon, index, api, root });
+    return root;
+  };
+
+  beforeAll(async () => {
+    server = await createTestServer('sqlite');
+    await server.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    for (const { daemon, index, api, root } of running) {
+      await daemon.stop();
+      await index.close();
+      await api.close();
+      await rm(root, { recursive: true, force: true });
+    }
+    await server.close();
+  });
+
+  it('carries a new file and an edit between two running daemons without being asked', async () => {
+    const url = `http://127.0.0.1:${(server.app.server.address() as { port: number }).port}`;
+    const a = await startDaemon(url, 'a');
+    const b = await startDaemon(url, 'b');
+
+    await writeFile(join(a, 'hello.txt'), 'from a');
+    await eventually(async () => (await contentOf(join(b, 'hello.txt'))) === 'from a');
+
+    await writeFile(join(b, 'hello.txt'), 'edited on b');
+    await eventually(async () => (await contentOf(join(a, 'hello.txt'))) === 'edited on b');
+
+    await rm(join(a, 'hello.txt'));
+    await eventually(async () => (await contentOf(join(b, 'hello.txt'))) === null);
+    expect(errors).toEqual([]);
+  });
+});
