@@ -4,7 +4,7 @@ import { EXIT } from './exit-codes.js';
 import { registerFilesCommands } from './files.command.js';
 import { registerLoginCommands } from './login.command.js';
 import { registerServerCommands } from './server.command.js';
-import { registerSyncCommand } from './sync.command.js';
+import { registerSyncCommands } from './sync.command.js';
 import { registerUploadCommand } from './upload.command.js';
 import { registerUserCommands } from './user.command.js';
 
@@ -19,7 +19,7 @@ registerUserCommands(program);
 registerLoginCommands(program);
 registerUploadCommand(program);
 registerFilesCommands(program);
-registerSyncCommand(program);
+registerSyncCommands(program);
 registerDeviceCommands(program);
 
 try {

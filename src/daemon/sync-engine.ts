@@ -50,9 +50,16 @@ export class SyncEngine {
 
   /** One full pass: scan, push, pull. */
   async syncOnce(): Promise<SyncSummary> {
-    const summary: SyncSummary = { uploaded: 0, downloaded: 0, deleted: 0, conflicts: 0, bytesSent: 0, bytesReceived: 0, failed: [] };
-    await this.push(summary);
+    const summary = emptySummary();
+    await this.push(summary, { deletes: true });
     await this.pull(summary);
+    return summary;
+  }
+
+  /** One-way backup: uploads what changed locally; never deletes or downloads anything. */
+  async backupOnce(): Promise<SyncSummary> {
+    const summary = emptySummary();
+    await this.push(summary, { deletes: false });
     return summary;
   }
 
@@ -66,7 +73,7 @@ export class SyncEngine {
     return remotePath.startsWith(`${this.remoteDir}/`) ? remotePath.slice(this.remoteDir.length + 1) : null;
   }
 
-  private async push(summary: SyncSummary): Promise<void> {
+  private async push(summary: SyncSummary, options: { deletes: boolean }): Promise<void> {
     const scan = await scanFolder(this.root, this.index, { ignored: await loadIgnoreRules(this.root) });
     for (const file of scan.changed) {
       if (file.contentHash === file.syncedHash) continue;
@@ -84,7 +91,7 @@ export class SyncEngine {
       });
     }
     for (const file of scan.deleted) {
-      if (file.syncedVersionId === null) continue;
+      if (!options.deletes || file.syncedVersionId === null) continue;
       await this.attempt(summary, file.path, async () => {
         const remote = await this.api.stat(this.remotePath(file.path)).catch(absentAsNull);
         // A remote file that moved on since this device saw it was modified elsewhere: the
@@ -210,6 +217,10 @@ export class SyncEngine {
     await writeFile(temp, JSON.stringify(state));
     await rename(temp, this.stateFile);
   }
+}
+
+function emptySummary(): SyncSummary {
+  return { uploaded: 0, downloaded: 0, deleted: 0, conflicts: 0, bytesSent: 0, bytesReceived: 0, failed: [] };
 }
 
 function fingerprintOf(file: IndexedFile) {

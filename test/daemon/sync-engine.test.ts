@@ -124,4 +124,26 @@ describe('two-way folder sync, one pass at a time', () => {
     await converge();
     expect(await contents(laptop.root)).toEqual(await contents(desktop.root));
   });
+
+  it('backs up one way: uploads changes, never deletes on the server or downloads', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pv-backup-'));
+    const { token } = await server.login('alice', { deviceName: 'nas' });
+    const api = new ApiClient(url, token);
+    const index = await LocalIndex.open(join(root, '.photovault', 'index.db'));
+    const backup = new SyncEngine(api, root, 'Backup', index, join(root, '.photovault', 'state.json'));
+    try {
+      await writeFile(join(root, 'a.txt'), 'a');
+      await writeFile(join(root, 'b.txt'), 'b');
+      expect(await backup.backupOnce()).toMatchObject({ uploaded: 2, deleted: 0, failed: [] });
+      await rm(join(root, 'a.txt'));
+      await writeFile(join(root, 'b.txt'), 'b, edited');
+      expect(await backup.backupOnce()).toMatchObject({ uploaded: 1, deleted: 0, downloaded: 0 });
+      expect((await api.stat('Backup/a.txt')).size).toBe(1);
+      expect((await api.versions('Backup/b.txt')).length).toBe(2);
+    } finally {
+      await index.close();
+      await api.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });
