@@ -4,6 +4,7 @@ import { EXIT } from './exit-codes.js';
 import { registerFilesCommands } from './files.command.js';
 import { registerLoginCommands } from './login.command.js';
 import { registerServerCommands } from './server.command.js';
+import { registerStatusCommand } from './status.command.js';
 import { registerSyncCommands } from './sync.command.js';
 import { registerUploadCommand } from './upload.command.js';
 import { registerUserCommands } from './user.command.js';
@@ -20,6 +21,7 @@ registerLoginCommands(program);
 registerUploadCommand(program);
 registerFilesCommands(program);
 registerSyncCommands(program);
+registerStatusCommand(program);
 registerDeviceCommands(program);
 
 try {

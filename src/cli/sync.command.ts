@@ -17,20 +17,27 @@ export function registerSyncCommands(program: Command): void {
       action(async (dir: string, options: { remote: string; once?: boolean; json?: boolean }) =>
         withEngine(dir, options.remote, async (engine, credentials) => {
           if (options.once) return report(await engine.syncOnce(), options.json);
-          const { SyncDaemon } = await import('../daemon/sync-daemon.js');
+          const [{ SyncDaemon }, { ControlSocket }, { clientRuntimeDir }] = await Promise.all([
+            import('../daemon/sync-daemon.js'),
+            import('../daemon/control-socket.js'),
+            import('../core/client-config.js'),
+          ]);
           const daemon = new SyncDaemon(engine, resolve(dir), {
             server: credentials.server,
             token: credentials.token,
+            remote: options.remote,
             onPass: (summary) => {
               if (summary.uploaded + summary.downloaded + summary.deleted + summary.failed.length > 0) report(summary, options.json);
             },
             onError: (error) => process.stderr.write(`photovault: sync: ${(error as Error).message}\n`),
           });
           await daemon.start();
+          const control = await ControlSocket.listen(clientRuntimeDir(), resolve(dir), () => daemon.status());
           await new Promise<void>((stop) => {
             process.once('SIGINT', stop);
             process.once('SIGTERM', stop);
           });
+          await control.close();
           await daemon.stop();
           return EXIT.ok;
         }),

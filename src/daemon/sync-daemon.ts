@@ -2,11 +2,14 @@ import { sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import WebSocket from 'ws';
 import { API_PREFIX } from '../core/api-prefix.js';
+import type { FolderStatus } from './control-socket.js';
 import type { SyncEngine, SyncSummary } from './sync-engine.js';
 
 export interface SyncDaemonOptions {
   server: string;
   token: string;
+  /** The remote folder, for status reports. */
+  remote?: string;
   /** A file must be left alone this long before it is synced, so half-written files never go up. */
   settleMs?: number;
   /** A full pass runs at least this often, catching anything a watcher or socket missed. */
@@ -36,6 +39,12 @@ export class SyncDaemon {
   private stopped = false;
   private recheck: NodeJS.Timeout | undefined;
   private readonly settleMs: number;
+  private connected = false;
+  private lastPassAt: Date | null = null;
+  private readonly totals = { uploaded: 0, downloaded: 0, deleted: 0, conflicts: 0, bytesSent: 0, bytesReceived: 0 };
+  private readonly recent: { at: string; text: string }[] = [];
+  /** (time, bytes up, bytes down) of recent passes, for the transfer rates. */
+  private readonly transfers: { at: number; up: number; down: number }[] = [];
 
   constructor(
     private readonly engine: SyncEngine,
@@ -90,6 +99,7 @@ export class SyncDaemon {
     this.running = (async () => {
       try {
         const summary = await this.engine.syncOnce();
+        this.record(summary);
         this.options.onPass?.(summary);
         // The watcher can drop a local change made while it was still settling this pass's own
         // writes (a file deleted right after it was downloaded): look once more when that is over.
@@ -97,6 +107,7 @@ export class SyncDaemon {
       } catch (error) {
         // Offline, refused, or a local file system error: reported, and the next trigger (the
         // reconnect, a local change, the periodic pass) tries again; local work is never lost.
+        this.event(`error: ${(error as Error).message}`);
         this.options.onError?.(error);
       }
     })();
@@ -118,6 +129,8 @@ export class SyncDaemon {
     const socket = new WebSocket(url, { headers: { authorization: `Bearer ${this.options.token}` } });
     this.socket = socket;
     socket.on('open', () => {
+      this.connected = true;
+      this.event('connected to the server');
       this.reconnectDelay = RECONNECT_MIN_MS;
       this.schedule(0);
     });
@@ -126,10 +139,46 @@ export class SyncDaemon {
     });
     socket.on('error', (error) => this.options.onError?.(error));
     socket.on('close', () => {
+      if (this.connected) this.event('disconnected from the server');
+      this.connected = false;
       if (this.stopped) return;
       // Exponential backoff, so a server that is down is not hammered.
       this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectDelay);
       this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_MS);
     });
+  }
+
+  /** What `photovault status` shows for this folder. */
+  status(): FolderStatus {
+    const since = Date.now() - 60_000;
+    const window = this.transfers.filter((t) => t.at >= since);
+    return {
+      folder: this.root,
+      remote: this.options.remote ?? '',
+      connected: this.connected,
+      state: this.running ? 'syncing' : 'idle',
+      lastPassAt: this.lastPassAt?.toISOString() ?? null,
+      rates: { up: window.reduce((sum, t) => sum + t.up, 0) / 60, down: window.reduce((sum, t) => sum + t.down, 0) / 60 },
+      totals: { ...this.totals },
+      recent: [...this.recent],
+    };
+  }
+
+  private record(summary: SyncSummary): void {
+    this.lastPassAt = new Date();
+    for (const key of ['uploaded', 'downloaded', 'deleted', 'conflicts', 'bytesSent', 'bytesReceived'] as const)
+      this.totals[key] += summary[key];
+    this.transfers.push({ at: Date.now(), up: summary.bytesSent, down: summary.bytesReceived });
+    while (this.transfers.length > 0 && this.transfers[0]!.at < Date.now() - 60_000) this.transfers.shift();
+    const parts = (['uploaded', 'downloaded', 'deleted', 'conflicts'] as const)
+      .filter((key) => summary[key] > 0)
+      .map((key) => `${summary[key]} ${key}`);
+    if (parts.length > 0) this.event(parts.join(', '));
+    for (const failure of summary.failed) this.event(`failed: ${failure.path}: ${failure.message}`);
+  }
+
+  private event(text: string): void {
+    this.recent.unshift({ at: new Date().toISOString(), text });
+    this.recent.length = Math.min(this.recent.length, 20);
   }
 }

@@ -67,5 +67,9 @@ describe('sync daemon', () => {
     await rm(join(a, 'hello.txt'));
     await eventually(async () => (await contentOf(join(b, 'hello.txt'))) === null);
     expect(errors).toEqual([]);
+
+    const status = running[1]!.daemon.status();
+    expect(status).toMatchObject({ folder: b, connected: true, totals: { downloaded: 1, uploaded: 1, deleted: 1 } });
+    expect(status.recent.map((event) => event.text)).toContain('connected to the server');
   });
 });
