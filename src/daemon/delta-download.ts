@@ -14,6 +14,8 @@ export interface DeltaDownloadResult {
   bytesReceived: number;
   /** Bytes copied from chunks already on this machine. */
   bytesReused: number;
+  /** The version's compact manifest, base64, for the local index. */
+  manifest: string;
 }
 
 /**
@@ -70,7 +72,7 @@ export async function downloadReusingChunks(
     await out.sync();
     await out.close();
     await rename(temp, localPath);
-    return { contentHash: actual, versionId: version.id, size: version.size, bytesReceived, bytesReused };
+    return { contentHash: actual, versionId: version.id, size: version.size, bytesReceived, bytesReused, manifest: encoded };
   } catch (error) {
     await out.close().catch(() => undefined);
     await rm(temp, { force: true });

@@ -154,14 +154,13 @@ export class SyncEngine {
     await mkdir(dirname(absolute), { recursive: true });
     const result = await downloadReusingChunks(this.api, change.path, absolute, await localChunksOf(this.root, this.index));
     const info = await stat(absolute);
-    const manifest = (await this.api.manifest(change.path, result.versionId)).manifest;
     await this.index.put({
       path,
       size: result.size,
       mtimeMs: Math.floor(info.mtimeMs),
       inode: info.ino,
       contentHash: result.contentHash,
-      manifest,
+      manifest: result.manifest,
       syncedVersionId: result.versionId,
       syncedHash: result.contentHash,
     });
