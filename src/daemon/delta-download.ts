@@ -5,6 +5,7 @@ import { PvError } from '../core/errors.js';
 import { decodeManifest, MAX_MANIFEST_CHUNKS } from '../core/manifest.js';
 import type { ApiClient } from './api-client.js';
 import type { LocalChunk } from './local-chunks.js';
+import { PART_SUFFIX } from './downloader.js';
 
 export interface DeltaDownloadResult {
   contentHash: string;
@@ -33,7 +34,7 @@ export async function downloadReusingChunks(
 ): Promise<DeltaDownloadResult> {
   const { version, manifest: encoded } = await api.manifest(remotePath, options.version);
   const manifest = decodeManifest(Buffer.from(encoded, 'base64'), MAX_MANIFEST_CHUNKS);
-  const temp = join(dirname(localPath), `.${basename(localPath)}.${randomBytes(6).toString('hex')}.pvpart`);
+  const temp = join(dirname(localPath), `.${basename(localPath)}.${randomBytes(6).toString('hex')}${PART_SUFFIX}`);
   const out = await open(temp, 'w+', 0o644);
   let bytesReceived = 0;
   let bytesReused = 0;

@@ -7,6 +7,9 @@ import { pipeline } from 'node:stream/promises';
 import { PvError } from '../core/errors.js';
 import type { ApiClient } from './api-client.js';
 
+/** The suffix of a download's temp file until it is renamed into place; sync never syncs such files. */
+export const PART_SUFFIX = '.pvpart';
+
 /**
  * Downloads a file to a local path, verifying the content hash while writing to a temp file
  * beside the target and renaming it into place: the target is never half-written or wrong.
@@ -19,7 +22,7 @@ export async function downloadFile(
 ): Promise<{ bytes: number; contentHash: string }> {
   const { etag, body } = await api.download(remotePath, options);
   const expected = etag.replaceAll('"', '');
-  const temp = join(dirname(localPath), `.${basename(localPath)}.${randomBytes(6).toString('hex')}.pvpart`);
+  const temp = join(dirname(localPath), `.${basename(localPath)}.${randomBytes(6).toString('hex')}${PART_SUFFIX}`);
   const hash = createHash('sha256');
   let bytes = 0;
   const hashing = new Transform({

@@ -4,6 +4,7 @@ import { type Fingerprint, fingerprintFile } from '../core/chunker.js';
 import { isPvError } from '../core/errors.js';
 import { encodeManifest } from '../core/manifest.js';
 import { normalizePath } from '../core/paths.js';
+import { PART_SUFFIX } from './downloader.js';
 import type { IgnoreTest } from './ignore-rules.js';
 import type { IndexedFile, LocalIndex } from './local-index.js';
 
@@ -15,6 +16,8 @@ export interface ScanResult {
   unchanged: number;
   /** Names the path rules refuse (control characters, ...), left alone and reported. */
   skipped: string[];
+  /** Temp files of downloads a killed process left behind (absolute paths). */
+  staleParts: string[];
 }
 
 export interface ScanOptions {
@@ -31,13 +34,17 @@ export interface ScanOptions {
 export async function scanFolder(root: string, index: LocalIndex, options: ScanOptions): Promise<ScanResult> {
   const fingerprint = options.fingerprint ?? fingerprintFile;
   const known = await index.all();
-  const result: ScanResult = { changed: [], deleted: [], unchanged: 0, skipped: [] };
+  const result: ScanResult = { changed: [], deleted: [], unchanged: 0, skipped: [], staleParts: [] };
   const seen = new Set<string>();
 
   const walk = async (dir: string, relativeDir: string): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       const relative = relativeDir === '' ? entry.name : `${relativeDir}/${entry.name}`;
       if (!entry.isFile() && !entry.isDirectory()) continue;
+      if (entry.isFile() && entry.name.endsWith(PART_SUFFIX)) {
+        result.staleParts.push(join(dir, entry.name));
+        continue;
+      }
       if (options.ignored(entry.isDirectory() ? `${relative}/` : relative)) continue;
       let path: string;
       try {

@@ -75,6 +75,8 @@ export class SyncEngine {
 
   private async push(summary: SyncSummary, options: { deletes: boolean }): Promise<void> {
     const scan = await scanFolder(this.root, this.index, { ignored: await loadIgnoreRules(this.root) });
+    // Passes of one folder never overlap, so a temp file of a download is a dead one's.
+    for (const part of scan.staleParts) await rm(part, { force: true });
     for (const file of scan.changed) {
       if (file.contentHash === file.syncedHash) continue;
       await this.attempt(summary, file.path, async () => {

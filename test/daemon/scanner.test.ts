@@ -99,6 +99,7 @@ describe('folder scanner', () => {
     await symlink(join(root, 'notes.txt'), join(root, 'link.txt'));
     const result = await scan();
     expect(result.changed.map((f) => f.path).sort()).toEqual(['empty', 'notes.txt', 'photos/2024/beach.jpg']);
+    expect(result.staleParts).toEqual([join(root, '.beach.jpg.1a2b.pvpart')]);
   });
 
   it('stores names in NFC and leaves names the path rules refuse alone, reporting them', async () => {
