@@ -63,7 +63,8 @@ export async function buildApp(context: ServerContext, options: AppOptions = {})
 
   const hub = new SyncHub(context.users, context.sync, context.notifier, app.log);
   hub.attach(app.server);
-  app.addHook('onClose', () => hub.close());
+  // Before the HTTP server closes: its close waits for open connections, and sync sockets stay open.
+  app.addHook('preClose', () => hub.close());
 
   await app.register(loginRoutes(context.users), { prefix: API_PREFIX });
   await app.register(
