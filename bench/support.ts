@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 
 export const MiB = 1024 ** 2;
@@ -306,6 +307,78 @@ export class ServerProcess {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Bytes on the wire.
+
+/**
+ * A TCP proxy on a free loopback port in front of a server, counting the bytes that pass each
+ * way: what a client and the server said to each other, HTTP and protocol framing included (TCP
+ * and IP headers not). Point clients at url() instead of the server's URL.
+ */
+export class ByteCountingProxy {
+  /** Bytes from clients to the server so far. */
+  bytesToServer = 0;
+  /** Bytes from the server to clients so far. */
+  bytesFromServer = 0;
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    private readonly listener: Server,
+    readonly port: number,
+  ) {}
+
+  /** Listens on 127.0.0.1 (a free port) and forwards each connection to `target`, an http:// URL or host:port. */
+  static start(target: string): Promise<ByteCountingProxy> {
+    const { hostname, port } = new URL(target.includes('://') ? target : `tcp://${target}`);
+    return new Promise((resolve, reject) => {
+      let proxy: ByteCountingProxy;
+      const listener = createServer((client) => {
+        const upstream = connect(Number(port), hostname.replace(/^\[|\]$/g, ''));
+        for (const socket of [client, upstream]) {
+          proxy.sockets.add(socket);
+          socket.once('close', () => proxy.sockets.delete(socket));
+        }
+        client.on('data', (piece: Buffer) => (proxy.bytesToServer += piece.length));
+        upstream.on('data', (piece: Buffer) => (proxy.bytesFromServer += piece.length));
+        client.pipe(upstream);
+        upstream.pipe(client);
+        // Either side going away (or failing) ends the pair, as a direct connection would.
+        const end = () => {
+          client.destroy();
+          upstream.destroy();
+        };
+        for (const socket of [client, upstream]) socket.once('error', end).once('close', end);
+      });
+      listener.once('error', reject);
+      listener.listen(0, '127.0.0.1', () => {
+        const address = listener.address();
+        if (!address || typeof address === 'string') return reject(new Error('proxy has no port'));
+        proxy = new ByteCountingProxy(listener, address.port);
+        resolve(proxy);
+      });
+    });
+  }
+
+  /** Both directions. */
+  get totalBytes(): number {
+    return this.bytesToServer + this.bytesFromServer;
+  }
+
+  /** `serverUrl` with its host and port replaced by the proxy's. */
+  url(serverUrl: string): string {
+    const url = new URL(serverUrl);
+    url.hostname = '127.0.0.1';
+    url.port = String(this.port);
+    return url.toString().replace(/\/$/, '');
+  }
+
+  /** Stops listening and cuts the connections still open. */
+  close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    return new Promise((resolve) => this.listener.close(() => resolve()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // /proc counters.
 
 let clockTicks: number | undefined;
@@ -379,6 +452,13 @@ export function threadCpuDelta(before: ThreadCpu, after: ThreadCpu): Omit<Thread
 export function reapedChildrenCpuSeconds(): number {
   const fields = statFields('self');
   return (Number(fields[13]) + Number(fields[14])) / clockTicksPerSecond();
+}
+
+/** VmRSS of a process (/proc/<pid>/status): the memory it holds in RAM now, in bytes. */
+export function processRssBytes(pid: number): number {
+  const match = /^VmRSS:\s*(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(match[1]) * 1024;
 }
 
 /** write_bytes of /proc/<pid>/io: bytes this process caused to be sent to the storage layer. */

@@ -4,18 +4,31 @@
 # dependencies built against that Node.js, and the compiled CLI. Safe to run again.
 #   scripts/setup.sh          to run photovault
 #   scripts/setup.sh --test   also starts (installing if needed) the services the tests use
+#   scripts/setup.sh --bench  also installs what the benchmarks compare against (Syncthing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_test_services=false
-[ "${1:-}" = "--test" ] && with_test_services=true
+with_bench_peers=false
+for arg in "$@"; do
+  case "$arg" in
+    --test) with_test_services=true ;;
+    --bench) with_bench_peers=true ;;
+    *) echo "setup: unknown option $arg (known: --test, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 NODE_VERSION=24.21.0
 TOOLCHAIN=.toolchain
 
-# System packages the tests and workers need (Debian). Only installs what is missing.
+# System packages the tests and workers need (Debian), and with --bench the peers the
+# benchmarks run side by side with (bench:sync drives two Syncthing daemons). Only installs what
+# is missing.
+packages=(ffmpeg)
+if $with_bench_peers && ! command -v syncthing >/dev/null; then packages+=(syncthing); fi
 need=()
-for pkg in ffmpeg; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+for pkg in "${packages[@]}"; do
+  # Not `dpkg -s`: it also succeeds for a package removed with its config files left behind.
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -12,11 +12,14 @@ export function registerSyncCommands(program: Command): void {
     .description('two-way sync of a local folder with a remote folder; the daemon state lives in <dir>/.photovault')
     .option('--remote <dir>', 'remote folder (default: the root)', '')
     .option('--once', 'converge once and exit (otherwise keep watching until interrupted)')
-    .option('--json', 'print summaries as JSON: uploaded, downloaded, deleted, conflicts, bytesSent, bytesReceived, failed')
+    .option(
+      '--json',
+      'print summaries as JSON: uploaded, downloaded, deleted, moved, conflicts, bytesSent, bytesReceived, deferred, failed',
+    )
     .action(
       action(async (dir: string, options: { remote: string; once?: boolean; json?: boolean }) =>
         withEngine(dir, options.remote, async (engine, credentials) => {
-          if (options.once) return report(await engine.syncOnce(), options.json);
+          if (options.once) return report(await engine.converge(() => engine.syncOnce()), options.json);
           const [{ SyncDaemon }, { ControlSocket }, { clientRuntimeDir }] = await Promise.all([
             import('../daemon/sync-daemon.js'),
             import('../daemon/control-socket.js'),
@@ -54,7 +57,7 @@ export function registerSyncCommands(program: Command): void {
     .action(
       action(async (dir: string, options: { remote: string; json?: boolean }) =>
         withEngine(dir, options.remote, async (engine) => {
-          const summary = await engine.backupOnce();
+          const summary = await engine.converge(() => engine.backupOnce());
           for (const failure of summary.failed) process.stderr.write(`photovault: ${failure.path}: ${failure.message}\n`);
           if (options.json) printResult(true, summary, () => '');
           return summary.failed.length > 0 ? EXIT.partial : EXIT.ok;
@@ -88,7 +91,8 @@ function report(summary: SyncSummary, json: boolean | undefined): number {
     json,
     summary,
     () =>
-      `uploaded ${summary.uploaded}, downloaded ${summary.downloaded}, deleted ${summary.deleted}, conflicts ${summary.conflicts}; ` +
+      `uploaded ${summary.uploaded}, downloaded ${summary.downloaded}, deleted ${summary.deleted}, moved ${summary.moved}, ` +
+      `conflicts ${summary.conflicts}; ` +
       `sent ${formatBytes(summary.bytesSent)}, received ${formatBytes(summary.bytesReceived)}`,
   );
   return summary.failed.length > 0 ? EXIT.partial : EXIT.ok;

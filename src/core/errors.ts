@@ -11,6 +11,7 @@ export type PvErrorCode =
   | 'PV_PATH_INVALID'
   | 'PV_MANIFEST_INVALID'
   | 'PV_MANIFEST_TOO_LARGE'
+  | 'PV_DELTA_INVALID'
   | 'PV_UPLOAD_NOT_FOUND'
   | 'PV_UPLOAD_CHUNK_NOT_EXPECTED'
   | 'PV_UPLOAD_CHUNK_HASH_MISMATCH'
@@ -55,4 +56,10 @@ export class PvError extends Error {
 /** True when the value is a PvError, optionally with the given code. */
 export function isPvError(value: unknown, code?: PvErrorCode): value is PvError {
   return value instanceof PvError && (code === undefined || value.code === code);
+}
+
+/** For .catch(): null when the error says the thing does not exist (PV_NOT_FOUND), else rethrows. */
+export function notFoundAsNull(error: unknown): null {
+  if (isPvError(error, 'PV_NOT_FOUND')) return null;
+  throw error;
 }

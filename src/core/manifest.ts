@@ -1,5 +1,6 @@
 import { PvError } from './errors.js';
 import type { ContentHash } from './hash.js';
+import { ByteReader, ByteWriter } from './varint.js';
 
 /** One entry of a manifest: a chunk of a file version, in file order. */
 export interface ManifestEntry {
@@ -16,23 +17,25 @@ export type Manifest = ManifestEntry[];
  * varint. About 35 bytes a chunk instead of ~90 as JSON.
  */
 const FORMAT_V1 = 1;
-const HASH_BYTES = 32;
+export const HASH_BYTES = 32;
 
 /** Encodes a manifest to its compact binary form. */
 export function encodeManifest(manifest: Manifest): Buffer {
-  const out = Buffer.allocUnsafe(1 + manifest.length * (HASH_BYTES + 5));
-  out[0] = FORMAT_V1;
-  let at = 1;
-  for (const { hash, length } of manifest) {
-    at += out.write(hash, at, HASH_BYTES, 'hex');
-    let rest = length;
-    while (rest >= 0x80) {
-      out[at++] = (rest & 0x7f) | 0x80;
-      rest = Math.floor(rest / 0x80);
-    }
-    out[at++] = rest;
-  }
-  return out.subarray(0, at);
+  const out = new ByteWriter(1 + manifest.length * (HASH_BYTES + 3));
+  out.byte(FORMAT_V1);
+  for (const entry of manifest) writeEntry(out, entry);
+  return out.finish();
+}
+
+/** Writes one entry: its raw hash, then its length. */
+export function writeEntry(out: ByteWriter, entry: ManifestEntry): void {
+  out.hex(entry.hash).varint(entry.length);
+}
+
+/** Reads one entry written by writeEntry. */
+export function readEntry(reader: ByteReader): ManifestEntry {
+  const hash = reader.hex(HASH_BYTES);
+  return { hash, length: reader.varint() };
 }
 
 function malformed(reason: string): PvError {
@@ -41,36 +44,29 @@ function malformed(reason: string): PvError {
   });
 }
 
+export function tooManyChunks(maxEntries: number): PvError {
+  return new PvError('PV_MANIFEST_TOO_LARGE', `The manifest lists more than ${maxEntries} chunks.`, { maxEntries });
+}
+
 /** Decodes a compact manifest, refusing more than maxEntries chunks; throws PV_MANIFEST_INVALID or PV_MANIFEST_TOO_LARGE. */
 export function decodeManifest(bytes: Uint8Array, maxEntries: number): Manifest {
   if (bytes.length === 0 || bytes[0] !== FORMAT_V1) throw malformed('unknown format byte');
   // Each entry takes at least 33 bytes, so the size bounds the count before any work is done.
-  if ((bytes.length - 1) / (HASH_BYTES + 1) > maxEntries + 1) {
-    throw new PvError('PV_MANIFEST_TOO_LARGE', `The manifest lists more than ${maxEntries} chunks.`, { maxEntries });
-  }
-  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if ((bytes.length - 1) / (HASH_BYTES + 1) > maxEntries + 1) throw tooManyChunks(maxEntries);
+  const reader = new ByteReader(bytes.subarray(1), malformed);
   const manifest: Manifest = [];
-  let at = 1;
-  while (at < view.length) {
-    if (at + HASH_BYTES >= view.length) throw malformed('truncated entry');
-    const hash = view.toString('hex', at, at + HASH_BYTES);
-    at += HASH_BYTES;
-    let length = 0;
-    let scale = 1;
-    for (;;) {
-      if (at >= view.length) throw malformed('truncated length');
-      const byte = view[at++]!;
-      length += (byte & 0x7f) * scale;
-      if (byte < 0x80) break;
-      scale *= 0x80;
-      if (scale > 2 ** 35) throw malformed('length out of range');
-    }
-    manifest.push({ hash, length });
-    if (manifest.length > maxEntries) {
-      throw new PvError('PV_MANIFEST_TOO_LARGE', `The manifest lists more than ${maxEntries} chunks.`, { maxEntries });
-    }
+  while (!reader.done) {
+    manifest.push(readEntry(reader));
+    if (manifest.length > maxEntries) throw tooManyChunks(maxEntries);
   }
   return manifest;
+}
+
+/** Where each entry starts in the file, and the file's length as one more element at the end. */
+export function entryOffsets(manifest: Manifest): number[] {
+  const offsets = [0];
+  for (const entry of manifest) offsets.push(offsets.at(-1)! + entry.length);
+  return offsets;
 }
 
 /** Total byte length described by a manifest. */

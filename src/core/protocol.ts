@@ -39,12 +39,36 @@ export const VersionManifestSchema = Type.Object({
 });
 export type VersionManifest = Static<typeof VersionManifestSchema>;
 
+export const VersionPatchSchema = Type.Object({
+  version: FileVersionSchema,
+  manifestDiff: Type.String({
+    description: "the manifest as a diff against the base version's (docs/protocol.md), base64",
+    contentEncoding: 'base64',
+  }),
+  deltas: Type.Array(
+    Type.Object({
+      start: Type.Integer({ minimum: 0, description: 'first manifest entry this delta makes' }),
+      count: Type.Integer({ minimum: 1 }),
+      baseStart: Type.Integer({ minimum: 0, description: "first entry of the base version's manifest it is applied to" }),
+      baseCount: Type.Integer({ minimum: 1 }),
+      delta: Type.String({ description: 'binary delta (docs/protocol.md), base64', contentEncoding: 'base64' }),
+    }),
+  ),
+});
+export type VersionPatch = Static<typeof VersionPatchSchema>;
+
 export const UploadRequestSchema = Type.Object({
   path: Type.String({ minLength: 1, maxLength: 4096 }),
   size: Type.Integer({ minimum: 0 }),
   mtime: Type.Integer({ minimum: 0 }),
   contentHash: Hash,
-  manifest: Type.String({ description: 'compact manifest (docs/protocol.md), base64', contentEncoding: 'base64' }),
+  manifest: Type.Optional(Type.String({ description: 'compact manifest (docs/protocol.md), base64', contentEncoding: 'base64' })),
+  manifestDiff: Type.Optional(
+    Type.String({
+      description: 'instead of manifest: the manifest as a diff against the manifest of baseVersionId (docs/protocol.md), base64',
+      contentEncoding: 'base64',
+    }),
+  ),
   baseVersionId: Type.Optional(Type.Union([Id, Type.Null()])),
 });
 export type UploadRequest = Static<typeof UploadRequestSchema>;
@@ -54,6 +78,16 @@ export const UploadStatusSchema = Type.Object({
   state: Type.Union([Type.Literal('pending'), Type.Literal('committed')]),
   missing: Type.Array(Hash, { description: 'distinct chunk hashes still to PUT' }),
   missingBytes: Type.Integer({ minimum: 0 }),
+  deltaBases: Type.Optional(
+    Type.Array(
+      Type.Object({
+        chunks: Type.Array(Hash, { description: 'missing chunks that may be sent as a delta against this base' }),
+        base: Type.Array(Hash, { description: 'the base: these chunks of the base version, back to back' }),
+        signature: Type.String({ description: 'the signature of the base (docs/protocol.md), base64', contentEncoding: 'base64' }),
+      }),
+      { description: 'with a baseVersionId: the replaced bytes to send changed chunks as deltas against' },
+    ),
+  ),
   file: Type.Optional(FileEntrySchema),
   version: Type.Optional(FileVersionSchema),
   conflictPath: Type.Optional(Type.Union([Type.String(), Type.Null()])),
@@ -62,6 +96,9 @@ export type UploadStatus = Static<typeof UploadStatusSchema>;
 
 export const ChunkReceiptSchema = Type.Object({ hash: Hash, stored: Type.Boolean({ description: 'false when it was already stored' }) });
 export type ChunkReceipt = Static<typeof ChunkReceiptSchema>;
+
+/** Chunks one request may carry back to back (PUT /uploads/{id}/chunks, or with the commit). */
+export const CHUNKS_PER_REQUEST_MAX = 64;
 
 export const FileListSchema = Type.Object({
   entries: Type.Array(FileEntrySchema),

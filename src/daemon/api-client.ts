@@ -16,6 +16,7 @@ import type {
   UploadRequest,
   UploadStatus,
   VersionManifest,
+  VersionPatch,
 } from '../core/protocol.js';
 
 type Query = Record<string, string | number | undefined>;
@@ -76,8 +77,40 @@ export class ApiClient {
     });
   }
 
-  commitUpload(uploadId: string): Promise<UploadStatus> {
-    return this.json({ method: 'POST', path: `/uploads/${encodeURIComponent(uploadId)}/commit` });
+  /** Sends a chunk as a delta against base chunks the upload status offered. */
+  putChunkDelta(uploadId: string, hash: string, base: string[], delta: Buffer): Promise<ChunkReceipt> {
+    return this.json({
+      method: 'PUT',
+      path: `/uploads/${encodeURIComponent(uploadId)}/chunks/${hash}`,
+      query: { base: base.join(',') },
+      body: delta,
+      headers: { 'content-type': 'application/vnd.photovault.delta' },
+    });
+  }
+
+  /** Sends several chunks in one request: their bytes back to back, in the order of hashes. */
+  async putChunks(uploadId: string, hashes: string[], bytes: Buffer): Promise<ChunkReceipt[]> {
+    const answer = await this.json<{ chunks: ChunkReceipt[] }>({
+      method: 'PUT',
+      path: `/uploads/${encodeURIComponent(uploadId)}/chunks`,
+      query: { hashes: hashes.join(',') },
+      body: bytes,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    return answer.chunks;
+  }
+
+  /** Commits an upload; the last chunks (as putChunks sends them) can travel with the commit. */
+  commitUpload(uploadId: string, last?: { hashes: string[]; bytes: Buffer }): Promise<UploadStatus> {
+    const path = `/uploads/${encodeURIComponent(uploadId)}/commit`;
+    if (!last) return this.json({ method: 'POST', path });
+    return this.json({
+      method: 'POST',
+      path,
+      query: { hashes: last.hashes.join(',') },
+      body: last.bytes,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
   }
 
   list(dir: string, cursor?: string, limit?: number): Promise<FileList> {
@@ -142,6 +175,11 @@ export class ApiClient {
 
   manifest(path: string, version?: string): Promise<VersionManifest> {
     return this.json({ method: 'GET', path: '/files/manifest', query: { path, version } });
+  }
+
+  /** A file (or a version of it) as a patch of the version this client holds. */
+  patch(path: string, base: string, version?: string): Promise<VersionPatch> {
+    return this.json({ method: 'GET', path: '/files/patch', query: { path, base, version } });
   }
 
   /** The bytes of a file (a version of it, a range of it), with the headers that describe them. */

@@ -16,12 +16,15 @@ export interface LocalChunk {
  */
 export async function localChunksOf(root: string, index: LocalIndex): Promise<Map<string, LocalChunk>> {
   const chunks = new Map<string, LocalChunk>();
-  for (const file of (await index.all()).values()) {
-    let offset = 0;
-    for (const { hash, length } of decodeManifest(Buffer.from(file.manifest, 'base64'), MAX_MANIFEST_CHUNKS)) {
-      if (!chunks.has(hash)) chunks.set(hash, { file: join(root, file.path), offset, length });
-      offset += length;
-    }
-  }
+  for (const file of (await index.all()).values()) addLocalChunks(chunks, join(root, file.path), file.manifest);
   return chunks;
+}
+
+/** Adds the chunks of one local file (absolute path; compact manifest, base64) to such a map. */
+export function addLocalChunks(chunks: Map<string, LocalChunk>, file: string, manifest: string): void {
+  let offset = 0;
+  for (const { hash, length } of decodeManifest(Buffer.from(manifest, 'base64'), MAX_MANIFEST_CHUNKS)) {
+    if (!chunks.has(hash)) chunks.set(hash, { file, offset, length });
+    offset += length;
+  }
 }

@@ -1,4 +1,4 @@
-import { sep } from 'node:path';
+import { relative, sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import WebSocket from 'ws';
 import { API_PREFIX } from '../core/api-prefix.js';
@@ -10,8 +10,6 @@ export interface SyncDaemonOptions {
   token: string;
   /** The remote folder, for status reports. */
   remote?: string;
-  /** A file must be left alone this long before it is synced, so half-written files never go up. */
-  settleMs?: number;
   /** A full pass runs at least this often, catching anything a watcher or socket missed. */
   fullPassMs?: number;
   onPass?: (summary: SyncSummary) => void;
@@ -20,12 +18,15 @@ export interface SyncDaemonOptions {
 
 const RECONNECT_MIN_MS = 1_000;
 const RECONNECT_MAX_MS = 30_000;
+/** Past this many changed paths a pass walks the whole folder: one walk is cheaper than many lookups. */
+const MAX_DIRTY_PATHS = 500;
 
 /**
  * Keeps a folder in sync continuously: a pass runs when a local file settles (chokidar), when the
  * server says the feed moved on (the sync socket), after reconnecting (catch-up after being
  * offline), and every few minutes regardless. Passes never overlap; triggers during a pass
- * queue one more.
+ * queue one more. A pass the watcher started looks only at the paths it reported, so latency
+ * does not grow with the folder; the others walk the whole folder.
  */
 export class SyncDaemon {
   private watcher: FSWatcher | undefined;
@@ -38,7 +39,10 @@ export class SyncDaemon {
   private again = false;
   private stopped = false;
   private recheck: NodeJS.Timeout | undefined;
+  private settling: NodeJS.Timeout | undefined;
   private readonly settleMs: number;
+  /** What the next pass must look at: the paths the watcher reported, or the whole folder. */
+  private dirty: Set<string> | 'all' = 'all';
   private connected = false;
   private lastPassAt: Date | null = null;
   private readonly totals = { uploaded: 0, downloaded: 0, deleted: 0, conflicts: 0, bytesSent: 0, bytesReceived: 0 };
@@ -51,7 +55,8 @@ export class SyncDaemon {
     private readonly root: string,
     private readonly options: SyncDaemonOptions,
   ) {
-    this.settleMs = options.settleMs ?? 500;
+    // A file must be left alone this long before it is synced, so half-written files never go up.
+    this.settleMs = engine.settleMs;
   }
 
   /**
@@ -63,14 +68,17 @@ export class SyncDaemon {
     this.watcher = watch(this.root, {
       ignoreInitial: true,
       ignored: (path: string) => path.includes(`${sep}.photovault`) || path.endsWith('.pvpart'),
-      awaitWriteFinish: { stabilityThreshold: settleMs, pollInterval: Math.min(100, settleMs) },
+      awaitWriteFinish: { stabilityThreshold: settleMs, pollInterval: Math.max(10, Math.round(settleMs / 3)) },
     });
-    this.watcher.on('all', () => this.schedule(0));
+    this.watcher.on('all', (_event, path) => {
+      this.markDirty(path);
+      this.schedule(0);
+    });
     this.watcher.on('error', (error) => this.options.onError?.(error));
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
-    this.fullPass = setInterval(() => this.schedule(0), this.options.fullPassMs ?? 300_000);
+    this.fullPass = setInterval(() => this.scheduleFull(0), this.options.fullPassMs ?? 300_000);
     this.connect();
-    this.schedule(0);
+    this.scheduleFull(0);
   }
 
   /** Stops watching and listening, and waits for a pass in progress. */
@@ -78,11 +86,27 @@ export class SyncDaemon {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.recheck);
+    clearTimeout(this.settling);
     clearTimeout(this.reconnectTimer);
     clearInterval(this.fullPass);
     this.socket?.close();
     await this.watcher?.close();
     await this.running;
+  }
+
+  /** Notes a path the watcher reported (absolute) for the next pass. */
+  private markDirty(absolute: string): void {
+    if (this.dirty === 'all') return;
+    const path = relative(this.root, absolute).split(sep).join('/');
+    // New ignore rules change what every path is: look at everything.
+    if (path === '' || path.endsWith('.pvignore') || this.dirty.size >= MAX_DIRTY_PATHS) this.dirty = 'all';
+    else this.dirty.add(path);
+  }
+
+  /** Schedules a pass over the whole folder. */
+  private scheduleFull(delayMs: number): void {
+    this.dirty = 'all';
+    this.schedule(delayMs);
   }
 
   private schedule(delayMs: number): void {
@@ -98,12 +122,23 @@ export class SyncDaemon {
   private async pass(): Promise<void> {
     this.running = (async () => {
       try {
-        const summary = await this.engine.syncOnce();
+        const dirty = this.dirty;
+        this.dirty = new Set();
+        let summary: SyncSummary;
+        try {
+          summary = await this.engine.syncOnce({ paths: dirty === 'all' ? undefined : [...dirty] });
+        } catch (error) {
+          // What this pass was to look at is looked at again, with everything else.
+          this.dirty = 'all';
+          throw error;
+        }
         this.record(summary);
         this.options.onPass?.(summary);
         // The watcher can drop a local change made while it was still settling this pass's own
         // writes (a file deleted right after it was downloaded): look once more when that is over.
-        if (summary.downloaded + summary.deleted > 0) this.recheck = setTimeout(() => this.schedule(0), 2 * this.settleMs);
+        if (summary.downloaded + summary.deleted > 0) this.recheck = setTimeout(() => this.scheduleFull(0), 2 * this.settleMs);
+        // Files still being written (a pass the socket or the timer started) get their own pass once settled.
+        if (summary.deferred > 0) this.settling = setTimeout(() => this.scheduleFull(0), this.settleMs);
       } catch (error) {
         // Offline, refused, or a local file system error: reported, and the next trigger (the
         // reconnect, a local change, the periodic pass) tries again; local work is never lost.
@@ -132,7 +167,7 @@ export class SyncDaemon {
       this.connected = true;
       this.event('connected to the server');
       this.reconnectDelay = RECONNECT_MIN_MS;
-      this.schedule(0);
+      this.scheduleFull(0);
     });
     socket.on('message', (data) => {
       if (data.toString().includes('"type":"changed"')) this.schedule(0);
@@ -170,7 +205,7 @@ export class SyncDaemon {
       this.totals[key] += summary[key];
     this.transfers.push({ at: Date.now(), up: summary.bytesSent, down: summary.bytesReceived });
     while (this.transfers.length > 0 && this.transfers[0]!.at < Date.now() - 60_000) this.transfers.shift();
-    const parts = (['uploaded', 'downloaded', 'deleted', 'conflicts'] as const)
+    const parts = (['uploaded', 'downloaded', 'deleted', 'moved', 'conflicts'] as const)
       .filter((key) => summary[key] > 0)
       .map((key) => `${summary[key]} ${key}`);
     if (parts.length > 0) this.event(parts.join(', '));

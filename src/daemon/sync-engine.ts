@@ -1,14 +1,16 @@
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { isPvError } from '../core/errors.js';
-import { decodeManifest, MAX_MANIFEST_CHUNKS } from '../core/manifest.js';
+import { dirname, join, posix } from 'node:path';
+import { isPvError, notFoundAsNull } from '../core/errors.js';
+import { decodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../core/manifest.js';
 import { joinPath } from '../core/paths.js';
+import { runPool } from '../core/pool.js';
 import type { Change } from '../core/protocol.js';
 import type { ApiClient } from './api-client.js';
 import { downloadReusingChunks } from './delta-download.js';
 import { loadIgnoreRules } from './ignore-rules.js';
-import { localChunksOf } from './local-chunks.js';
-import type { IndexedFile, LocalIndex } from './local-index.js';
+import { addLocalChunks, type LocalChunk, localChunksOf } from './local-chunks.js';
+import { type IndexedFile, type IndexedFileHead, type LocalIndex, syncedManifestOf } from './local-index.js';
+import { detectRenames } from './renames.js';
 import { scanFolder } from './scanner.js';
 import { Uploader } from './uploader.js';
 
@@ -17,11 +19,27 @@ export interface SyncSummary {
   uploaded: number;
   downloaded: number;
   deleted: number;
+  /** Local renames and moves carried out on the server as moves. */
+  moved: number;
   conflicts: number;
   bytesSent: number;
   bytesReceived: number;
+  /** Files left for a later pass because they were still being written. */
+  deferred: number;
   failed: { path: string; code: string; message: string }[];
 }
+
+export interface SyncEngineOptions {
+  /**
+   * A file modified less than this long ago is taken as still being written and left for a later
+   * pass, whatever triggered this one: a half-written file never goes up.
+   */
+  settleMs?: number;
+  now?: () => number;
+}
+
+/** How long a file must be left alone before it is synced, unless configured otherwise. */
+export const DEFAULT_SETTLE_MS = 150;
 
 /** The daemon's own state beside the index: where its feed cursor is. */
 interface SyncState {
@@ -37,6 +55,8 @@ interface SyncState {
  */
 export class SyncEngine {
   private readonly uploader: Uploader;
+  /** The chunks of the local files, for downloads to take from: read from the index once per pull. */
+  private chunksOnDisk: Promise<Map<string, LocalChunk>> | undefined;
 
   constructor(
     private readonly api: ApiClient,
@@ -44,14 +64,21 @@ export class SyncEngine {
     private readonly remoteDir: string,
     private readonly index: LocalIndex,
     private readonly stateFile: string,
+    options: SyncEngineOptions = {},
   ) {
     this.uploader = new Uploader(api);
+    this.settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
+    this.now = options.now ?? Date.now;
   }
 
-  /** One full pass: scan, push, pull. */
-  async syncOnce(): Promise<SyncSummary> {
+  /** See SyncEngineOptions.settleMs. */
+  readonly settleMs: number;
+  private readonly now: () => number;
+
+  /** One pass: scan (the whole folder, or only the paths given), push, pull. */
+  async syncOnce(options: { paths?: string[] } = {}): Promise<SyncSummary> {
     const summary = emptySummary();
-    await this.push(summary, { deletes: true });
+    await this.push(summary, { deletes: true, paths: options.paths });
     await this.pull(summary);
     return summary;
   }
@@ -61,6 +88,19 @@ export class SyncEngine {
     const summary = emptySummary();
     await this.push(summary, { deletes: false });
     return summary;
+  }
+
+  /** Passes (of syncOnce or backupOnce) until no file is left waiting to settle; their summaries added up. */
+  async converge(pass: () => Promise<SyncSummary>): Promise<SyncSummary> {
+    const total = emptySummary();
+    for (;;) {
+      const summary = await pass();
+      for (const key of ['uploaded', 'downloaded', 'deleted', 'moved', 'conflicts', 'bytesSent', 'bytesReceived'] as const)
+        total[key] += summary[key];
+      total.failed.push(...summary.failed);
+      if (summary.deferred === 0) return total;
+      await new Promise((resolve) => setTimeout(resolve, this.settleMs));
+    }
   }
 
   private remotePath(localPath: string): string {
@@ -73,15 +113,45 @@ export class SyncEngine {
     return remotePath.startsWith(`${this.remoteDir}/`) ? remotePath.slice(this.remoteDir.length + 1) : null;
   }
 
-  private async push(summary: SyncSummary, options: { deletes: boolean }): Promise<void> {
-    const scan = await scanFolder(this.root, this.index, { ignored: await loadIgnoreRules(this.root) });
+  /** Scans (the whole folder, or only the paths a watcher reported) and uploads what is unsynced. */
+  private async push(summary: SyncSummary, options: { deletes: boolean; paths?: string[] }): Promise<void> {
+    const scan = await scanFolder(this.root, this.index, { ignored: await loadIgnoreRules(this.root), paths: options.paths });
     // Passes of one folder never overlap, so a temp file of a download is a dead one's.
     for (const part of scan.staleParts) await rm(part, { force: true });
-    for (const file of scan.changed) {
-      if (file.contentHash === file.syncedHash) continue;
-      await this.attempt(summary, file.path, async () => {
+    let uploads = scan.unsynced.filter((file) => {
+      const age = this.now() - file.mtimeMs;
+      // A future mtime (a skewed camera clock) tells nothing about writing: only a recent one defers.
+      const settling = age >= 0 && age < this.settleMs;
+      if (settling) summary.deferred++;
+      return !settling;
+    });
+    let deleted = scan.deleted;
+    const moved: IndexedFile[] = [];
+    // A move takes the old path off the server, so a backup (which never deletes) uploads instead.
+    // A renamed file counts even while settling: mv keeps the content, and pairing it now keeps
+    // the old path's delete from going out on its own.
+    if (options.deletes) {
+      const paired = new Set<IndexedFileHead>();
+      for (const { from, to } of detectRenames(scan.deleted, scan.unsynced)) {
+        await this.attempt(summary, to.path, async () => {
+          if (!(await this.moveRemote(from, to))) return;
+          await this.index.remove(from.path);
+          paired.add(from).add(to);
+          moved.push(from);
+          summary.moved++;
+        });
+      }
+      uploads = uploads.filter((file) => !paired.has(file));
+      deleted = deleted.filter((file) => !paired.has(file));
+    }
+    // Distinct paths, so the uploads need no order among themselves.
+    await runPool(uploads, TRANSFERS, (head) =>
+      this.attempt(summary, head.path, async () => {
+        // The manifests are read only now, a file at a time: a first pass may upload 100,000 files.
+        const file = await this.index.get(head.path);
+        if (!file) return;
         const result = await this.uploader.uploadFile(join(this.root, file.path), this.remotePath(file.path), {
-          baseVersionId: file.syncedVersionId,
+          base: file.syncedVersionId === null ? null : { versionId: file.syncedVersionId, manifest: decodedOrNull(syncedManifestOf(file)) },
           fingerprint: fingerprintOf(file),
         });
         summary.uploaded++;
@@ -89,34 +159,124 @@ export class SyncEngine {
         if (result.status.conflictPath) summary.conflicts++;
         // After a conflict this content lives on at the conflict path; the path itself is taken
         // over by the remote head in the pull, as the local file holds nothing unsynced any more.
-        await this.index.put({ ...file, syncedVersionId: result.status.version!.id, syncedHash: file.contentHash });
-      });
-    }
-    for (const file of scan.deleted) {
-      if (!options.deletes || file.syncedVersionId === null) continue;
-      await this.attempt(summary, file.path, async () => {
-        const remote = await this.api.stat(this.remotePath(file.path)).catch(absentAsNull);
+        await this.index.put({ ...file, syncedVersionId: result.status.version!.id, syncedHash: file.contentHash, syncedManifest: null });
+      }),
+    );
+    // A vanished file leaves the index only once dealt with: a pass cut short retries the delete.
+    const deletes = options.deletes ? deleted.filter((file) => file.syncedVersionId !== null) : [];
+    for (const file of deleted) if (!options.deletes || file.syncedVersionId === null) await this.index.remove(file.path);
+    await runPool(deletes, TRANSFERS, (file) =>
+      this.attempt(summary, file.path, async () => {
+        const remote = await this.api.stat(this.remotePath(file.path)).catch(notFoundAsNull);
         // A remote file that moved on since this device saw it was modified elsewhere: the
         // modification wins over this delete, and the pull brings it back.
         if (remote && remote.versionId === file.syncedVersionId) {
           await this.api.remove(this.remotePath(file.path));
           summary.deleted++;
         }
+        await this.index.remove(file.path);
+      }),
+    );
+    if (options.deletes)
+      await this.removeVanishedFolders(
+        summary,
+        [...moved, ...deletes].map((file) => file.path),
+      );
+  }
+
+  /**
+   * Removes on the server the folders that held these paths and are gone here, if nothing is
+   * left in them there: a renamed or deleted folder does not linger empty on the other devices.
+   */
+  private async removeVanishedFolders(summary: SyncSummary, paths: string[]): Promise<void> {
+    const folders = new Set<string>();
+    for (const path of paths) for (let dir = posix.dirname(path); dir !== '.'; dir = posix.dirname(dir)) folders.add(dir);
+    // Deepest first, so a parent is empty once its children are gone.
+    for (const folder of [...folders].sort((a, b) => b.length - a.length)) {
+      if (await exists(join(this.root, folder))) continue;
+      await this.attempt(summary, folder, async () => {
+        if (await this.holdsNoFiles(this.remotePath(folder))) await this.api.remove(this.remotePath(folder));
       });
     }
+  }
+
+  /** Whether a remote folder exists and has no file in it, at any depth (empty subfolders are nothing to keep). */
+  private async holdsNoFiles(folder: string): Promise<boolean> {
+    let cursor: string | undefined;
+    do {
+      const listing = await this.api.list(folder, cursor).catch(notFoundAsNull);
+      if (!listing) return false;
+      for (const entry of listing.entries) {
+        if (entry.kind === 'file' || !(await this.holdsNoFiles(entry.path))) return false;
+      }
+      cursor = listing.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    return true;
+  }
+
+  /**
+   * Moves the remote file of a local rename, if the server still has it as this device saw it and
+   * the new path is free; false when it cannot (then the rename goes as an upload and a delete).
+   */
+  private async moveRemote(from: IndexedFile, to: IndexedFileHead): Promise<boolean> {
+    const remote = await this.api.stat(this.remotePath(from.path)).catch(notFoundAsNull);
+    if (remote?.versionId !== from.syncedVersionId) return false;
+    try {
+      await this.api.move(this.remotePath(from.path), this.remotePath(to.path));
+    } catch (error) {
+      if (isPvError(error, 'PV_CONFLICT')) return false;
+      throw error;
+    }
+    const moved = await this.index.get(to.path);
+    if (moved) await this.index.put({ ...moved, syncedVersionId: from.syncedVersionId, syncedHash: to.contentHash, syncedManifest: null });
+    return true;
   }
 
   private async pull(summary: SyncSummary): Promise<void> {
     const state = await this.readState();
     let cursor = state.cursor;
+    this.chunksOnDisk = undefined;
     for (let more = true; more;) {
       const page = await this.api.changes(cursor, 500);
-      for (const change of page.changes) await this.attempt(summary, change.path, () => this.apply(change, summary));
+      await this.applyInOrder(page.changes, summary);
       cursor = page.next;
       more = page.hasMore;
       await this.writeState({ cursor });
     }
     if (cursor > 0) await this.api.acknowledge(cursor);
+  }
+
+  /**
+   * Applies changes as if one after the other: upserts of unrelated paths run a few at a time, an
+   * upsert first waits for those in flight at its path, inside it or above it (a folder comes
+   * before its contents), and a delete or a move runs alone, after everything before it and
+   * before everything after it. Every change is done when this returns.
+   */
+  private async applyInOrder(changes: Change[], summary: SyncSummary): Promise<void> {
+    const running = new Map<Promise<void>, string>();
+    let failure: unknown = null;
+    for (const change of changes) {
+      const apply = () => this.attempt(summary, change.path, () => this.apply(change, summary));
+      if (change.kind === 'upsert') {
+        await Promise.all([...running].filter(([, path]) => overlaps(path, change.path)).map(([task]) => task));
+        while (running.size >= TRANSFERS) await Promise.race(running.keys());
+      } else {
+        await Promise.all(running.keys());
+      }
+      if (failure !== null) break;
+      if (change.kind !== 'upsert') {
+        await apply();
+        continue;
+      }
+      const task: Promise<void> = apply()
+        .catch((error: unknown) => {
+          failure ??= error;
+        })
+        .finally(() => running.delete(task));
+      running.set(task, change.path);
+    }
+    await Promise.all(running.keys());
+    if (failure !== null) throw failure;
   }
 
   private async apply(change: Change, summary: SyncSummary): Promise<void> {
@@ -140,21 +300,35 @@ export class SyncEngine {
       await mkdir(absolute, { recursive: true });
       return;
     }
-    // The feed may be behind: always fetch what the path holds now (a later change may have
-    // replaced or removed it).
-    const remote = await this.api.stat(change.path).catch(absentAsNull);
-    if (!remote || remote.kind !== 'file') return;
     const local = await this.index.get(path);
-    if (local?.contentHash === remote.contentHash) {
-      await this.index.put({ ...local, syncedVersionId: remote.versionId, syncedHash: remote.contentHash });
+    // This device's own upload, or a version it already has: nothing to fetch, nothing to ask.
+    if (local && local.syncedVersionId === change.versionId && local.contentHash === local.syncedHash) return;
+    // The feed may be behind: always fetch what the path holds now (a later change may have
+    // replaced or removed it). For a path this device holds nothing at, the download does that.
+    if (local) {
+      const remote = await this.api.stat(change.path).catch(notFoundAsNull);
+      if (!remote || remote.kind !== 'file') return;
+      if (local.contentHash === remote.contentHash) {
+        await this.index.put({ ...local, syncedVersionId: remote.versionId, syncedHash: remote.contentHash, syncedManifest: null });
+        return;
+      }
+      // A local edit not yet pushed is never overwritten: the next pass uploads it against the
+      // version it was based on, and the server keeps both.
+      if (local.contentHash !== local.syncedHash) return;
+    } else if (await exists(absolute)) {
       return;
     }
-    // A local edit not yet pushed is never overwritten: the next pass uploads it against the
-    // version it was based on, and the server keeps both.
-    if (local && local.contentHash !== local.syncedHash) return;
-    if (!local && (await exists(absolute))) return;
-    await mkdir(dirname(absolute), { recursive: true });
-    const result = await downloadReusingChunks(this.api, change.path, absolute, await localChunksOf(this.root, this.index));
+    const created = await mkdir(dirname(absolute), { recursive: true });
+    // The local copy is the synced version unchanged: the download is a patch of it.
+    const base = local?.syncedVersionId ? { versionId: local.syncedVersionId, manifest: decodedOrNull(local.manifest)! } : undefined;
+    const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
+    const result = await downloadReusingChunks(this.api, change.path, absolute, chunks, { base }).catch(notFoundAsNull);
+    if (!result) {
+      // Removed (or made a folder) since: nothing to fetch, and no folder left behind for it.
+      if (created) await removeEmptyFolders(created);
+      return;
+    }
+    addLocalChunks(chunks, absolute, result.manifest);
     const info = await stat(absolute);
     await this.index.put({
       path,
@@ -165,6 +339,7 @@ export class SyncEngine {
       manifest: result.manifest,
       syncedVersionId: result.versionId,
       syncedHash: result.contentHash,
+      syncedManifest: null,
     });
     summary.downloaded++;
     summary.bytesReceived += result.bytesReceived;
@@ -177,7 +352,7 @@ export class SyncEngine {
       if (file.contentHash !== file.syncedHash) continue;
       // The feed may be behind: a file recreated at the path since (by this device's own upload
       // of an edit, say) is not deleted.
-      if (await this.api.stat(this.remotePath(file.path)).catch(absentAsNull)) continue;
+      if (await this.api.stat(this.remotePath(file.path)).catch(notFoundAsNull)) continue;
       await rm(join(this.root, file.path), { force: true });
       await this.index.remove(file.path);
       summary.deleted++;
@@ -199,6 +374,8 @@ export class SyncEngine {
     try {
       await work();
     } catch (error) {
+      // The file vanished while it was being worked on: the next scan sees what became of it.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
       if (!isPvError(error) || error.code === 'PV_SERVER_UNREACHABLE' || error.code.startsWith('PV_AUTH')) throw error;
       summary.failed.push({ path, code: error.code, message: error.message });
     }
@@ -220,8 +397,19 @@ export class SyncEngine {
   }
 }
 
+/**
+ * Files transferred at once, each way. A photo-sized file's transfer is mostly round trips and a
+ * flush on either side: with several in flight, client, server and disk all keep busy.
+ */
+const TRANSFERS = 8;
+
+/** Whether one path is the other or lies inside it. */
+function overlaps(a: string, b: string): boolean {
+  return a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+}
+
 function emptySummary(): SyncSummary {
-  return { uploaded: 0, downloaded: 0, deleted: 0, conflicts: 0, bytesSent: 0, bytesReceived: 0, failed: [] };
+  return { uploaded: 0, downloaded: 0, deleted: 0, moved: 0, conflicts: 0, bytesSent: 0, bytesReceived: 0, deferred: 0, failed: [] };
 }
 
 function fingerprintOf(file: IndexedFile) {
@@ -234,9 +422,8 @@ function fingerprintOf(file: IndexedFile) {
   return { contentHash: file.contentHash, size: file.size, chunks };
 }
 
-function absentAsNull(error: unknown): null {
-  if (isPvError(error, 'PV_NOT_FOUND')) return null;
-  throw error;
+function decodedOrNull(manifest: string | null): Manifest | null {
+  return manifest === null ? null : decodeManifest(Buffer.from(manifest, 'base64'), MAX_MANIFEST_CHUNKS);
 }
 
 async function exists(path: string): Promise<boolean> {

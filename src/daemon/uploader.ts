@@ -2,9 +2,12 @@ import { open, readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type Fingerprint, fingerprintFile } from '../core/chunker.js';
 import { isPvError, PvError } from '../core/errors.js';
-import { encodeManifest } from '../core/manifest.js';
+import { decodeSignature, encodeDelta, type Signature } from '../core/delta.js';
+import { encodeManifest, type Manifest } from '../core/manifest.js';
+import { diffManifests, encodeManifestDiff } from '../core/manifest-diff.js';
 import { joinPath } from '../core/paths.js';
-import type { UploadStatus } from '../core/protocol.js';
+import { runPool } from '../core/pool.js';
+import { CHUNKS_PER_REQUEST_MAX, type UploadRequest, type UploadStatus } from '../core/protocol.js';
 import type { ApiClient } from './api-client.js';
 
 /** The summary `photovault upload --json` prints. */
@@ -92,44 +95,64 @@ export class Uploader {
   }
 
   /**
-   * Uploads one file to a remote path and returns the committed status. baseVersionId names the
-   * version the local content derives from (the server keeps a conflict copy if the file moved
-   * on); a fingerprint the caller already has saves reading the file twice.
+   * Uploads one file to a remote path and returns the committed status. base names the version
+   * the local content derives from (the server keeps a conflict copy if the file moved on); with
+   * its manifest known, the manifest travels as a diff and changed chunks as deltas. A
+   * fingerprint the caller already has saves reading the file twice.
    */
   async uploadFile(
     localPath: string,
     remotePath: string,
-    options: { baseVersionId?: string | null; fingerprint?: Fingerprint; onBytes?: (bytes: number) => void } = {},
+    options: { base?: UploadBase | null; fingerprint?: Fingerprint; onBytes?: (bytes: number) => void } = {},
   ): Promise<{ status: UploadStatus; sent: number; deduplicated: number; size: number }> {
     const onBytes = options.onBytes ?? (() => undefined);
     const info = await stat(localPath);
     const fingerprint = options.fingerprint ?? (await fingerprintFile(localPath));
-    let status = await this.api.beginUpload({
+    const manifest = fingerprint.chunks.map(({ hash, length }) => ({ hash, length }));
+    const request: UploadRequest = {
       path: remotePath,
       size: fingerprint.size,
       mtime: Math.floor(info.mtimeMs),
       contentHash: fingerprint.contentHash,
-      manifest: encodeManifest(fingerprint.chunks.map(({ hash, length }) => ({ hash, length }))).toString('base64'),
-      baseVersionId: options.baseVersionId ?? null,
-    });
+      baseVersionId: options.base?.versionId ?? null,
+    };
+    const diff = options.base?.manifest ? encodeManifestDiff(diffManifests(options.base.manifest, manifest)) : null;
+    const whole = () => ({ ...request, manifest: encodeManifest(manifest).toString('base64') });
+    let status = await this.api
+      .beginUpload(diff ? { ...request, manifestDiff: diff.toString('base64') } : whole())
+      .catch((error: unknown) => {
+        // The server no longer holds the base (purged from the trash, say): send the manifest whole.
+        if (diff && isPvError(error, 'PV_MANIFEST_INVALID')) return this.api.beginUpload(whole());
+        throw error;
+      });
     const deduplicated = fingerprint.size - status.missingBytes;
     onBytes(deduplicated);
     let sent = 0;
     // A commit can find chunks missing again (their source file was deleted meanwhile): send
     // those and commit once more.
     for (let attempt = 0; status.state === 'pending'; attempt++) {
-      sent += await this.sendChunks(localPath, status, fingerprint.chunks, onBytes);
+      const { spent, last } = await this.sendChunks(localPath, status, fingerprint.chunks, onBytes);
+      sent += spent;
       try {
-        status = await this.api.commitUpload(status.uploadId!);
+        status = await this.api.commitUpload(status.uploadId!, last);
       } catch (error) {
         if (!isPvError(error, 'PV_UPLOAD_INCOMPLETE') || attempt >= 2) throw error;
         status = await this.api.uploadStatus(status.uploadId!);
+      } finally {
+        // Chunks that travel with the commit are stored before it is tried.
+        sent += last?.bytes.length ?? 0;
+        onBytes(last?.bytes.length ?? 0);
       }
     }
     return { status, sent, deduplicated, size: fingerprint.size };
   }
 
-  /** PUTs the missing chunks, read from the file at their offsets, a few at a time. */
+  /**
+   * PUTs the missing chunks, read from the file at their offsets, a few at a time; a chunk the
+   * status offers a delta base for goes as a delta when that is smaller, the others go several to
+   * a request. Returns the body bytes sent, and the last chunks when they are all that is left to
+   * send (then the commit carries them: a small new file takes two requests in all).
+   */
   private async sendChunks(
     localPath: string,
     status: UploadStatus,
@@ -138,10 +161,34 @@ export class Uploader {
   ) {
     const missing = new Set(status.missing);
     const todo = chunks.filter((chunk) => missing.delete(chunk.hash));
+    const deltaBases = new Map<string, { base: string[]; signature: Signature }>();
+    for (const offer of status.deltaBases ?? []) {
+      const base = { base: offer.base, signature: decodeSignature(Buffer.from(offer.signature, 'base64')) };
+      for (const hash of offer.chunks) deltaBases.set(hash, base);
+    }
+    const batches = batchesOf(todo.filter((chunk) => !deltaBases.has(chunk.hash)));
+    const singles = todo.filter((chunk) => deltaBases.has(chunk.hash));
     const handle = await open(localPath, 'r');
     let sent = 0;
     try {
-      await runPool(todo, this.chunkConcurrency, async (chunk) => {
+      if (singles.length === 0 && batches.length <= 1) {
+        const last = batches[0] && {
+          hashes: batches[0].map((chunk) => chunk.hash),
+          bytes: await readChunks(handle, localPath, batches[0]),
+        };
+        return { spent: 0, last };
+      }
+      await runPool(batches, this.chunkConcurrency, async (batch) => {
+        const bytes = await readChunks(handle, localPath, batch);
+        await this.api.putChunks(
+          status.uploadId!,
+          batch.map((chunk) => chunk.hash),
+          bytes,
+        );
+        sent += bytes.length;
+        onBytes(bytes.length);
+      });
+      await runPool(singles, this.chunkConcurrency, async (chunk) => {
         const bytes = Buffer.allocUnsafe(chunk.length);
         const { bytesRead } = await handle.read(bytes, 0, chunk.length, chunk.offset);
         if (bytesRead !== chunk.length) {
@@ -149,16 +196,86 @@ export class Uploader {
             fix: 'Upload it again once it is complete.',
           });
         }
-        await this.api.putChunk(status.uploadId!, chunk.hash, bytes);
-        sent += chunk.length;
+        const spent = await this.putChunk(status.uploadId!, chunk.hash, bytes, deltaBases.get(chunk.hash));
+        sent += spent;
         onBytes(chunk.length);
       });
     } finally {
       await handle.close();
     }
-    return sent;
+    return { spent: sent, last: undefined };
+  }
+
+  /** Sends one chunk, as a delta when one is offered and pays; returns the body bytes sent. */
+  private async putChunk(uploadId: string, hash: string, bytes: Buffer, offer?: { base: string[]; signature: Signature }): Promise<number> {
+    let spent = 0;
+    const delta = offer && encodeDelta(bytes, offer.signature);
+    if (delta && delta.length < bytes.length * DELTA_WORTH) {
+      try {
+        await this.api.putChunkDelta(uploadId, hash, offer.base, delta);
+        return delta.length;
+      } catch (error) {
+        // A rebuilt chunk that fails its hash (a strong-hash collision) or a base gone meanwhile: send it whole.
+        if (!isPvError(error, 'PV_UPLOAD_CHUNK_HASH_MISMATCH') && !isPvError(error, 'PV_DELTA_INVALID')) throw error;
+        spent = delta.length;
+      }
+    }
+    await this.api.putChunk(uploadId, hash, bytes);
+    return spent + bytes.length;
   }
 }
+
+/** The version a local file derives from, and its manifest when known. */
+export interface UploadBase {
+  versionId: string;
+  manifest: Manifest | null;
+}
+
+/** Chunk bytes sent in one request at most (and never more than CHUNKS_PER_REQUEST_MAX chunks). */
+const BATCH_BYTES = 1024 * 1024;
+
+type ChunkAt = { hash: string; offset: number; length: number };
+
+/** Chunks in file order, grouped for requests of at most BATCH_BYTES (a bigger chunk goes alone). */
+function batchesOf(chunks: ChunkAt[]): ChunkAt[][] {
+  const batches: ChunkAt[][] = [];
+  let bytes = 0;
+  for (const chunk of chunks) {
+    const batch = batches.at(-1);
+    if (batch && batch.length < CHUNKS_PER_REQUEST_MAX && bytes + chunk.length <= BATCH_BYTES) {
+      batch.push(chunk);
+      bytes += chunk.length;
+    } else {
+      batches.push([chunk]);
+      bytes = chunk.length;
+    }
+  }
+  return batches;
+}
+
+/** The chunks' bytes back to back, read from the file with one read per run of adjacent chunks. */
+async function readChunks(handle: Awaited<ReturnType<typeof open>>, localPath: string, chunks: ChunkAt[]): Promise<Buffer> {
+  const bytes = Buffer.allocUnsafe(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let at = 0;
+  for (let i = 0; i < chunks.length;) {
+    let end = i + 1;
+    let length = chunks[i]!.length;
+    while (end < chunks.length && chunks[end]!.offset === chunks[end - 1]!.offset + chunks[end - 1]!.length)
+      length += chunks[end++]!.length;
+    const { bytesRead } = await handle.read(bytes, at, length, chunks[i]!.offset);
+    if (bytesRead !== length) {
+      throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `${localPath} shrank while it was being uploaded.`, {
+        fix: 'Upload it again once it is complete.',
+      });
+    }
+    at += length;
+    i = end;
+  }
+  return bytes;
+}
+
+/** A delta is sent when it is at most this share of the chunk: below that the chunk goes whole. */
+const DELTA_WORTH = 0.75;
 
 /** Lists the regular files under a local path with their remote paths; symlinks and specials are skipped. */
 async function collect(localPath: string, remoteDir: string, into: LocalFile[]): Promise<void> {
@@ -173,22 +290,4 @@ async function collect(localPath: string, remoteDir: string, into: LocalFile[]):
       if (entry.isFile() || entry.isDirectory()) await collect(join(localPath, entry.name), remotePath, into);
     }
   }
-}
-
-/** Runs work over items with at most `limit` in flight; the first failure stops new work and is thrown. */
-async function runPool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: unknown = null;
-  const lane = async () => {
-    while (failure === null && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await work(item);
-      } catch (error) {
-        failure ??= error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  if (failure !== null) throw failure;
 }

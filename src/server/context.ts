@@ -11,6 +11,7 @@ import type { KvStore } from '../infra/kv/kv-store.js';
 import { MemoryKvStore } from '../infra/kv/memory.kv-store.js';
 import { FilesRepository } from './files/files.repository.js';
 import { FilesService } from './files/files.service.js';
+import { VersionDeltas } from './files/version-deltas.js';
 import { ServerMetrics } from './http/metrics.js';
 import { ChangeFeedRepository } from './sync/change-feed.repository.js';
 import { ChangeNotifier } from './sync/change-notifier.js';
@@ -76,6 +77,7 @@ export async function createContext(config: ServerConfig, options: ContextOption
   const changeFeed = new ChangeFeedRepository(db);
   const notifier = new ChangeNotifier();
   const filesRepository = new FilesRepository(db, changeFeed);
+  const versionDeltas = new VersionDeltas(filesRepository, blobs);
   return {
     config,
     db,
@@ -85,10 +87,22 @@ export async function createContext(config: ServerConfig, options: ContextOption
     bus,
     metrics,
     users: new UserService(new UserRepository(db), kv, config.auth, now),
-    uploads: new UploadService(db, new UploadRepository(db), filesRepository, blobs, staging, bus, notifier, config.uploads, metrics, now),
+    uploads: new UploadService(
+      db,
+      new UploadRepository(db),
+      filesRepository,
+      blobs,
+      staging,
+      bus,
+      notifier,
+      versionDeltas,
+      config.uploads,
+      metrics,
+      now,
+    ),
     notifier,
     sync: new SyncService(changeFeed, now),
-    files: new FilesService(filesRepository, blobs, notifier, { trashDays: config.trash.retentionDays }, now),
+    files: new FilesService(filesRepository, blobs, notifier, versionDeltas, { trashDays: config.trash.retentionDays }, now),
     async close() {
       await bus.close();
       await kv.close();

@@ -1,8 +1,8 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { CHUNK_MAX_SIZE } from '../../src/core/chunker.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHUNK_MAX_SIZE, fingerprint } from '../../src/core/chunker.js';
 import { ApiClient } from '../../src/daemon/api-client.js';
 import { downloadReusingChunks } from '../../src/daemon/delta-download.js';
 import { loadIgnoreRules } from '../../src/daemon/ignore-rules.js';
@@ -39,7 +39,11 @@ describeEachDatabase('download reusing local chunks', (kind) => {
     await rm(root, { recursive: true, force: true });
   });
 
-  const indexFolder = async () => scanFolder(root, index, { ignored: await loadIgnoreRules(root) });
+  /** Scans as a sync pass does, letting go of files that went away. */
+  const indexFolder = async () => {
+    const scan = await scanFolder(root, index, { ignored: await loadIgnoreRules(root) });
+    for (const file of scan.deleted) await index.remove(file.path);
+  };
 
   it('fetches only the chunks around an edit when the old version is on disk', async () => {
     await writeFile(join(root, 'video.bin'), original);
@@ -70,5 +74,42 @@ describeEachDatabase('download reusing local chunks', (kind) => {
     const result = await downloadReusingChunks(api, 'video.bin', join(root, 'video.bin'), chunks);
     expect(result).toMatchObject({ bytesReceived: edited.length, bytesReused: 0 });
     expect(await readFile(join(root, 'video.bin'))).toEqual(edited);
+  });
+
+  describe('as a patch of the version on disk', () => {
+    let baseVersionId: string;
+    const manifestOf = async (bytes: Buffer) => (await fingerprint([bytes])).chunks.map(({ hash, length }) => ({ hash, length }));
+
+    beforeAll(async () => {
+      baseVersionId = (await uploadBytes(server.app, auth, 'patched.bin', original)).status.version!.id;
+      await uploadBytes(server.app, auth, 'patched.bin', edited);
+    });
+
+    it('rebuilds the changed chunks from deltas against the old bytes, receiving about the inserted KiB', async () => {
+      await rm(join(root, 'renamed.bin'), { force: true });
+      await writeFile(join(root, 'patched.bin'), original);
+      const base = { versionId: baseVersionId, manifest: await manifestOf(original) };
+      const result = await downloadReusingChunks(api, 'patched.bin', join(root, 'patched.bin'), new Map(), { base });
+      expect(await readFile(join(root, 'patched.bin'))).toEqual(edited);
+      expect(result.bytesReceived).toBeGreaterThanOrEqual(1024);
+      expect(result.bytesReceived).toBeLessThan(1024 + 512);
+    });
+
+    it('fetches the changed chunks by range when the old bytes on disk are not what the base says', async () => {
+      await writeFile(join(root, 'patched.bin'), pseudoRandomBytes(original.length, 98));
+      const base = { versionId: baseVersionId, manifest: await manifestOf(original) };
+      const result = await downloadReusingChunks(api, 'patched.bin', join(root, 'patched.bin'), new Map(), { base });
+      expect(await readFile(join(root, 'patched.bin'))).toEqual(edited);
+      expect(result.bytesReceived).toBe(edited.length);
+    });
+
+    it('takes the whole manifest and fetches changed chunks whole when the server no longer knows the base version', async () => {
+      await writeFile(join(root, 'patched.bin'), original);
+      const base = { versionId: 'purged-long-ago', manifest: await manifestOf(original) };
+      const result = await downloadReusingChunks(api, 'patched.bin', join(root, 'patched.bin'), new Map(), { base });
+      expect(await readFile(join(root, 'patched.bin'))).toEqual(edited);
+      expect(result.bytesReceived).toBeGreaterThan(1024 + 512);
+      expect(result.bytesReceived).toBeLessThanOrEqual(2 * CHUNK_MAX_SIZE);
+    });
   });
 });

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Fingerprint, fingerprintFile } from '../../src/core/chunker.js';
 import { sha256Hex } from '../../src/core/hash.js';
 import { loadIgnoreRules } from '../../src/daemon/ignore-rules.js';
-import { LocalIndex } from '../../src/daemon/local-index.js';
+import { LocalIndex, syncedManifestOf } from '../../src/daemon/local-index.js';
 import { scanFolder } from '../../src/daemon/scanner.js';
 import { pseudoRandomBytes } from '../support/random.js';
 
@@ -63,7 +63,11 @@ describe('folder scanner', () => {
     expect(result.changed.map((f) => f.path).sort()).toEqual(['notes.txt', 'photos/new.jpg']);
     expect(result.deleted.map((f) => f.path)).toEqual(['empty']);
     expect(reads).toHaveLength(2);
-    expect(await index.get('empty')).toBeUndefined();
+    // Reported again until the caller has dealt with it and removed it from the index.
+    expect(await index.get('empty')).toBeDefined();
+    expect((await scan()).deleted.map((f) => f.path)).toEqual(['empty']);
+    await index.remove('empty');
+    expect((await scan()).deleted).toEqual([]);
   });
 
   it('notices a change that keeps the size when the mtime moves', async () => {
@@ -85,7 +89,13 @@ describe('folder scanner', () => {
       contentHash: sha256Hex('edited'),
       syncedVersionId: 'v1',
       syncedHash: sha256Hex('hello'),
+      syncedManifest: notes.manifest,
     });
+    // A second edit before any upload still derives from the same synced version.
+    await writeFile(join(root, 'notes.txt'), 'edited twice');
+    const [again] = (await scan()).changed;
+    expect(again).toMatchObject({ syncedVersionId: 'v1', syncedManifest: notes.manifest });
+    expect(syncedManifestOf(again!)).toBe(notes.manifest);
   });
 
   it('skips default ignores, .pvignore patterns and symbolic links', async () => {
@@ -120,5 +130,44 @@ describe('folder scanner', () => {
     const result = await scanFolder(root, index, { ignored: await loadIgnoreRules(root), fingerprint: vanishing });
     expect(result.changed).toEqual([]);
     expect(result.deleted.map((f) => f.path)).toEqual(['notes.txt']);
+  });
+
+  describe('of the paths a watcher reported', () => {
+    const scanPaths = async (paths: string[]) =>
+      scanFolder(root, index, { ignored: await loadIgnoreRules(root), fingerprint: countingFingerprint, paths });
+
+    it('looks only at those paths: new, edited and deleted files, and a deleted folder', async () => {
+      await writeFile(join(root, 'photos/2024/sunset.jpg'), 'new');
+      await scan();
+      reads = [];
+      await writeFile(join(root, 'notes.txt'), 'edited');
+      await writeFile(join(root, 'photos/2024/new.jpg'), 'new');
+      await writeFile(join(root, 'empty'), 'no longer empty, but not reported');
+      await rm(join(root, 'photos'), { recursive: true });
+      await mkdir(join(root, 'photos'));
+      await writeFile(join(root, 'photos/kept.jpg'), 'kept');
+      const result = await scanPaths(['notes.txt', 'photos/2024', 'photos/2024/new.jpg']);
+      expect(result.changed.map((f) => f.path)).toEqual(['notes.txt']);
+      expect(result.deleted.map((f) => f.path).sort()).toEqual(['photos/2024/beach.jpg', 'photos/2024/sunset.jpg']);
+      expect(reads).toEqual([join(root, 'notes.txt')]);
+      expect((await index.get('empty'))?.size).toBe(0);
+    });
+
+    it('walks a folder that appeared, and reports files an earlier scan left unsynced', async () => {
+      await scan();
+      await mkdir(join(root, 'imported/raw'), { recursive: true });
+      await writeFile(join(root, 'imported/raw/a.jpg'), 'a');
+      await writeFile(join(root, 'imported/b.jpg'), 'b');
+      const result = await scanPaths(['imported']);
+      expect(result.changed.map((f) => f.path).sort()).toEqual(['imported/b.jpg', 'imported/raw/a.jpg']);
+      // Nothing was ever synced here: every file is unsynced, looked at or not.
+      expect(result.unsynced.map((f) => f.path).sort()).toEqual([
+        'empty',
+        'imported/b.jpg',
+        'imported/raw/a.jpg',
+        'notes.txt',
+        'photos/2024/beach.jpg',
+      ]);
+    });
   });
 });

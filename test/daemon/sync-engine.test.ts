@@ -1,9 +1,11 @@
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/daemon/api-client.js';
+import { loadIgnoreRules } from '../../src/daemon/ignore-rules.js';
 import { LocalIndex } from '../../src/daemon/local-index.js';
+import { scanFolder } from '../../src/daemon/scanner.js';
 import { SyncEngine, type SyncSummary } from '../../src/daemon/sync-engine.js';
 import { createTestServer, type TestServer } from '../support/server.js';
 import { pseudoRandomBytes } from '../support/uploads.js';
@@ -43,7 +45,7 @@ describe('two-way folder sync, one pass at a time', () => {
     const api = new ApiClient(url, token);
     const index = await LocalIndex.open(join(root, '.photovault', 'index.db'));
     const engine = new SyncEngine(api, root, 'Sync', index, join(root, '.photovault', 'state.json'));
-    return { root, api, index, sync: () => engine.syncOnce() };
+    return { root, api, index, sync: () => engine.converge(() => engine.syncOnce()) };
   };
 
   /** Both devices pass until neither changes anything. */
@@ -51,7 +53,7 @@ describe('two-way folder sync, one pass at a time', () => {
     for (let round = 0; round < 4; round++) {
       const [a, b] = [await laptop.sync(), await desktop.sync()];
       for (const s of [a, b]) expect(s.failed).toEqual([]);
-      if (a.uploaded + a.downloaded + a.deleted + b.uploaded + b.downloaded + b.deleted === 0) return;
+      if ([a, b].every((s) => s.uploaded + s.downloaded + s.deleted + s.moved === 0)) return;
     }
     throw new Error('the folders did not converge in 4 rounds');
   };
@@ -84,13 +86,18 @@ describe('two-way folder sync, one pass at a time', () => {
     expect(await contents(desktop.root)).toEqual(await contents(laptop.root));
   });
 
-  it('propagates edits, deletes and local renames the other way', async () => {
+  it('propagates edits, deletes and local renames the other way, a rename as a move that keeps the history', async () => {
+    const before = await desktop.api.stat('Sync/Photos/2024/Été/plage.jpg');
     await writeFile(join(desktop.root, 'notes.md'), '# notes\n- more');
     await rm(join(desktop.root, 'empty.txt'));
     await rename(join(desktop.root, 'Photos/2024/Été/plage.jpg'), join(desktop.root, 'Photos/beach.jpg'));
+    expect(await desktop.sync()).toMatchObject({ uploaded: 1, deleted: 1, moved: 1, failed: [] });
+    // The laptop renames its copy: nothing to download but the edit.
+    expect(await laptop.sync()).toMatchObject({ downloaded: 1, failed: [] });
     await converge();
     expect(await contents(laptop.root)).toEqual(await contents(desktop.root));
     expect(Object.keys(await contents(laptop.root)).sort()).toEqual(['Photos/beach.jpg', 'notes.md']);
+    expect((await desktop.api.stat('Sync/Photos/beach.jpg')).versionId).toBe(before.versionId);
   });
 
   it('keeps both contents of a file edited on both devices, one under a conflict name', async () => {
@@ -125,6 +132,62 @@ describe('two-way folder sync, one pass at a time', () => {
     expect(await contents(laptop.root)).toEqual(await contents(desktop.root));
   });
 
+  it('renames a folder everywhere, leaving no empty folder behind on the server or the other device', async () => {
+    await rename(join(desktop.root, 'Pictures'), join(desktop.root, 'Fotos'));
+    await converge();
+    const files = await contents(laptop.root);
+    expect(Object.keys(files)).toContain('Fotos/beach.jpg');
+    expect(files).toEqual(await contents(desktop.root));
+    await expect(desktop.api.stat('Sync/Pictures')).rejects.toMatchObject({ code: 'PV_NOT_FOUND' });
+    expect(await readdir(laptop.root)).not.toContain('Pictures');
+  });
+
+  it('brings many files in many folders across in one pass each way', async () => {
+    const written = new Map<string, Buffer>();
+    for (let i = 0; i < 48; i++) {
+      const path = `Batch/${i % 4}/${i % 3}/f${i}.bin`;
+      written.set(path, pseudoRandomBytes(1_000 + i * 9_973, 500 + i));
+      await mkdir(join(laptop.root, dirname(path)), { recursive: true });
+      await writeFile(join(laptop.root, path), written.get(path)!);
+    }
+    expect(await laptop.sync()).toMatchObject({ uploaded: 48, failed: [] });
+    expect(await desktop.sync()).toMatchObject({
+      downloaded: 48,
+      bytesReceived: [...written.values()].reduce((n, b) => n + b.length, 0),
+      failed: [],
+    });
+    for (const [path, bytes] of written) expect((await readFile(join(desktop.root, path))).equals(bytes)).toBe(true);
+    expect(await contents(desktop.root)).toEqual(await contents(laptop.root));
+  });
+
+  it('applies a folder deleted and made again in feed order, within one pass', async () => {
+    await mkdir(join(laptop.root, 'Cycle'));
+    await writeFile(join(laptop.root, 'Cycle/a.txt'), 'a, first');
+    await writeFile(join(laptop.root, 'Cycle/b.txt'), 'b');
+    await converge();
+    await laptop.api.remove('Sync/Cycle');
+    await laptop.sync();
+    await mkdir(join(laptop.root, 'Cycle'));
+    await writeFile(join(laptop.root, 'Cycle/a.txt'), 'a, made again');
+    expect(await laptop.sync()).toMatchObject({ uploaded: 1, failed: [] });
+    // The desktop reads the folder's tombstone, the folder, and the new file in one pass.
+    expect(await desktop.sync()).toMatchObject({ downloaded: 1, deleted: 1, failed: [] });
+    expect(await readdir(join(desktop.root, 'Cycle'))).toEqual(['a.txt']);
+    expect(await readFile(join(desktop.root, 'Cycle/a.txt'), 'utf8')).toBe('a, made again');
+  });
+
+  it('skips a new file the server no longer holds when the pass reaches it', async () => {
+    await mkdir(join(laptop.root, 'Brief'));
+    await writeFile(join(laptop.root, 'Brief/gone.txt'), 'here for a moment');
+    expect(await laptop.sync()).toMatchObject({ uploaded: 1, failed: [] });
+    await laptop.api.remove('Sync/Brief/gone.txt');
+    // The desktop reads the upsert, then the delete: the file is gone by the time it gets to it.
+    expect(await desktop.sync()).toMatchObject({ downloaded: 0, failed: [] });
+    expect(await readdir(join(desktop.root, 'Brief'))).toEqual([]);
+    await converge();
+    expect(await contents(desktop.root)).toEqual(await contents(laptop.root));
+  });
+
   it('backs up one way: uploads changes, never deletes on the server or downloads', async () => {
     const root = await mkdtemp(join(tmpdir(), 'pv-backup-'));
     const { token } = await server.login('alice', { deviceName: 'nas' });
@@ -134,10 +197,11 @@ describe('two-way folder sync, one pass at a time', () => {
     try {
       await writeFile(join(root, 'a.txt'), 'a');
       await writeFile(join(root, 'b.txt'), 'b');
-      expect(await backup.backupOnce()).toMatchObject({ uploaded: 2, deleted: 0, failed: [] });
+      const backupOnce = () => backup.converge(() => backup.backupOnce());
+      expect(await backupOnce()).toMatchObject({ uploaded: 2, deleted: 0, failed: [] });
       await rm(join(root, 'a.txt'));
       await writeFile(join(root, 'b.txt'), 'b, edited');
-      expect(await backup.backupOnce()).toMatchObject({ uploaded: 1, deleted: 0, downloaded: 0 });
+      expect(await backupOnce()).toMatchObject({ uploaded: 1, deleted: 0, downloaded: 0 });
       expect((await api.stat('Backup/a.txt')).size).toBe(1);
       expect((await api.versions('Backup/b.txt')).length).toBe(2);
     } finally {
@@ -145,5 +209,65 @@ describe('two-way folder sync, one pass at a time', () => {
       await api.close();
       await rm(root, { recursive: true, force: true });
     }
+  });
+
+  describe('files still being written and passes cut short', () => {
+    let root: string;
+    let api: ApiClient;
+    let index: LocalIndex;
+    let clock: number;
+    let engine: SyncEngine;
+
+    beforeAll(async () => {
+      root = await mkdtemp(join(tmpdir(), 'pv-settle-'));
+      api = new ApiClient(url, (await server.login('alice', { deviceName: 'camera' })).token);
+      index = await LocalIndex.open(join(root, '.photovault', 'index.db'));
+      engine = new SyncEngine(api, root, 'Settle', index, join(root, '.photovault', 'state.json'), { settleMs: 1000, now: () => clock });
+    });
+    afterAll(async () => {
+      await index.close();
+      await api.close();
+      await rm(root, { recursive: true, force: true });
+    });
+
+    it('leaves a file modified within the settle time for a later pass, then uploads it', async () => {
+      await writeFile(join(root, 'import.jpg'), 'first half');
+      const mtime = (await stat(join(root, 'import.jpg'))).mtimeMs;
+      clock = mtime + 500;
+      expect(await engine.syncOnce()).toMatchObject({ uploaded: 0, deferred: 1 });
+      await expect(api.stat('Settle/import.jpg')).rejects.toMatchObject({ code: 'PV_NOT_FOUND' });
+      clock = mtime + 1000;
+      expect(await engine.syncOnce()).toMatchObject({ uploaded: 1, deferred: 0 });
+      expect((await api.stat('Settle/import.jpg')).size).toBe('first half'.length);
+    });
+
+    it('takes a future mtime (a skewed clock) as settled', async () => {
+      await writeFile(join(root, 'future.jpg'), 'from a camera set a year ahead');
+      const future = new Date(Date.now() + 365 * 24 * 3600 * 1000);
+      await utimes(join(root, 'future.jpg'), future, future);
+      clock = Date.now();
+      expect(await engine.syncOnce()).toMatchObject({ uploaded: 1, deferred: 0 });
+    });
+
+    it('sends a delete an earlier pass saw but never sent (it failed or was killed)', async () => {
+      await writeFile(join(root, 'doomed.jpg'), 'to be deleted');
+      clock = Date.now() + 5000;
+      expect(await engine.syncOnce()).toMatchObject({ uploaded: 1 });
+      await rm(join(root, 'doomed.jpg'));
+      // What a pass killed right after its scan leaves behind: the file seen gone, nothing sent.
+      expect((await scanFolder(root, index, { ignored: await loadIgnoreRules(root) })).deleted.map((f) => f.path)).toEqual(['doomed.jpg']);
+      expect(await engine.syncOnce()).toMatchObject({ deleted: 1, failed: [] });
+      await expect(api.stat('Settle/doomed.jpg')).rejects.toMatchObject({ code: 'PV_NOT_FOUND' });
+      expect(await index.get('doomed.jpg')).toBeUndefined();
+    });
+
+    it('uploads a file an earlier pass indexed but never uploaded (it failed or was killed)', async () => {
+      await writeFile(join(root, 'interrupted.jpg'), 'indexed, not uploaded');
+      // What a pass killed between its scan and the upload leaves behind: the file indexed as changed.
+      await scanFolder(root, index, { ignored: await loadIgnoreRules(root) });
+      clock = Date.now() + 5000;
+      expect(await engine.syncOnce()).toMatchObject({ uploaded: 1, failed: [] });
+      expect((await api.stat('Settle/interrupted.jpg')).size).toBe('indexed, not uploaded'.length);
+    });
   });
 });

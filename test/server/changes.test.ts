@@ -74,6 +74,19 @@ describeEachDatabase('change feed', (kind) => {
     expect(new Set(changes.map((c) => c.path)).size).toBe(8);
   });
 
+  it('creates a new folder once when uploads into it commit at once', async () => {
+    const start = (await page(0)).latest;
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        uploadBytes(server.app, alice.auth, `together/inner/f-${i}.bin`, pseudoRandomBytes(20_000, 200 + i)),
+      ),
+    );
+    expect(answers.map((answer) => answer.status.state)).toEqual(Array(8).fill('committed'));
+    const changes = await all(start);
+    expect(changes.filter((c) => c.entryKind === 'folder').map((c) => c.path)).toEqual(['together', 'together/inner']);
+    expect(changes.filter((c) => c.entryKind === 'file')).toHaveLength(8);
+  });
+
   it('pages with next and hasMore, and an empty page past the end', async () => {
     const { latest } = await page(0);
     const first = await page(0, 3);

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHUNK_MAX_SIZE } from '../../src/core/chunker.js';
 import { sha256Hex } from '../../src/core/hash.js';
 import { encodeManifest, MAX_MANIFEST_CHUNKS } from '../../src/core/manifest.js';
@@ -138,6 +138,94 @@ describeEachDatabase('upload protocol', (kind) => {
     const answer = await putChunk(server.app, alice.auth, status.uploadId!, sha256Hex(stranger), stranger);
     expect(answer.statusCode).toBe(409);
     expect(answer.json().code).toBe('PV_UPLOAD_CHUNK_NOT_EXPECTED');
+  });
+
+  describe('several chunks to a request', () => {
+    const putChunks = (uploadId: string, hashes: string[], body: Buffer, url = `/api/v1/uploads/${uploadId}/chunks`, method = 'PUT') =>
+      server.app.inject({
+        method: method as 'PUT',
+        url: `${url}?hashes=${hashes.join(',')}`,
+        headers: { ...alice.auth, 'content-type': 'application/octet-stream' },
+        payload: body,
+      });
+    const statusOf = async (uploadId: string) =>
+      (await server.app.inject({ url: `/api/v1/uploads/${uploadId}`, headers: alice.auth })).json<UploadStatus>();
+    const begun = async (path: string, bytes: Buffer) => {
+      const prepared = await prepareUpload(path, bytes);
+      const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
+      const chunks = prepared.fingerprint.chunks.filter((chunk) => status.missing.includes(chunk.hash));
+      return {
+        prepared,
+        status,
+        chunks,
+        body: (from = 0, to = chunks.length) => Buffer.concat(chunks.slice(from, to).map((c) => prepared.chunkBytes.get(c.hash)!)),
+      };
+    };
+
+    it('takes chunks back to back in one request, each checked as if sent alone', async () => {
+      const bytes = pseudoRandomBytes(1024 * 1024 + 5, 30);
+      const { status, chunks, body } = await begun('batch/one.bin', bytes);
+      expect(chunks.length).toBeGreaterThan(4);
+      const answer = await putChunks(
+        status.uploadId!,
+        chunks.map((c) => c.hash),
+        body(),
+      );
+      expect(answer.statusCode, answer.body).toBe(200);
+      expect(answer.json().chunks).toEqual(chunks.map((c) => ({ hash: c.hash, stored: true })));
+      expect((await statusOf(status.uploadId!)).missing).toEqual([]);
+      // Sending them again is harmless.
+      expect((await putChunks(status.uploadId!, [chunks[0]!.hash], body(0, 1))).json().chunks).toEqual([
+        { hash: chunks[0]!.hash, stored: false },
+      ]);
+      expect((await commit(server.app, alice.auth, status.uploadId!)).json<UploadStatus>().state).toBe('committed');
+      expect((await download(server.app, alice.auth, 'batch/one.bin')).rawPayload.equals(bytes)).toBe(true);
+    });
+
+    it('commits with the last chunks carried by the commit request itself', async () => {
+      const bytes = pseudoRandomBytes(300_000, 31);
+      const { status, chunks, body } = await begun('batch/two.bin', bytes);
+      const answer = await putChunks(
+        status.uploadId!,
+        chunks.map((c) => c.hash),
+        body(),
+        `/api/v1/uploads/${status.uploadId}/commit`,
+        'POST',
+      );
+      expect(answer.statusCode, answer.body).toBe(200);
+      expect(answer.json<UploadStatus>()).toMatchObject({ state: 'committed', file: { path: 'batch/two.bin', size: bytes.length } });
+      expect((await download(server.app, alice.auth, 'batch/two.bin')).rawPayload.equals(bytes)).toBe(true);
+      expect(await isStaged(server, status.uploadId!)).toBe(false);
+    });
+
+    it('keeps the chunks before one that fails its hash, and not that one', async () => {
+      const { status, chunks, body } = await begun('batch/three.bin', pseudoRandomBytes(400_000, 32));
+      const forged = body(0, 2);
+      forged[forged.length - 10] = forged[forged.length - 10]! ^ 0xff;
+      const answer = await putChunks(status.uploadId!, [chunks[0]!.hash, chunks[1]!.hash], forged);
+      expect(answer.statusCode).toBe(422);
+      expect(answer.json()).toMatchObject({ code: 'PV_UPLOAD_CHUNK_HASH_MISMATCH' });
+      expect(answer.json().detail).toContain(chunks[1]!.hash);
+      const missing = (await statusOf(status.uploadId!)).missing;
+      expect(missing).not.toContain(chunks[0]!.hash);
+      expect(missing).toContain(chunks[1]!.hash);
+    });
+
+    it('refuses a body shorter or longer than the chunks it names, and chunks the upload does not expect', async () => {
+      const { status, chunks, body } = await begun('batch/four.bin', pseudoRandomBytes(400_000, 33));
+      const hashes = chunks.slice(0, 2).map((c) => c.hash);
+      const short = await putChunks(status.uploadId!, hashes, body(0, 2).subarray(0, chunks[0]!.length + 100));
+      expect(short.statusCode).toBe(400);
+      expect(short.json()).toMatchObject({ code: 'PV_UPLOAD_CHUNK_TRUNCATED' });
+      expect((await statusOf(status.uploadId!)).missing).toContain(hashes[1]);
+      const long = await putChunks(status.uploadId!, hashes, Buffer.concat([body(0, 2), Buffer.from('more')]));
+      expect(long.statusCode).toBe(400);
+      expect(long.json()).toMatchObject({ code: 'PV_INVALID_INPUT' });
+      const stranger = pseudoRandomBytes(1000, 34);
+      const unexpected = await putChunks(status.uploadId!, [sha256Hex(stranger)], stranger);
+      expect(unexpected.statusCode).toBe(409);
+      expect(unexpected.json()).toMatchObject({ code: 'PV_UPLOAD_CHUNK_NOT_EXPECTED' });
+    });
   });
 
   it('refuses to commit while chunks are missing, and lists them', async () => {

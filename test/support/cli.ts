@@ -222,6 +222,9 @@ export async function startServer(
   }
 }
 
+/** Options of a sandbox's CLI run: its own client config dir unless another is given. */
+export type SandboxCliOptions = Omit<CliOptions, 'configDir' | 'tracker'> & { configDir?: string };
+
 /**
  * What one end-to-end test owns: a temp dir (client config, server data, local files) and the
  * processes it started. `dispose` kills what still runs and removes the dir; call it in afterEach
@@ -251,18 +254,31 @@ export class CliSandbox {
   }
 
   /** Runs the CLI as this sandbox's client. */
-  run(args: string[], options: Omit<CliOptions, 'configDir' | 'tracker'> & { configDir?: string } = {}): Promise<CliResult> {
-    return runCli(args, { ...options, configDir: options.configDir ?? this.configDir, tracker: this.tracker });
+  run(args: string[], options: SandboxCliOptions = {}): Promise<CliResult> {
+    return runCli(args, this.options(options));
   }
 
   /** Runs the CLI as this sandbox's client; it must succeed and print JSON. */
-  json<T>(args: string[], options: Omit<CliOptions, 'configDir' | 'tracker'> & { configDir?: string } = {}): Promise<T> {
-    return runCliJson<T>(args, { ...options, configDir: options.configDir ?? this.configDir, tracker: this.tracker });
+  json<T>(args: string[], options: SandboxCliOptions = {}): Promise<T> {
+    return runCliJson<T>(args, this.options(options));
   }
 
-  /** Starts the CLI as this sandbox's client without waiting for it. */
-  spawn(args: string[]): ChildProcess {
-    return spawnCli(args, { configDir: this.configDir, tracker: this.tracker });
+  /** Starts the CLI as this sandbox's client (or another config dir's) without waiting for it. */
+  spawn(args: string[], options: { configDir?: string } = {}): ChildProcess {
+    return spawnCli(args, this.options(options));
+  }
+
+  /**
+   * The sandbox's processes share a runtime dir inside it: the control sockets of its sync
+   * daemons (killed ones' too) stay in the temp dir, and `photovault status` sees only them.
+   */
+  private options(options: SandboxCliOptions): CliOptions {
+    return {
+      ...options,
+      configDir: options.configDir ?? this.configDir,
+      env: { XDG_RUNTIME_DIR: join(this.root, 'run'), ...options.env },
+      tracker: this.tracker,
+    };
   }
 
   startServer(dataDir: string, options: { port?: number } = {}): Promise<CliServer> {

@@ -106,6 +106,7 @@ export class FilesRepository {
    * file already has adds nothing.
    */
   async recordVersion(trx: Kysely<Database>, input: NewVersion): Promise<RecordedVersion> {
+    await this.changes.lock(trx, input.ownerId);
     await this.ensureFolders(trx, input.ownerId, parentOf(input.path), input.deviceId, input.at);
     let path = input.path;
     let conflictPath: string | null = null;
@@ -166,15 +167,22 @@ export class FilesRepository {
   /** Creates every missing folder of dir; a file in the way is a conflict. */
   private async ensureFolders(trx: Kysely<Database>, ownerId: string, dir: string, deviceId: string | null, at: number): Promise<void> {
     if (dir === '') return;
-    for (const folder of [...ancestorsOf(dir), dir]) {
+    // A live folder's ancestors are live folders (deleting or moving a folder takes its contents
+    // along), so the common case, the folder already there, takes one look.
+    const chain = [...ancestorsOf(dir), dir];
+    const missing: string[] = [];
+    for (const folder of chain.reverse()) {
       const existing = await this.findLive(ownerId, folder, trx);
-      if (existing?.kind === 'folder') continue;
+      if (existing?.kind === 'folder') break;
       if (existing) {
         throw new PvError('PV_CONFLICT', `${folder} is a file, so it cannot hold other files.`, {
           path: folder,
           fix: 'Upload under another folder name.',
         });
       }
+      missing.unshift(folder);
+    }
+    for (const folder of missing) {
       const created: FileRow = {
         id: randomUUID(),
         owner_id: ownerId,
@@ -198,6 +206,7 @@ export class FilesRepository {
   /** Moves the entry at path, and everything under it if a folder, to the trash as one entry. */
   async moveToTrash(ownerId: string, path: string, deviceId: string | null, at: number): Promise<TrashRow> {
     return this.db.transaction().execute(async (trx) => {
+      await this.changes.lock(trx, ownerId);
       const entry = await this.findLive(ownerId, path, trx);
       if (!entry) throw fileNotFound(path);
       const trashId = randomUUID();
@@ -230,6 +239,7 @@ export class FilesRepository {
    */
   async move(ownerId: string, from: string, to: string, deviceId: string | null, at: number): Promise<FileRow> {
     return this.db.transaction().execute(async (trx) => {
+      await this.changes.lock(trx, ownerId);
       const entry = await this.findLive(ownerId, from, trx);
       if (!entry) throw fileNotFound(from);
       if (to === from || to.startsWith(`${from}/`)) {
@@ -268,6 +278,7 @@ export class FilesRepository {
    */
   async restore(ownerId: string, trashId: string, deviceId: string | null, at: number): Promise<TrashRow> {
     return this.db.transaction().execute(async (trx) => {
+      await this.changes.lock(trx, ownerId);
       const trash = await trx.selectFrom('trash').selectAll().where('owner_id', '=', ownerId).where('id', '=', trashId).executeTakeFirst();
       if (!trash) throw new PvError('PV_NOT_FOUND', `No trash entry ${trashId}.`, { fix: 'See `photovault trash ls`.' });
       const rows = await trx.selectFrom('files').selectAll().where('owner_id', '=', ownerId).where('trash_id', '=', trashId).execute();

@@ -1,6 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { FileEntrySchema, FileListSchema, FileVersionSchema, TrashEntrySchema, VersionManifestSchema } from '../../core/protocol.js';
+import {
+  FileEntrySchema,
+  FileListSchema,
+  FileVersionSchema,
+  TrashEntrySchema,
+  VersionManifestSchema,
+  VersionPatchSchema,
+} from '../../core/protocol.js';
 import { principalOf } from '../http/authenticate.js';
 import { parseByteRange } from '../http/byte-range.js';
 import { sendProblem } from '../http/problem.js';
@@ -14,6 +21,10 @@ const ListQuery = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
 });
 const ContentQuery = Type.Object({ path: Type.String({ maxLength: 4096 }), version: Type.Optional(Type.String({ maxLength: 64 })) });
+const PatchQuery = Type.Object({
+  ...ContentQuery.properties,
+  base: Type.String({ minLength: 1, maxLength: 64, description: 'the version held' }),
+});
 const TrashParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 
 /** The files API: browse, download with ranges and ETags, delete to trash, restore, empty. */
@@ -66,6 +77,23 @@ export function filesRoutes(files: FilesService): FastifyPluginAsyncTypebox {
         const principal = principalOf(request);
         const version = await files.resolveVersion(principal, request.query.path, request.query.version ?? null);
         return { version, manifest: await files.manifest(principal, version) };
+      },
+    );
+
+    app.get(
+      '/files/patch',
+      {
+        schema: {
+          tags: ['files'],
+          summary: 'A file (or a version of it) as a patch of an older version the client holds: manifest diff and binary deltas',
+          querystring: PatchQuery,
+          response: { 200: VersionPatchSchema },
+        },
+      },
+      async (request) => {
+        const principal = principalOf(request);
+        const version = await files.resolveVersion(principal, request.query.path, request.query.version ?? null);
+        return files.patch(principal, version, request.query.base);
       },
     );
 

@@ -2,13 +2,14 @@ import type { Readable } from 'node:stream';
 import { PvError } from '../../core/errors.js';
 import { encodeManifest } from '../../core/manifest.js';
 import { normalizePath } from '../../core/paths.js';
-import type { FileEntry, FileList, FileVersionView, TrashEntry } from '../../core/protocol.js';
+import type { FileEntry, FileList, FileVersionView, TrashEntry, VersionPatch } from '../../core/protocol.js';
 import type { BlobStore, Bucket, ByteRange } from '../../infra/blobs/blob-store.js';
 import { objectKey } from '../objects.js';
 import type { ChangeNotifier } from '../sync/change-notifier.js';
 import type { Principal } from '../user/user.service.js';
 import { toFileEntry, toTrashEntry, toVersionView } from './file-views.js';
 import { fileNotFound, type FilesRepository } from './files.repository.js';
+import type { VersionDeltas } from './version-deltas.js';
 
 export interface FilesPolicy {
   trashDays: number;
@@ -22,6 +23,7 @@ export class FilesService {
     private readonly files: FilesRepository,
     private readonly blobs: BlobStore,
     private readonly notifier: ChangeNotifier,
+    private readonly deltas: VersionDeltas,
     private readonly policy: FilesPolicy,
     private readonly now: () => number = Date.now,
   ) {}
@@ -75,6 +77,14 @@ export class FilesService {
   async manifest(principal: Principal, version: FileVersionView): Promise<string> {
     if (!(await this.files.findVersion(principal.userId, version.id))) throw new PvError('PV_NOT_FOUND', 'No such version.');
     return encodeManifest(await this.files.manifestOf(version.contentHash)).toString('base64');
+  }
+
+  /**
+   * A version as a patch of an older version the client holds (any of the user's, since its copy
+   * may have moved): the manifest as a diff and the changed regions as binary deltas.
+   */
+  async patch(principal: Principal, version: FileVersionView, baseVersionId: string): Promise<VersionPatch> {
+    return this.deltas.patch(await this.deltas.baseOf(principal.userId, baseVersionId), version);
   }
 
   /** Streams a version's bytes (a range of them when given), from whichever bucket holds them. */

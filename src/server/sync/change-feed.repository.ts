@@ -27,6 +27,20 @@ export class ChangeFeedRepository {
     return seq;
   }
 
+  /**
+   * Makes the caller's transaction wait for, and then hold off, every other change to the user's
+   * namespace until it ends: on PostgreSQL, changes read what they change first (is the folder
+   * there, is the head still the base version), and two at once would both act on the same
+   * reading. SQLite runs one write transaction at a time anyway.
+   */
+  async lock(trx: Kysely<Database>, ownerId: string): Promise<void> {
+    await trx
+      .updateTable('users')
+      .set((eb) => ({ change_seq: eb.ref('change_seq') }))
+      .where('id', '=', ownerId)
+      .execute();
+  }
+
   /** Changes after a sequence number, oldest first. */
   since(ownerId: string, after: number, limit: number): Promise<ChangeRow[]> {
     return this.db

@@ -86,14 +86,44 @@ export class UploadRepository {
     };
   }
 
-  /** Marks every place of the chunk as received. */
-  async markReceived(uploadId: string, hash: string, at: number): Promise<void> {
-    await this.db
-      .updateTable('upload_chunks')
-      .set({ received_at: at })
-      .where('upload_id', '=', uploadId)
-      .where('hash', '=', hash)
+  /**
+   * The user's upload and, for each of these distinct chunk hashes the upload expects, its length,
+   * the places it must fill and whether it has it, in one read. undefined when the user has no
+   * such upload.
+   */
+  async findUploadChunks(ownerId: string, uploadId: string, hashes: string[]) {
+    const rows = await this.db
+      .selectFrom('uploads')
+      .leftJoin('upload_chunks', (join) =>
+        join.onRef('upload_chunks.upload_id', '=', 'uploads.id').on('upload_chunks.hash', 'in', hashes.length > 0 ? hashes : ['']),
+      )
+      .select(['uploads.expires_at', 'upload_chunks.hash', 'upload_chunks.offset', 'upload_chunks.length', 'upload_chunks.received_at'])
+      .where('uploads.owner_id', '=', ownerId)
+      .where('uploads.id', '=', uploadId)
       .execute();
+    if (rows.length === 0) return undefined;
+    const chunks = new Map<string, { length: number; offsets: number[]; received: boolean }>();
+    for (const row of rows) {
+      if (row.hash === null) continue;
+      const chunk = chunks.get(row.hash) ?? { length: row.length!, offsets: [], received: true };
+      chunk.offsets.push(row.offset!);
+      chunk.received &&= row.received_at !== null;
+      chunks.set(row.hash, chunk);
+    }
+    return { expiresAt: rows[0]!.expires_at, chunks };
+  }
+
+  /** Marks every place of the chunk (or chunks) as received. */
+  async markReceived(uploadId: string, hash: string | string[], at: number): Promise<void> {
+    const hashes = typeof hash === 'string' ? [hash] : hash;
+    for (let i = 0; i < hashes.length; i += BATCH) {
+      await this.db
+        .updateTable('upload_chunks')
+        .set({ received_at: at })
+        .where('upload_id', '=', uploadId)
+        .where('hash', 'in', hashes.slice(i, i + BATCH))
+        .execute();
+    }
   }
 
   /** Marks staged chunks as not received (they were lost or damaged in staging). */
@@ -124,9 +154,14 @@ export class UploadRepository {
       .execute();
   }
 
-  /** Every place the upload receives chunks for, received or not. */
-  places(uploadId: string): Promise<ChunkPlace[]> {
-    return this.db.selectFrom('upload_chunks').select(['offset', 'hash', 'length']).where('upload_id', '=', uploadId).execute();
+  /** Every place the upload receives chunks for, and whether it has. */
+  async places(uploadId: string): Promise<(ChunkPlace & { received: boolean })[]> {
+    const rows = await this.db
+      .selectFrom('upload_chunks')
+      .select(['offset', 'hash', 'length', 'received_at'])
+      .where('upload_id', '=', uploadId)
+      .execute();
+    return rows.map((row) => ({ offset: row.offset, hash: row.hash, length: row.length, received: row.received_at !== null }));
   }
 
   /**

@@ -1,23 +1,60 @@
 import type { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { CHUNK_MAX_SIZE } from '../../core/chunker.js';
 import { PvError } from '../../core/errors.js';
-import { ChunkReceiptSchema, UploadRequestSchema, UploadStatusSchema } from '../../core/protocol.js';
+import { CHUNKS_PER_REQUEST_MAX, ChunkReceiptSchema, UploadRequestSchema, UploadStatusSchema } from '../../core/protocol.js';
 import { principalOf } from '../http/authenticate.js';
 import type { UploadService } from './upload.service.js';
 
 const UploadParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 const ChunkParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }), hash: Type.String({ pattern: '^[0-9a-f]{64}$' }) });
+const ChunkQuery = Type.Object({
+  base: Type.Optional(
+    Type.String({
+      pattern: '^[0-9a-f]{64}(,[0-9a-f]{64}){0,63}$',
+      description: 'with a delta body: the base chunks, comma-separated, as the upload status offered them',
+    }),
+  ),
+});
+const ChunksQuery = Type.Object({
+  hashes: Type.String({
+    pattern: `^[0-9a-f]{64}(,[0-9a-f]{64}){0,${CHUNKS_PER_REQUEST_MAX - 1}}$`,
+    description: `the chunks the body holds back to back, in order, comma-separated (at most ${CHUNKS_PER_REQUEST_MAX})`,
+  }),
+});
+const CommitQuery = Type.Partial(ChunksQuery);
+/** A chunk sent as a binary delta against base chunks (docs/protocol.md). */
+const DELTA_TYPE = 'application/vnd.photovault.delta';
 
 // A manifest of MAX_MANIFEST_CHUNKS entries is ~36 MiB of base64; the JSON around it is small.
 const NEGOTIATE_BODY_LIMIT = 48 * 1024 * 1024;
+
+/** The raw body of a request that carries chunks back to back. */
+function chunksBody(request: FastifyRequest): Readable {
+  if (Number(request.headers['content-length'] ?? 0) > CHUNKS_PER_REQUEST_MAX * CHUNK_MAX_SIZE) {
+    throw new PvError(
+      'PV_INVALID_INPUT',
+      `A request carries at most ${CHUNKS_PER_REQUEST_MAX} chunks of at most ${CHUNK_MAX_SIZE} bytes.`,
+      {
+        fix: 'Send fewer chunks per request.',
+      },
+    );
+  }
+  if (!request.body || request.headers['content-type'] !== 'application/octet-stream') {
+    throw new PvError('PV_INVALID_INPUT', 'Chunks must be sent as application/octet-stream.', {
+      fix: 'Set Content-Type: application/octet-stream and send the chunks back to back.',
+    });
+  }
+  return request.body as Readable;
+}
 
 /** The upload protocol's routes (DESIGN section 3, docs/protocol.md). */
 export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox {
   return async (app) => {
     // Chunk bodies reach the service as the raw stream: it verifies while it stores.
-    app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+    app.addContentTypeParser(['application/octet-stream', DELTA_TYPE], (_request, payload, done) => done(null, payload));
 
     app.post(
       '/uploads',
@@ -47,8 +84,10 @@ export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox 
       {
         schema: {
           tags: ['uploads'],
-          summary: 'Send one chunk (application/octet-stream); verified against its hash before a byte is kept; repeating is harmless',
+          summary:
+            'Send one chunk (application/octet-stream), or a delta of it against base chunks (application/vnd.photovault.delta with ?base=); verified against its hash before a byte is kept; repeating is harmless',
           params: ChunkParams,
+          querystring: ChunkQuery,
           response: { 200: ChunkReceiptSchema },
         },
       },
@@ -60,12 +99,38 @@ export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox 
           });
         }
         if (!request.body) {
-          throw new PvError('PV_INVALID_INPUT', 'The chunk must be sent as application/octet-stream.', {
+          throw new PvError('PV_INVALID_INPUT', `The chunk must be sent as application/octet-stream or ${DELTA_TYPE}.`, {
             fix: 'Set Content-Type: application/octet-stream.',
           });
         }
-        return uploads.putChunk(principalOf(request), request.params.id, request.params.hash, request.body as Readable);
+        const body = request.body as Readable;
+        const { id, hash } = request.params;
+        if (request.headers['content-type'] !== DELTA_TYPE) return uploads.putChunk(principalOf(request), id, hash, body);
+        if (!request.query.base) {
+          body.resume();
+          throw new PvError('PV_INVALID_INPUT', 'A delta needs its base chunks.', {
+            fix: 'Name them in ?base=, as the upload status offered.',
+          });
+        }
+        return uploads.putChunkDelta(principalOf(request), id, hash, request.query.base.split(','), body);
       },
+    );
+
+    app.put(
+      '/uploads/:id/chunks',
+      {
+        schema: {
+          tags: ['uploads'],
+          summary:
+            'Send several chunks in one request (application/octet-stream, back to back in the order of ?hashes=), each verified as if sent alone',
+          params: UploadParams,
+          querystring: ChunksQuery,
+          response: { 200: Type.Object({ chunks: Type.Array(ChunkReceiptSchema) }) },
+        },
+      },
+      async (request) => ({
+        chunks: await uploads.putChunks(principalOf(request), request.params.id, request.query.hashes.split(','), chunksBody(request)),
+      }),
     );
 
     app.post(
@@ -73,12 +138,18 @@ export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox 
       {
         schema: {
           tags: ['uploads'],
-          summary: 'Assemble, verify and record the file version',
+          summary:
+            'Assemble, verify and record the file version; with ?hashes= and a body, first store those last chunks (as PUT /uploads/{id}/chunks)',
           params: UploadParams,
+          querystring: CommitQuery,
           response: { 200: UploadStatusSchema },
         },
       },
-      async (request) => uploads.commit(principalOf(request), request.params.id),
+      async (request) => {
+        const { hashes } = request.query;
+        if (hashes === undefined) return uploads.commit(principalOf(request), request.params.id);
+        return uploads.commitWith(principalOf(request), request.params.id, hashes.split(','), chunksBody(request));
+      },
     );
 
     app.delete(

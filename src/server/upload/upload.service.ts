@@ -1,9 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { CHUNK_MAX_SIZE } from '../../core/chunker.js';
-import { isPvError, PvError } from '../../core/errors.js';
+import { isPvError, notFoundAsNull, PvError } from '../../core/errors.js';
 import { parseContentHash } from '../../core/hash.js';
-import { decodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../../core/manifest.js';
+import { applyDelta, MAX_SIGNED_BYTES } from '../../core/delta.js';
+import { decodeManifest, encodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../../core/manifest.js';
+import { applyManifestDiff, decodeManifestDiff } from '../../core/manifest-diff.js';
 import { normalizePath } from '../../core/paths.js';
 import type { ChunkReceipt, UploadRequest, UploadStatus } from '../../core/protocol.js';
 import type { BlobStore, Bucket } from '../../infra/blobs/blob-store.js';
@@ -13,6 +15,7 @@ import type { Db } from '../../infra/db/database.js';
 import type { UploadRow } from '../../infra/db/schema.js';
 import { toFileEntry, toVersionView } from '../files/file-views.js';
 import type { FilesRepository, RecordedVersion } from '../files/files.repository.js';
+import { readAll, type VersionDeltas } from '../files/version-deltas.js';
 import { objectKey } from '../objects.js';
 import type { ChangeNotifier } from '../sync/change-notifier.js';
 import type { Principal } from '../user/user.service.js';
@@ -49,6 +52,7 @@ export class UploadService {
     private readonly staging: StagingArea,
     private readonly bus: EventBus,
     private readonly notifier: ChangeNotifier,
+    private readonly deltas: VersionDeltas,
     private readonly policy: UploadPolicy,
     private readonly metrics: UploadMetrics,
     private readonly now: () => number = Date.now,
@@ -66,7 +70,8 @@ export class UploadService {
         fix: 'Ask the administrator to raise uploads.maxFileBytes.',
       });
     }
-    const manifest = decodeManifest(Buffer.from(request.manifest, 'base64'), MAX_MANIFEST_CHUNKS);
+    const base = request.baseVersionId ? await this.deltas.baseOf(principal.userId, request.baseVersionId).catch(notFoundAsNull) : null;
+    const manifest = this.manifestOf(request, base);
     checkManifest(manifest, request.size);
 
     const held = await this.files.findVersionByContent(principal.userId, contentHash);
@@ -88,7 +93,7 @@ export class UploadService {
     const resumable = await this.uploads.findResumable(principal.userId, path, contentHash);
     if (resumable) {
       await this.uploads.extendExpiry(resumable.id, this.expiry());
-      return this.pendingStatus(resumable.id);
+      return this.pendingStatus(resumable);
     }
 
     const owned = await this.uploads.locateOwnedChunks(principal.userId, [...new Set(manifest.map((c) => c.hash))]);
@@ -102,22 +107,55 @@ export class UploadService {
       size: request.size,
       mtime: request.mtime,
       content_hash: contentHash,
-      manifest: request.manifest,
+      manifest: encodeManifest(manifest).toString('base64'),
       base_version_id: request.baseVersionId ?? null,
       created_at: at,
       expires_at: this.expiry(),
     };
     if (!(await this.uploads.insertUpload(upload, needed))) {
       // An identical negotiation got there first: resume that one.
-      return this.pendingStatus((await this.uploads.findResumable(principal.userId, path, contentHash))!.id);
+      return this.pendingStatus((await this.uploads.findResumable(principal.userId, path, contentHash))!);
     }
-    return pendingStatus(upload.id, needed);
+    return this.withDeltaBases(pendingStatus(upload.id, needed), base, manifest);
+  }
+
+  /** The upload's manifest: sent whole, or as a diff against the base version's. */
+  private manifestOf(request: UploadRequest, base: { manifest: Manifest } | null): Manifest {
+    if (request.manifestDiff === undefined) {
+      if (request.manifest === undefined) {
+        throw new PvError('PV_INVALID_INPUT', 'An upload needs its manifest.', {
+          fix: 'Send manifest, or manifestDiff with baseVersionId.',
+        });
+      }
+      return decodeManifest(Buffer.from(request.manifest, 'base64'), MAX_MANIFEST_CHUNKS);
+    }
+    if (!base) {
+      // The base may have been purged since the client last synced: it can always send the whole manifest.
+      throw new PvError('PV_MANIFEST_INVALID', 'manifestDiff needs a baseVersionId of a version you hold.', {
+        fix: 'Send the whole manifest instead.',
+      });
+    }
+    return applyManifestDiff(
+      base.manifest,
+      decodeManifestDiff(Buffer.from(request.manifestDiff, 'base64'), MAX_MANIFEST_CHUNKS),
+      MAX_MANIFEST_CHUNKS,
+    );
+  }
+
+  /** Adds, for an upload based on an older version, the replaced bytes its missing chunks may be sent as deltas against. */
+  private async withDeltaBases(
+    status: UploadStatus,
+    base: Awaited<ReturnType<VersionDeltas['baseOf']>> | null,
+    manifest: Manifest,
+  ): Promise<UploadStatus> {
+    if (!base || status.missing.length === 0) return status;
+    const deltaBases = await this.deltas.deltaBases(base, manifest, new Set(status.missing));
+    return deltaBases.length > 0 ? { ...status, deltaBases } : status;
   }
 
   /** What an upload still needs. */
   async status(principal: Principal, uploadId: string): Promise<UploadStatus> {
-    await this.requireUpload(principal, uploadId);
-    return this.pendingStatus(uploadId);
+    return this.pendingStatus(await this.requireUpload(principal, uploadId));
   }
 
   /**
@@ -125,6 +163,28 @@ export class UploadService {
    * that fails the check is kept. Sending a chunk already stored is harmless.
    */
   async putChunk(principal: Principal, uploadId: string, hash: string, body: Readable): Promise<ChunkReceipt> {
+    const found = await this.expectedChunk(principal, uploadId, hash, body);
+    if (found === 'received') return { hash, stored: false };
+    // A chunk is at most 256 KiB: hold it whole, check it, and only then write a byte of it.
+    return this.storeChunk(uploadId, hash, found, await readAtMost(body, found.length + 1));
+  }
+
+  /**
+   * Stores one chunk sent as a delta against base: chunks of the user's own stored versions,
+   * back to back (an upload status's deltaBases). The rebuilt bytes pass the same checks as a
+   * chunk sent whole.
+   */
+  async putChunkDelta(principal: Principal, uploadId: string, hash: string, base: string[], body: Readable): Promise<ChunkReceipt> {
+    const found = await this.expectedChunk(principal, uploadId, hash, body);
+    if (found === 'received') return { hash, stored: false };
+    // A delta never needs more room than a literal of the whole chunk and a few bytes of framing.
+    const delta = await readAtMost(body, found.length + 64);
+    const baseBytes = await this.readOwnedChunks(principal, base);
+    return this.storeChunk(uploadId, hash, found, applyDelta(baseBytes, delta, found.length + 1));
+  }
+
+  /** The places an upload expects this chunk at, 'received' if it has it; throws (draining body) if it expects none. */
+  private async expectedChunk(principal: Principal, uploadId: string, hash: string, body: Readable) {
     parseContentHash(hash, 'chunk hash');
     const found = await this.uploads.findUploadChunk(principal.userId, uploadId, hash);
     if (!found || found.length === null) {
@@ -136,24 +196,47 @@ export class UploadService {
     }
     if (found.received) {
       body.resume();
-      return { hash, stored: false };
+      return 'received';
     }
-    // A chunk is at most 256 KiB: hold it whole, check it, and only then write a byte of it.
-    const bytes = await readAtMost(body, found.length + 1);
-    if (bytes.length < found.length) {
-      throw new PvError(
-        'PV_UPLOAD_CHUNK_TRUNCATED',
-        `Chunk ${hash} arrived with ${bytes.length} of its ${found.length} bytes; nothing was kept.`,
-        {
-          fix: 'Send the chunk again.',
-        },
+    return { ...found, length: found.length };
+  }
+
+  /** The bytes of these chunks, back to back, from the user's own stored objects. */
+  private async readOwnedChunks(principal: Principal, hashes: string[]): Promise<Buffer> {
+    for (const hash of hashes) parseContentHash(hash, 'delta base chunk hash');
+    const owned = await this.uploads.locateOwnedChunks(principal.userId, [...new Set(hashes)]);
+    const parts: Buffer[] = [];
+    let total = 0;
+    for (const hash of hashes) {
+      const at = owned.get(hash);
+      // Unknown and other users' chunks answer alike: a delta must never reveal what others hold.
+      if (!at)
+        throw new PvError('PV_DELTA_INVALID', `The delta's base chunk ${hash} is not one of your stored chunks.`, {
+          fix: 'Use the base the upload status offers, or send the chunk whole.',
+        });
+      total += at.length;
+      if (total > MAX_SIGNED_BYTES)
+        throw new PvError('PV_DELTA_INVALID', `A delta base holds at most ${MAX_SIGNED_BYTES} bytes.`, {
+          fix: 'Send the chunk whole.',
+        });
+      parts.push(
+        await readAll(
+          await this.blobs.get(at.bucket as Bucket, objectKey(at.objectHash), { start: at.offset, end: at.offset + at.length - 1 }),
+          at.length,
+        ),
       );
     }
-    if (bytes.length > found.length || createHash('sha256').update(bytes).digest('hex') !== hash) {
-      throw new PvError('PV_UPLOAD_CHUNK_HASH_MISMATCH', `The bytes sent for chunk ${hash} do not have that hash; nothing was kept.`, {
-        fix: 'Re-read the file and send the chunk again; if it changed meanwhile, start a new upload.',
-      });
-    }
+    return Buffer.concat(parts, total);
+  }
+
+  /** Checks a chunk's bytes against its hash and length and stages them at every place it takes. */
+  private async storeChunk(
+    uploadId: string,
+    hash: string,
+    found: { length: number; offsets: number[]; expiresAt: number },
+    bytes: Buffer,
+  ): Promise<ChunkReceipt> {
+    checkChunk(hash, found.length, bytes);
     await this.staging.write(uploadId, bytes, found.offsets);
     await this.uploads.markReceived(uploadId, hash, this.now());
     // Extending the expiry on every chunk would double the writes; once a minute is plenty.
@@ -163,17 +246,76 @@ export class UploadService {
   }
 
   /**
+   * Stores several chunks sent back to back in one body, in the order of hashes, each checked as
+   * if it came alone: one request and one index write where each chunk would take its own.
+   * Chunks stored before one fails its check stay stored.
+   */
+  async putChunks(principal: Principal, uploadId: string, hashes: string[], body: Readable): Promise<ChunkReceipt[]> {
+    for (const hash of hashes) parseContentHash(hash, 'chunk hash');
+    const found = await this.uploads.findUploadChunks(principal.userId, uploadId, [...new Set(hashes)]);
+    const unexpected = found && hashes.find((hash) => !found.chunks.has(hash));
+    if (!found || unexpected) {
+      body.resume();
+      if (!found) throw uploadNotFound(uploadId);
+      throw new PvError('PV_UPLOAD_CHUNK_NOT_EXPECTED', `Chunk ${unexpected} is not one this upload is waiting for.`, {
+        fix: 'Send only the chunks listed in the upload status (GET /api/v1/uploads/{id}).',
+      });
+    }
+    const lengths = hashes.map((hash) => found.chunks.get(hash)!.length);
+    const receipts: ChunkReceipt[] = [];
+    const stored = new Set<string>();
+    try {
+      const { delivered, partial, surplus } = await splitBody(body, lengths, async (index, bytes) => {
+        const hash = hashes[index]!;
+        const chunk = found.chunks.get(hash)!;
+        checkChunk(hash, chunk.length, bytes);
+        const fresh = !chunk.received && !stored.has(hash);
+        if (fresh) {
+          await this.staging.write(uploadId, bytes, chunk.offsets);
+          stored.add(hash);
+          this.metrics.chunkReceived(chunk.length);
+        }
+        receipts.push({ hash, stored: fresh });
+      });
+      if (delivered < hashes.length) {
+        throw new PvError(
+          'PV_UPLOAD_CHUNK_TRUNCATED',
+          `Chunk ${hashes[delivered]} arrived with ${partial} of its ${lengths[delivered]} bytes; it was not kept, the ones before it were.`,
+          { fix: 'Send the chunks still missing again.' },
+        );
+      }
+      if (surplus > 0) {
+        throw new PvError('PV_INVALID_INPUT', `The body holds ${surplus} bytes more than the chunks it names.`, {
+          fix: 'Send exactly the named chunks, back to back, in the order of ?hashes=.',
+        });
+      }
+    } finally {
+      if (stored.size > 0) {
+        await this.uploads.markReceived(uploadId, [...stored], this.now());
+        if (found.expiresAt < this.expiry() - 60_000) await this.uploads.extendExpiry(uploadId, this.expiry());
+      }
+    }
+    return receipts;
+  }
+
+  /** Stores the last chunks, sent with the commit as putChunks takes them, then commits: one request for both. */
+  async commitWith(principal: Principal, uploadId: string, hashes: string[], body: Readable): Promise<UploadStatus> {
+    await this.putChunks(principal, uploadId, hashes, body);
+    return this.commit(principal, uploadId);
+  }
+
+  /**
    * Completes the staged file with the ranges that come from the user's objects, checks the
    * whole-content hash and makes it the object; only a fully written, verified object is then
    * recorded, in one transaction with the version.
    */
   async commit(principal: Principal, uploadId: string): Promise<UploadStatus> {
     const upload = await this.requireUpload(principal, uploadId);
-    const missing = await this.uploads.missingChunks(uploadId);
-    if (missing.length > 0) throw incomplete(missing.map((c) => c.hash));
+    const received = await this.uploads.places(uploadId);
+    const missing = received.filter((place) => !place.received);
+    if (missing.length > 0) throw incomplete([...new Set(missing.map((place) => place.hash))]);
 
     const manifest = decodeManifest(Buffer.from(upload.manifest, 'base64'), MAX_MANIFEST_CHUNKS);
-    const received = await this.uploads.places(uploadId);
     const staged = new Set(received.map((place) => place.offset));
     // The rest of the file comes from objects the user already holds.
     const fromObjects = placesOf(manifest).filter((place) => !staged.has(place.offset));
@@ -245,7 +387,8 @@ export class UploadService {
       await this.uploads.deleteUpload(trx, uploadId);
       return result;
     });
-    await this.staging.discard(uploadId);
+    // A promoted staging became the object; only a staging checked against a stored copy is left.
+    if (existing) await this.staging.discard(uploadId);
     this.metrics.committed('assembled', upload.size);
     await this.announce(principal, recorded);
     return committedStatus(recorded);
@@ -295,8 +438,11 @@ export class UploadService {
     return [...damaged];
   }
 
-  private async pendingStatus(uploadId: string): Promise<UploadStatus> {
-    return pendingStatus(uploadId, await this.uploads.missingChunks(uploadId));
+  private async pendingStatus(upload: UploadRow): Promise<UploadStatus> {
+    const status = pendingStatus(upload.id, await this.uploads.missingChunks(upload.id));
+    if (!upload.base_version_id) return status;
+    const base = await this.deltas.baseOf(upload.owner_id, upload.base_version_id).catch(notFoundAsNull);
+    return this.withDeltaBases(status, base, decodeManifest(Buffer.from(upload.manifest, 'base64'), MAX_MANIFEST_CHUNKS));
   }
 
   private async requireUpload(principal: Principal, uploadId: string): Promise<UploadRow> {
@@ -388,6 +534,59 @@ function copyPlan(places: ChunkPlace[], owned: Map<string, ChunkLocation>): Copy
 function pendingStatus(uploadId: string, missing: { hash: string; length: number }[]): UploadStatus {
   const distinct = new Map(missing.map((c) => [c.hash, c.length]));
   return { uploadId, state: 'pending', missing: [...distinct.keys()], missingBytes: [...distinct.values()].reduce((sum, n) => sum + n, 0) };
+}
+
+/** Throws unless bytes are the chunk: its length, its hash. */
+function checkChunk(hash: string, length: number, bytes: Buffer): void {
+  if (bytes.length < length) {
+    throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `Chunk ${hash} arrived with ${bytes.length} of its ${length} bytes; nothing was kept.`, {
+      fix: 'Send the chunk again.',
+    });
+  }
+  if (bytes.length > length || createHash('sha256').update(bytes).digest('hex') !== hash) {
+    throw new PvError('PV_UPLOAD_CHUNK_HASH_MISMATCH', `The bytes sent for chunk ${hash} do not have that hash; nothing was kept.`, {
+      fix: 'Re-read the file and send the chunk again; if it changed meanwhile, start a new upload.',
+    });
+  }
+}
+
+/**
+ * Hands a body to onChunk as consecutive chunks of these lengths, each gathered whole in one
+ * reused buffer (a chunk is at most 256 KiB) before it is handed on. After a failure it still
+ * reads the body to its end, so the connection stays usable for the answer, and then throws.
+ * Returns how many chunks were handed on, the bytes of the next one that arrived, and the bytes
+ * past the last one.
+ */
+async function splitBody(
+  body: Readable,
+  lengths: number[],
+  onChunk: (index: number, bytes: Buffer) => Promise<void>,
+): Promise<{ delivered: number; partial: number; surplus: number }> {
+  const buffer = Buffer.allocUnsafe(Math.max(0, ...lengths));
+  let delivered = 0;
+  let filled = 0;
+  let surplus = 0;
+  let failure: { error: unknown } | null = null;
+  for await (const piece of body as AsyncIterable<Buffer>) {
+    let at = 0;
+    while (failure === null && at < piece.length && delivered < lengths.length) {
+      const n = Math.min(lengths[delivered]! - filled, piece.length - at);
+      piece.copy(buffer, filled, at, at + n);
+      filled += n;
+      at += n;
+      if (filled < lengths[delivered]!) continue;
+      try {
+        await onChunk(delivered, buffer.subarray(0, filled));
+      } catch (error) {
+        failure = { error };
+      }
+      delivered++;
+      filled = 0;
+    }
+    if (failure === null) surplus += piece.length - at;
+  }
+  if (failure !== null) throw failure.error;
+  return { delivered, partial: filled, surplus };
 }
 
 /** Reads a stream into memory, stopping once more than limit bytes arrived (the rest is drained). */
