@@ -31,10 +31,21 @@ async function eventually(
 const same = async (path: string, bytes: Buffer) => existsSync(path) && (await readFile(path)).equals(bytes);
 const sha256 = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');
 
+/** Lists a folder recursively, again if a daemon renames a folder away while it is being walked. */
+async function listWhileSyncing(root: string) {
+  for (;;) {
+    try {
+      return await readdir(root, { recursive: true, withFileTypes: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !existsSync(root)) throw error;
+    }
+  }
+}
+
 /** Every file under a synced folder but the daemon's state, '/'-separated path to SHA-256. */
 async function tree(root: string): Promise<Record<string, string>> {
   const files: Record<string, string> = {};
-  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+  for (const entry of await listWhileSyncing(root)) {
     if (!entry.isFile()) continue;
     const path = relative(root, join(entry.parentPath, entry.name)).split(sep).join('/');
     if (path.startsWith('.photovault/')) continue;
