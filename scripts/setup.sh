@@ -4,7 +4,7 @@
 # dependencies built against that Node.js, and the compiled CLI. Safe to run again.
 #   scripts/setup.sh          to run photovault
 #   scripts/setup.sh --test   also starts (installing if needed) the services the tests use
-#   scripts/setup.sh --bench  also installs what the benchmarks compare against (Syncthing)
+#   scripts/setup.sh --bench  also installs what the benchmarks compare against (Syncthing, vipsthumbnail)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_test_services=false
@@ -20,11 +20,16 @@ done
 NODE_VERSION=24.21.0
 TOOLCHAIN=.toolchain
 
-# System packages the tests and workers need (Debian), and with --bench the peers the
-# benchmarks run side by side with (bench:sync drives two Syncthing daemons). Only installs what
-# is missing.
-packages=(ffmpeg)
-if $with_bench_peers && ! command -v syncthing >/dev/null; then packages+=(syncthing); fi
+# System packages (Debian), only those missing. The workers need ffmpeg (video) and libheif's
+# heif-convert (HEIC/HEIF, which sharp's prebuilt libvips cannot decode). The tests check
+# metadata against exiftool. With --bench, the peers the benchmarks run side by side with:
+# Syncthing (bench:sync) and vipsthumbnail (bench:thumbs).
+packages=(ffmpeg libheif-examples)
+if $with_test_services; then packages+=(libimage-exiftool-perl); fi
+if $with_bench_peers; then
+  packages+=(libvips-tools)
+  if ! command -v syncthing >/dev/null; then packages+=(syncthing); fi
+fi
 need=()
 for pkg in "${packages[@]}"; do
   # Not `dpkg -s`: it also succeeds for a package removed with its config files left behind.
