@@ -1,0 +1,48 @@
+/**
+ * What the processing workers derive from a file version (DESIGN section 6), as the files API
+ * returns it and the CLI prints it. Shared by server, workers and CLI.
+ */
+
+/** Longest edge of each WebP thumbnail, in pixels; never upscaled past the source. */
+export const THUMBNAIL_SIZES = [64, 256, 512, 1920] as const;
+export type ThumbnailSize = (typeof THUMBNAIL_SIZES)[number];
+
+/** The jobs a version can get; which apply depends on its media kind. */
+export const JOB_KINDS = ['thumbnails', 'metadata', 'transcode'] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
+
+export type MediaKind = 'image' | 'video';
+
+/** GPS position in decimal degrees (south and west negative); altitude in metres when known. */
+export interface GpsPosition {
+  latitude: number;
+  longitude: number;
+  altitude?: number;
+}
+
+/** Metadata read from EXIF, XMP or QuickTime atoms; a field is absent when the file does not say. */
+export interface MediaMetadata {
+  kind: MediaKind;
+  /**
+   * When the photo or video was taken, as the camera's local wall-clock time in ISO 8601,
+   * with its UTC offset when the file records one ("2008-10-22T16:29:49+02:00"), else without
+   * ("2008-10-22T16:29:49"). QuickTime stores UTC, so videos carry "Z" or an offset.
+   */
+  takenAt?: string;
+  /** The offset of takenAt from UTC in minutes, when known. */
+  utcOffsetMinutes?: number;
+  gps?: GpsPosition;
+  make?: string;
+  model?: string;
+  lens?: string;
+  /** Pixel size as displayed, after EXIF orientation or video rotation. */
+  width?: number;
+  height?: number;
+  /** EXIF orientation 1..8 of the stored image. */
+  orientation?: number;
+  /** Clockwise display rotation of a video in degrees (0, 90, 180, 270). */
+  rotation?: number;
+  durationSeconds?: number;
+  videoCodec?: string;
+  audioCodec?: string;
+}
