@@ -46,3 +46,38 @@ export interface MediaMetadata {
   videoCodec?: string;
   audioCodec?: string;
 }
+
+export type JobState = 'pending' | 'done' | 'failed';
+
+/** One WebP thumbnail as stored: `size` names the slot, width/height are the real pixels. */
+export interface ThumbnailInfo {
+  size: ThumbnailSize;
+  width: number;
+  height: number;
+  bytes: number;
+}
+
+/** What a thumbnails job derived: four WebP sizes and a thumbhash placeholder (base64). */
+export interface ThumbnailsOutput {
+  thumbhash: string;
+  thumbnails: ThumbnailInfo[];
+}
+
+/** What a transcode job derived: an HLS ladder, paths relative to the version's HLS root. */
+export interface TranscodeOutput {
+  master: string;
+  renditions: { height: number; width: number; bandwidth: number; playlist: string }[];
+}
+
+export interface JobOutputs {
+  thumbnails: ThumbnailsOutput;
+  metadata: MediaMetadata;
+  transcode: TranscodeOutput;
+}
+
+/** A job's outcome, as a worker reports it: done with what it derived, or failed for good. */
+export type ProcessingOutcome = {
+  [K in JobKind]:
+    | { contentHash: string; job: K; attempts: number; state: 'done'; output: JobOutputs[K] }
+    | { contentHash: string; job: K; attempts: number; state: 'failed'; error: string };
+}[JobKind];

@@ -210,6 +210,24 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
       expect(received[0]).toMatchObject({ id: hung.received[0]?.id, payload: uploaded(1), attempt: 2 });
     });
 
+    it('does not redeliver a handler running past ackWait while its lease is renewed, but does once its process is gone', async () => {
+      const { bus, restart } = await start();
+      const options = consumer({ ackWaitMs: 150, renewLease: true });
+      const release = gate();
+      const slow = await collect(bus, options, () => release.promise);
+      await bus.publish('file.uploaded', uploaded(1));
+      await waitFor(() => slow.received.length === 1);
+      await sleep(600); // four times ackWait
+      expect(slow.received).toHaveLength(1);
+
+      await crash(bus);
+      const restarted = await restart();
+      const { received } = await collect(restarted, options);
+      await waitFor(() => received.length === 1);
+      expect(received[0]).toMatchObject({ id: slow.received[0]?.id, attempt: 2 });
+      release.open();
+    });
+
     it('runs up to `concurrency` handlers at once', async () => {
       const { bus } = await start();
       const release = gate();

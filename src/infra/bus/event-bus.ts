@@ -1,3 +1,5 @@
+import type { JobKind, MediaKind, ProcessingOutcome } from '../../core/media.js';
+
 /**
  * Durable events and jobs (DESIGN section 5). Embedded: a SQLite table. Cluster: NATS JetStream.
  *
@@ -21,12 +23,22 @@ export interface EventPayloads {
     contentHash: string;
     size: number;
   };
+  /** A processing job for one content (derived files are per content, shared by every version holding it). */
+  'processing.requested': {
+    contentHash: string;
+    job: JobKind;
+    mediaKind: MediaKind;
+  };
+  /** A job's outcome: done with what it derived, or failed for good with its reason. */
+  'processing.finished': ProcessingOutcome;
 }
 export type EventName = keyof EventPayloads;
 
 /** Which stream carries each event. */
 export const EVENT_STREAM: Record<EventName, StreamName> = {
   'file.uploaded': 'file-uploads',
+  'processing.requested': 'processing-jobs',
+  'processing.finished': 'processing-results',
 };
 
 export interface BusMessage<E extends EventName = EventName> {
@@ -51,6 +63,13 @@ export interface ConsumerOptions {
   ackWaitMs?: number;
   /** Messages handled at once. Default 1. */
   concurrency?: number;
+  /**
+   * Renew the lease of a delivery while its handler runs (every ackWaitMs / 3), so jobs longer
+   * than ackWaitMs are not redelivered while a live process works on them; a process that dies
+   * stops renewing, and its delivery comes again after ackWaitMs. A hung handler then holds its
+   * delivery until its own timeout. Default false.
+   */
+  renewLease?: boolean;
 }
 
 /** Resolving acks the message; throwing schedules a redelivery (or dead-letters it). */

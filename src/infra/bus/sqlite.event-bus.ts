@@ -81,7 +81,7 @@ const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 const LOCK_WAIT_MS = 5_000;
 const ACK_TIMEOUT_ERROR = 'not acknowledged within ackWaitMs (the handler did not finish or its process stopped)';
 
-const DEFAULTS = { maxDeliver: 5, backoffMs: [1_000, 5_000, 30_000], ackWaitMs: 60_000, concurrency: 1 };
+const DEFAULTS = { maxDeliver: 5, backoffMs: [1_000, 5_000, 30_000], ackWaitMs: 60_000, concurrency: 1, renewLease: false };
 
 type Consumer = Required<ConsumerOptions>;
 
@@ -186,6 +186,7 @@ export class SqliteEventBus implements EventBus {
       claim: (limit) => this.claim(consumer, limit),
       ack: (message) => this.ack(consumer, message),
       nack: (message, error) => this.nack(consumer, message, error),
+      renew: (message) => this.renew(consumer, message),
       onError: (error) => {
         // After close() the database is gone; the lease still protects the delivery.
         if (!this.closed) this.onError(error);
@@ -306,6 +307,21 @@ export class SqliteEventBus implements EventBus {
     );
   }
 
+  private async renew(consumer: Consumer, message: BusMessage): Promise<void> {
+    await retryWhileLocked(() =>
+      this.db
+        .updateTable('deliveries')
+        .set({ lease_until: this.now() + consumer.ackWaitMs })
+        .where('durable', '=', consumer.durable)
+        .where('message_id', '=', Number(message.id))
+        // Fencing as in nack: only our own claim's lease is renewed.
+        .where('attempts', '=', message.attempt)
+        .where('state', '=', 'pending')
+        .where('lease_until', '>', 0)
+        .execute(),
+    );
+  }
+
   private async nack(consumer: Consumer, message: BusMessage, error: unknown): Promise<void> {
     const lastError = error instanceof Error ? error.message : String(error);
     const dead = message.attempt >= consumer.maxDeliver;
@@ -332,6 +348,7 @@ interface DispatchPort {
   claim(limit: number): Promise<BusMessage[]>;
   ack(message: BusMessage): Promise<void>;
   nack(message: BusMessage, error: unknown): Promise<void>;
+  renew(message: BusMessage): Promise<void>;
   onError(error: unknown): void;
 }
 
@@ -410,10 +427,15 @@ class Dispatcher {
 
   private async handle(message: BusMessage): Promise<void> {
     let failure: { error: unknown } | undefined;
+    const renewer = this.consumer.renewLease
+      ? setInterval(() => this.port.renew(message).catch((error: unknown) => this.port.onError(error)), this.consumer.ackWaitMs / 3)
+      : undefined;
     try {
       await this.handler(message);
     } catch (error) {
       failure = { error };
+    } finally {
+      clearInterval(renewer);
     }
     // Settled only after the handler returned: a crash before this line leaves the lease to
     // expire and the message to be delivered again.
@@ -491,6 +513,7 @@ function withDefaults(options: ConsumerOptions): Consumer {
     backoffMs: options.backoffMs ?? DEFAULTS.backoffMs,
     ackWaitMs: options.ackWaitMs ?? DEFAULTS.ackWaitMs,
     concurrency: options.concurrency ?? DEFAULTS.concurrency,
+    renewLease: options.renewLease ?? DEFAULTS.renewLease,
   };
   const invalid = (what: string) => new PvError('PV_INVALID_INPUT', `Consumer "${consumer.durable}": ${what}.`);
   if (consumer.durable === '') throw invalid('the durable name is empty');
