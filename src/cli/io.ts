@@ -73,3 +73,20 @@ export function formatBytes(bytes: number): string {
   }
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
+
+/** Resolves on the first SIGINT or SIGTERM, for long-running commands that then shut down cleanly. */
+export function stopSignal(): Promise<NodeJS.Signals> {
+  // Signal listeners do not keep Node running: a worker whose only timers are unref'd would
+  // exit at once, so hold the process open until the signal comes.
+  const keepAlive = setInterval(() => {}, 2 ** 30);
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      clearInterval(keepAlive);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve(signal);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}

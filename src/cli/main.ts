@@ -3,11 +3,13 @@ import { registerDeviceCommands } from './devices.command.js';
 import { EXIT } from './exit-codes.js';
 import { registerFilesCommands } from './files.command.js';
 import { registerLoginCommands } from './login.command.js';
+import { registerMediaCommands } from './media.command.js';
 import { registerServerCommands } from './server.command.js';
 import { registerStatusCommand } from './status.command.js';
 import { registerSyncCommands } from './sync.command.js';
 import { registerUploadCommand } from './upload.command.js';
 import { registerUserCommands } from './user.command.js';
+import { registerWorkerCommands } from './worker.command.js';
 
 const program = new Command('photovault')
   .description('self-hosted photo and file vault')
@@ -16,10 +18,12 @@ const program = new Command('photovault')
   .exitOverride();
 
 registerServerCommands(program);
+registerWorkerCommands(program);
 registerUserCommands(program);
 registerLoginCommands(program);
 registerUploadCommand(program);
 registerFilesCommands(program);
+registerMediaCommands(program);
 registerSyncCommands(program);
 registerStatusCommand(program);
 registerDeviceCommands(program);

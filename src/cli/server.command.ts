@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action } from './io.js';
+import { action, stopSignal } from './io.js';
 
 /** Flags every command that opens the server's data accepts. */
 export function serverDataOptions(command: Command): Command {
@@ -35,11 +35,7 @@ export function registerServerCommands(program: Command): void {
           { url: running.url, dataDir: config.dataDir, database: config.database.url ? 'postgresql' : 'sqlite' },
           'photovault server started',
         );
-        await new Promise<void>((resolve) => {
-          const stop = () => resolve();
-          process.once('SIGINT', stop);
-          process.once('SIGTERM', stop);
-        });
+        await stopSignal();
         running.app.log.info('shutting down');
         await running.close();
       }),

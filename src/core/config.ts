@@ -15,6 +15,8 @@ import { PvError } from './errors.js';
  */
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
+/** A boolean from JSON, or 'true'/'false' from the environment. */
+const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((value) => value === 'true')]);
 
 export const serverConfigSchema = z.object({
   dataDir: z.string().min(1).describe('Folder holding the SQLite database, the blobs and the bus.'),
@@ -56,6 +58,20 @@ export const serverConfigSchema = z.object({
       loginWindowSeconds: positiveInt.default(900).describe('Length of the login rate-limit window.'),
     })
     .default({ sessionDays: 30, loginAttempts: 10, loginWindowSeconds: 900 }),
+  processing: z
+    .object({
+      inProcess: flag
+        .default(true)
+        .describe('Run the workers inside `server start`; false when `photovault worker start` processes run them.'),
+      thumbnails: positiveInt.default(2).describe('Thumbnail jobs at once per process, one libvips thread each.'),
+      metadata: positiveInt.default(2).describe('Metadata jobs at once per process (mostly waiting on reads).'),
+      transcode: positiveInt.default(1).describe('Video transcodes at once per process (ffmpeg uses every core).'),
+      maxAttempts: positiveInt.default(4).describe('Tries of a job that keeps failing before it ends as failed.'),
+      leaseSeconds: positiveInt
+        .default(30)
+        .describe("How long a killed worker's job waits before another worker takes it (a live worker renews its lease)."),
+    })
+    .default({ inProcess: true, thumbnails: 2, metadata: 2, transcode: 1, maxAttempts: 4, leaseSeconds: 30 }),
   log: z
     .object({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level.'),

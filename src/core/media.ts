@@ -13,6 +13,14 @@ export type JobKind = (typeof JOB_KINDS)[number];
 
 export type MediaKind = 'image' | 'video';
 
+/** The durable consumer through which the server records every job's outcome. */
+export const RESULTS_QUEUE = 'processing-record';
+
+/** The durable consumer (work queue) of each job kind, shared by every worker process that runs it. */
+export function jobQueue(job: JobKind): string {
+  return `worker-${job}`;
+}
+
 /** GPS position in decimal degrees (south and west negative); altitude in metres when known. */
 export interface GpsPosition {
   latitude: number;
@@ -81,3 +89,21 @@ export type ProcessingOutcome = {
     | { contentHash: string; job: K; attempts: number; state: 'done'; output: JobOutputs[K] }
     | { contentHash: string; job: K; attempts: number; state: 'failed'; error: string };
 }[JobKind];
+
+const IMAGE_EXTENSIONS = new Set(['jpg', 'jpeg', 'jpe', 'png', 'webp', 'avif', 'tif', 'tiff', 'gif', 'heic', 'heif', 'hif']);
+const VIDEO_EXTENSIONS = new Set(['mp4', 'm4v', 'mov', 'qt', 'mkv', 'webm', 'avi', '3gp', '3g2', 'mts', 'm2ts', 'ts', 'mpg', 'mpeg', 'wmv']);
+
+/** Whether a path names a photo or a video, by its extension; null for other files (they get no jobs). */
+export function mediaKindOf(path: string): MediaKind | null {
+  const dot = path.lastIndexOf('.');
+  if (dot < 0 || dot < path.lastIndexOf('/')) return null;
+  const extension = path.slice(dot + 1).toLowerCase();
+  if (IMAGE_EXTENSIONS.has(extension)) return 'image';
+  if (VIDEO_EXTENSIONS.has(extension)) return 'video';
+  return null;
+}
+
+/** The jobs a photo or a video gets: a video's thumbnails come from its poster frame. */
+export function jobsFor(kind: MediaKind): JobKind[] {
+  return kind === 'image' ? ['metadata', 'thumbnails'] : ['metadata', 'thumbnails', 'transcode'];
+}

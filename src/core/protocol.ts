@@ -168,9 +168,9 @@ export type Problem = Static<typeof ProblemSchema>;
 
 export const ChangeSchema = Type.Object({
   seq: Type.Integer({ minimum: 1 }),
-  kind: Type.Union([Type.Literal('upsert'), Type.Literal('delete'), Type.Literal('move')], {
+  kind: Type.Union([Type.Literal('upsert'), Type.Literal('delete'), Type.Literal('move'), Type.Literal('processed')], {
     description:
-      'upsert: the entry at path now is this version or folder; delete: it (a folder: with its contents) went to the trash; move: the entry at fromPath (a folder: with its contents) is now at path',
+      'upsert: the entry at path now is this version or folder; delete: it (a folder: with its contents) went to the trash; move: the entry at fromPath (a folder: with its contents) is now at path; processed: a processing job finished for the content of the file at path (its thumbnails, metadata or renditions changed, its bytes did not)',
   }),
   path: Type.String(),
   fromPath: Type.Union([Type.String(), Type.Null()]),
@@ -193,3 +193,64 @@ export const ChangePageSchema = Type.Object({
   hasMore: Type.Boolean(),
 });
 export type ChangePage = Static<typeof ChangePageSchema>;
+
+const Opt = Type.Optional;
+const MediaKindSchema = Type.Union([Type.Literal('image'), Type.Literal('video')]);
+
+/** MediaMetadata (src/core/media.ts) on the wire; a field is absent when the file does not say. */
+export const MediaMetadataSchema = Type.Object({
+  kind: MediaKindSchema,
+  takenAt: Opt(Type.String({ description: "local wall-clock time, ISO 8601, with the UTC offset when known ('2008-10-22T16:29:49+02:00')" })),
+  utcOffsetMinutes: Opt(Type.Integer()),
+  gps: Opt(Type.Object({ latitude: Type.Number(), longitude: Type.Number(), altitude: Opt(Type.Number()) })),
+  make: Opt(Type.String()),
+  model: Opt(Type.String()),
+  lens: Opt(Type.String()),
+  width: Opt(Type.Integer({ description: 'as displayed, after orientation or rotation' })),
+  height: Opt(Type.Integer()),
+  orientation: Opt(Type.Integer({ minimum: 1, maximum: 8 })),
+  rotation: Opt(Type.Integer()),
+  durationSeconds: Opt(Type.Number()),
+  videoCodec: Opt(Type.String()),
+  audioCodec: Opt(Type.String()),
+});
+
+export const ProcessingJobSchema = Type.Object({
+  job: Type.Union([Type.Literal('metadata'), Type.Literal('thumbnails'), Type.Literal('transcode')]),
+  state: Type.Union([Type.Literal('pending'), Type.Literal('done'), Type.Literal('failed')]),
+  attempts: Type.Integer({ minimum: 0 }),
+  error: Type.Union([Type.String(), Type.Null()], { description: 'why a failed job failed' }),
+  updatedAt: Type.String({ format: 'date-time' }),
+});
+export type ProcessingJob = Static<typeof ProcessingJobSchema>;
+
+/** What the workers derived from a file's content, and where to fetch it. */
+export const MediaViewSchema = Type.Object({
+  path: Type.String(),
+  versionId: Id,
+  contentHash: Hash,
+  kind: MediaKindSchema,
+  metadata: Type.Union([MediaMetadataSchema, Type.Null()], { description: 'null until the metadata job is done' }),
+  thumbhash: Type.Union([Type.String(), Type.Null()], { description: 'base64 ThumbHash placeholder' }),
+  jobs: Type.Array(ProcessingJobSchema),
+  thumbnails: Type.Array(
+    Type.Object({
+      size: Type.Integer({ description: 'the slot: longest edge 64, 256, 512 or 1920, never upscaled' }),
+      width: Type.Integer(),
+      height: Type.Integer(),
+      bytes: Type.Integer(),
+      url: Type.String({ description: 'API path of the WebP' }),
+    }),
+  ),
+  hls: Type.Union(
+    [
+      Type.Object({
+        master: Type.String({ description: 'API path of the master playlist' }),
+        renditions: Type.Array(Type.Object({ width: Type.Integer(), height: Type.Integer(), bandwidth: Type.Integer() })),
+      }),
+      Type.Null(),
+    ],
+    { description: 'the HLS ladder of a video, once transcoded' },
+  ),
+});
+export type MediaView = Static<typeof MediaViewSchema>;

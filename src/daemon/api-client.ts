@@ -12,6 +12,7 @@ import type {
   FileVersionView,
   LoginRequest,
   LoginResponse,
+  MediaView,
   TrashEntry,
   UploadRequest,
   UploadStatus,
@@ -180,6 +181,18 @@ export class ApiClient {
   /** A file (or a version of it) as a patch of the version this client holds. */
   patch(path: string, base: string, version?: string): Promise<VersionPatch> {
     return this.json({ method: 'GET', path: '/files/patch', query: { path, base, version } });
+  }
+
+  /** What the workers derived from a photo or video: metadata, job states, thumbnails, HLS ladder. */
+  media(path: string, version?: string): Promise<MediaView> {
+    return this.json({ method: 'GET', path: '/files/media', query: { path, version } });
+  }
+
+  /** A derived file (a thumbnail, an HLS file) by the API path a media view gives for it. */
+  async derived(apiPath: string): Promise<Readable> {
+    if (!apiPath.startsWith(`${API_PREFIX}/`)) throw new PvError('PV_INVALID_INPUT', `Not an API path: ${apiPath}.`);
+    const response = await this.send({ method: 'GET', path: apiPath.slice(API_PREFIX.length) });
+    return response.body as Readable;
   }
 
   /** The bytes of a file (a version of it, a range of it), with the headers that describe them. */

@@ -238,7 +238,11 @@ export class SyncEngine {
     this.chunksOnDisk = undefined;
     for (let more = true; more;) {
       const page = await this.api.changes(cursor, 500);
-      await this.applyInOrder(page.changes, summary);
+      // A processing result changes derived files on the server only: nothing to do on disk.
+      await this.applyInOrder(
+        page.changes.filter((change) => change.kind !== 'processed'),
+        summary,
+      );
       cursor = page.next;
       more = page.hasMore;
       await this.writeState({ cursor });

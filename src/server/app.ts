@@ -5,6 +5,7 @@ import { API_PREFIX } from '../core/protocol.js';
 import type { ServerContext } from './context.js';
 import { filesRoutes } from './files/files.routes.js';
 import { bearerAuth } from './http/authenticate.js';
+import { processingRoutes } from './processing/processing.routes.js';
 import { problemErrorHandler, sendProblem } from './http/problem.js';
 import { SyncHub } from './sync/sync.hub.js';
 import { syncRoutes } from './sync/sync.routes.js';
@@ -74,6 +75,7 @@ export async function buildApp(context: ServerContext, options: AppOptions = {})
       await authenticated.register(uploadRoutes(context.uploads));
       await authenticated.register(filesRoutes(context.files));
       await authenticated.register(syncRoutes(context.sync));
+      await authenticated.register(processingRoutes(context.processing));
     },
     { prefix: API_PREFIX },
   );

@@ -5,6 +5,7 @@ import { FsBlobStore, fsBucketRoots } from '../infra/blobs/fs.blob-store.js';
 import { FsStagingArea } from '../infra/blobs/fs.staging-area.js';
 import type { StagingArea } from '../infra/blobs/staging-area.js';
 import type { EventBus } from '../infra/bus/event-bus.js';
+import type { WorkerCatalog } from '../workers/processing.worker.js';
 import { SqliteEventBus } from '../infra/bus/sqlite.event-bus.js';
 import { type Db, openDatabase } from '../infra/db/database.js';
 import type { KvStore } from '../infra/kv/kv-store.js';
@@ -12,6 +13,8 @@ import { MemoryKvStore } from '../infra/kv/memory.kv-store.js';
 import { FilesRepository } from './files/files.repository.js';
 import { FilesService } from './files/files.service.js';
 import { VersionDeltas } from './files/version-deltas.js';
+import { ProcessingRepository } from './processing/processing.repository.js';
+import { ProcessingService } from './processing/processing.service.js';
 import { ServerMetrics } from './http/metrics.js';
 import { ChangeFeedRepository } from './sync/change-feed.repository.js';
 import { ChangeNotifier } from './sync/change-notifier.js';
@@ -34,6 +37,9 @@ export interface ServerContext {
   uploads: UploadService;
   files: FilesService;
   sync: SyncService;
+  processing: ProcessingService;
+  processingJobs: ProcessingRepository;
+  filesRepository: FilesRepository;
   notifier: ChangeNotifier;
   close(): Promise<void>;
 }
@@ -65,6 +71,14 @@ export async function openUserAdministration(config: ServerConfig): Promise<{ us
   };
 }
 
+/** What the processing workers of this process ask of the metadata. */
+export function workerCatalog(context: ServerContext): WorkerCatalog {
+  return {
+    bucketOf: async (contentHash) => (await context.filesRepository.findObject(contentHash))?.bucket ?? null,
+    stateOf: async (contentHash, job) => (await context.processingJobs.find(contentHash, job))?.state ?? null,
+  };
+}
+
 /** The composition root: chooses the adapters from the config and hands them to the services. */
 export async function createContext(config: ServerConfig, options: ContextOptions = {}): Promise<ServerContext> {
   const now = options.now ?? Date.now;
@@ -78,6 +92,8 @@ export async function createContext(config: ServerConfig, options: ContextOption
   const notifier = new ChangeNotifier();
   const filesRepository = new FilesRepository(db, changeFeed);
   const versionDeltas = new VersionDeltas(filesRepository, blobs);
+  const files = new FilesService(filesRepository, blobs, notifier, versionDeltas, { trashDays: config.trash.retentionDays }, now);
+  const processingJobs = new ProcessingRepository(db, changeFeed);
   return {
     config,
     db,
@@ -102,7 +118,10 @@ export async function createContext(config: ServerConfig, options: ContextOption
     ),
     notifier,
     sync: new SyncService(changeFeed, now),
-    files: new FilesService(filesRepository, blobs, notifier, versionDeltas, { trashDays: config.trash.retentionDays }, now),
+    files,
+    filesRepository,
+    processingJobs,
+    processing: new ProcessingService(processingJobs, files, filesRepository, blobs, bus, notifier, now),
     async close() {
       await bus.close();
       await kv.close();

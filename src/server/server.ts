@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../core/config.js';
 import { buildApp } from './app.js';
-import { type ContextOptions, createContext, type ServerContext } from './context.js';
+import { startWorkers } from '../workers/workers.js';
+import { type ContextOptions, createContext, type ServerContext, workerCatalog } from './context.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -37,12 +38,21 @@ export async function startServer(config: ServerConfig, options: ContextOptions 
   timer.unref();
   void housekeeping();
 
+  // The processing pipeline: the server turns uploads into jobs and records outcomes; the
+  // workers run here too unless `photovault worker start` processes run them.
+  const pipeline = await context.processing.start();
+  const workers = config.processing.inProcess
+    ? await startWorkers({ bus: context.bus, blobs: context.blobs, catalog: workerCatalog(context), log: app.log }, config)
+    : null;
+
   return {
     app,
     context,
     url,
     async close() {
       clearInterval(timer);
+      await workers?.stop();
+      await Promise.all(pipeline.map((subscription) => subscription.stop()));
       await app.close();
       await context.close();
     },

@@ -127,6 +127,17 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
       expect(fileIds(received)).toEqual(['file-2']);
     });
 
+    it('keeps messages for a declared durable that nobody has subscribed to yet', async () => {
+      const { bus } = await start();
+      const options = consumer();
+      await bus.declare(options.durable, options.stream);
+      await bus.publish('file.uploaded', uploaded(1));
+      const { received } = await collect(bus, options);
+      await waitFor(() => received.length === 1);
+      expect(fileIds(received)).toEqual(['file-1']);
+      await expect(bus.declare(options.durable, 'share-events')).rejects.toMatchObject({ code: 'PV_CONFLICT' });
+    });
+
     it('delivers messages published while the durable had no subscriber once it subscribes again', async () => {
       const { bus } = await start();
       const options = consumer();

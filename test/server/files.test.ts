@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { FileEntry, FileList } from '../../src/core/protocol.js';
-import { objectKey } from '../../src/server/objects.js';
+import { objectKey } from '../../src/infra/blobs/object-keys.js';
 import { describeEachDatabase } from '../support/databases.js';
 import { createTestServer, type TestServer } from '../support/server.js';
 import { download, pseudoRandomBytes, uploadBytes } from '../support/uploads.js';

@@ -88,6 +88,12 @@ export interface DeadLetter {
 
 export interface EventBus {
   publish<E extends EventName>(event: E, payload: EventPayloads[E]): Promise<void>;
+  /**
+   * Creates a durable consumer if it does not exist, without subscribing: messages published
+   * from now on are kept for it until some process subscribes under that name. A work queue is
+   * declared by its producer, so no job is lost to workers that have not started yet.
+   */
+  declare(durable: string, stream: StreamName): Promise<void>;
   subscribe(options: ConsumerOptions, handler: MessageHandler): Promise<Subscription>;
   /** Messages that exhausted their deliveries, for operators and tests. */
   deadLetters(durable: string): Promise<DeadLetter[]>;

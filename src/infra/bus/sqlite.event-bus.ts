@@ -162,25 +162,25 @@ export class SqliteEventBus implements EventBus {
     this.published.emit(stream);
   }
 
-  async subscribe(options: ConsumerOptions, handler: MessageHandler): Promise<Subscription> {
-    const consumer = withDefaults(options);
+  async declare(durable: string, stream: StreamName): Promise<void> {
     await retryWhileLocked(() =>
       this.db
         .insertInto('consumers')
-        .values({ durable: consumer.durable, stream: consumer.stream, created_at: this.now() })
+        .values({ durable, stream, created_at: this.now() })
         .onConflict((oc) => oc.column('durable').doNothing())
         .execute(),
     );
-    const { stream } = await this.db
-      .selectFrom('consumers')
-      .select('stream')
-      .where('durable', '=', consumer.durable)
-      .executeTakeFirstOrThrow();
-    if (stream !== consumer.stream) {
-      throw new PvError('PV_CONFLICT', `Durable consumer "${consumer.durable}" already reads stream "${stream}".`, {
+    const existing = await this.db.selectFrom('consumers').select('stream').where('durable', '=', durable).executeTakeFirstOrThrow();
+    if (existing.stream !== stream) {
+      throw new PvError('PV_CONFLICT', `Durable consumer "${durable}" already reads stream "${existing.stream}".`, {
         fix: 'Give each consumer of a different stream its own durable name.',
       });
     }
+  }
+
+  async subscribe(options: ConsumerOptions, handler: MessageHandler): Promise<Subscription> {
+    const consumer = withDefaults(options);
+    await this.declare(consumer.durable, consumer.stream);
 
     const dispatcher = new Dispatcher(consumer, handler, this.pollIntervalMs, {
       claim: (limit) => this.claim(consumer, limit),

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { PvError } from '../../core/errors.js';
 import * as initial from './migrations/0001-initial.js';
 import * as changeFeed from './migrations/0002-change-feed.js';
+import * as processing from './migrations/0003-processing.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
@@ -17,6 +18,7 @@ export type DatabaseLocation = { sqliteFile: string } | { postgresUrl: string; p
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': initial,
   '0002-change-feed': changeFeed,
+  '0003-processing': processing,
 };
 
 const migrationProvider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -1,4 +1,5 @@
 import type { Selectable } from 'kysely';
+import type { JobKind, JobState, MediaKind } from '../../core/media.js';
 
 /**
  * The metadata tables, typed once for both dialects. Portable column types only: text ids
@@ -18,6 +19,7 @@ export interface Database {
   upload_chunks: UploadChunksTable;
   changes: ChangesTable;
   device_cursors: DeviceCursorsTable;
+  processing_jobs: ProcessingJobsTable;
 }
 
 export interface UsersTable {
@@ -137,12 +139,14 @@ export interface UploadChunksTable {
   received_at: number | null;
 }
 
-export type ChangeKind = 'upsert' | 'delete' | 'move';
+export type ChangeKind = 'upsert' | 'delete' | 'move' | 'processed';
 
 /**
  * One change to a user's namespace. 'upsert': the entry at path now is this file version or this
  * folder. 'delete': the entry at path (a folder: with everything in it) went to the trash.
  * 'move': the entry at from_path (a folder: with everything in it) is now at path.
+ * 'processed': a processing job finished for the content of the file at path (derived files or
+ * metadata changed; the file itself did not).
  */
 export interface ChangesTable {
   owner_id: string;
@@ -168,7 +172,22 @@ export interface DeviceCursorsTable {
   updated_at: number;
 }
 
+/** One processing job of one content; output is the job's JSON result once done. */
+export interface ProcessingJobsTable {
+  content_hash: string;
+  job: JobKind;
+  media_kind: MediaKind;
+  state: JobState;
+  /** Tries so far, as the last worker to report counted them. */
+  attempts: number;
+  error: string | null;
+  output: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
 export type ChangeRow = Selectable<ChangesTable>;
+export type ProcessingJobRow = Selectable<ProcessingJobsTable>;
 export type UserRow = Selectable<UsersTable>;
 export type DeviceRow = Selectable<DevicesTable>;
 export type TokenRow = Selectable<TokensTable>;

@@ -3,6 +3,7 @@ import { type Kysely, sql } from 'kysely';
 import { PvError } from '../../core/errors.js';
 import { ancestorsOf, baseName, conflictCopyPath, parentOf } from '../../core/paths.js';
 import type { Db } from '../../infra/db/database.js';
+import type { Bucket } from '../../infra/blobs/blob-store.js';
 import type { ChangeKind, Database, FileRow, FileVersionRow, TrashRow } from '../../infra/db/schema.js';
 import type { ChangeFeedRepository, NewChange } from '../sync/change-feed.repository.js';
 
@@ -74,8 +75,18 @@ export class FilesRepository {
 
   /** The bucket that holds the object with this content. */
   async objectBucket(contentHash: string): Promise<string> {
-    const row = await this.db.selectFrom('objects').select('bucket').where('hash', '=', contentHash).executeTakeFirstOrThrow();
+    const row = await this.findObject(contentHash);
+    if (!row) throw new PvError('PV_BLOB_NOT_FOUND', `No stored object with content ${contentHash}.`);
     return row.bucket;
+  }
+
+  /** Where the object with this content is stored, if it still is. */
+  findObject(contentHash: string): Promise<{ bucket: Bucket } | undefined> {
+    return this.db
+      .selectFrom('objects')
+      .select('bucket')
+      .where('hash', '=', contentHash)
+      .executeTakeFirst() as Promise<{ bucket: Bucket } | undefined>;
   }
 
   /** The chunks of stored content, in file order. */
@@ -365,7 +376,7 @@ export function fileNotFound(path: string): PvError {
 }
 
 /** The change-feed entry saying what now is (or no longer is) at a row's path. */
-function changeOf(row: FileRow, kind: ChangeKind, deviceId: string | null, at: number): NewChange {
+export function changeOf(row: FileRow, kind: ChangeKind, deviceId: string | null, at: number): NewChange {
   return {
     owner_id: row.owner_id,
     kind,

@@ -4,7 +4,7 @@ import { encodeManifest } from '../../core/manifest.js';
 import { normalizePath } from '../../core/paths.js';
 import type { FileEntry, FileList, FileVersionView, TrashEntry, VersionPatch } from '../../core/protocol.js';
 import type { BlobStore, Bucket, ByteRange } from '../../infra/blobs/blob-store.js';
-import { objectKey } from '../objects.js';
+import { objectKey } from '../../infra/blobs/object-keys.js';
 import type { ChangeNotifier } from '../sync/change-notifier.js';
 import type { Principal } from '../user/user.service.js';
 import { toFileEntry, toTrashEntry, toVersionView } from './file-views.js';

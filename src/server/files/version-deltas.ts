@@ -5,7 +5,7 @@ import { changedRegions, diffManifests, encodeManifestDiff, type ManifestDiff } 
 import type { FileVersionView, UploadStatus, VersionPatch } from '../../core/protocol.js';
 import type { BlobStore, Bucket } from '../../infra/blobs/blob-store.js';
 import type { FileVersionRow } from '../../infra/db/schema.js';
-import { objectKey } from '../objects.js';
+import { objectKey } from '../../infra/blobs/object-keys.js';
 import type { FilesRepository } from './files.repository.js';
 
 export type DeltaBase = NonNullable<UploadStatus['deltaBases']>[number];

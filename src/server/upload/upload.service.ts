@@ -16,7 +16,7 @@ import type { UploadRow } from '../../infra/db/schema.js';
 import { toFileEntry, toVersionView } from '../files/file-views.js';
 import type { FilesRepository, RecordedVersion } from '../files/files.repository.js';
 import { readAll, type VersionDeltas } from '../files/version-deltas.js';
-import { objectKey } from '../objects.js';
+import { objectKey } from '../../infra/blobs/object-keys.js';
 import type { ChangeNotifier } from '../sync/change-notifier.js';
 import type { Principal } from '../user/user.service.js';
 import type { ChunkLocation, ChunkPlace, UploadRepository } from './upload.repository.js';
