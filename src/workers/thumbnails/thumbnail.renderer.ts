@@ -80,9 +80,9 @@ export async function renderThumbnails(source: string | Buffer, options: RenderO
  *   a worker gets its parallelism from images in flight (one per core), and more threads per
  *   image would only multiply the per-thread buffers.
  * Peak RSS is then bounded by the images in flight (each at most 1920 pixels a side once decoded,
- * whatever the source's size) plus node's and the allocator's overhead: ~210-330 MiB over
+ * whatever the source's size) plus node's and the allocator's overhead: ~210-390 MiB over
  * hundreds of images, small or 12 MP, two at a time (bench:thumbs). Capping glibc's malloc
- * arenas (MALLOC_ARENA_MAX=2, only settable in the worker's environment) took ~10% off that.
+ * arenas (MALLOC_ARENA_MAX=2, only settable in the worker's environment) took 0-15% off that.
  */
 export function configureSharpForThumbnailWorker(threadsPerImage = 1): void {
   sharp.cache(false);
