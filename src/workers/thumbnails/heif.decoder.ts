@@ -13,7 +13,7 @@ import { UnprocessableMediaError } from '../unprocessable-media.error.js';
 export interface HeifConvertOptions {
   /** The heif-convert executable; looked up on PATH by default. */
   command?: string;
-  /** Killed after this long; a 48 MP HEIC takes ~10 s on a Raspberry Pi 4. */
+  /** Killed after this long (default 120 s): the corpus's 8.5 MP iPhone file takes ~3 s on a desktop core. */
   timeoutMs?: number;
   /** Where the temporary PNG goes (default: the OS temp dir); it needs room for 3 bytes a pixel. */
   tempDir?: string;

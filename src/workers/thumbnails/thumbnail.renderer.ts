@@ -79,8 +79,10 @@ export async function renderThumbnails(source: string | Buffer, options: RenderO
  * - libvips threads per image (default: 1 with glibc, else the core count) is set explicitly:
  *   a worker gets its parallelism from images in flight (one per core), and more threads per
  *   image would only multiply the per-thread buffers.
- * glibc's malloc arenas are the other source of RSS growth with libvips; they can only be capped
- * from outside the process (MALLOC_ARENA_MAX=2 in the worker's environment).
+ * Peak RSS is then bounded by the images in flight (each at most 1920 pixels a side once decoded,
+ * whatever the source's size) plus node's and the allocator's overhead: ~210-390 MiB over
+ * hundreds of images, small or 12 MP, two at a time (bench:thumbs). Capping glibc's malloc
+ * arenas (MALLOC_ARENA_MAX=2, only settable in the worker's environment) took 0-15% off that.
  */
 export function configureSharpForThumbnailWorker(threadsPerImage = 1): void {
   sharp.cache(false);
