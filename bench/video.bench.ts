@@ -9,13 +9,13 @@
  *   npm run bench:video
  *   PV_BENCH_RUNS=3 npm run bench:video     # fewer repetitions (default 5)
  *
- * Figures, each the median of the runs (it never asserts a timing): wall time, realtime factor
- * (seconds of video per second of wall time), CPU seconds of the ffmpeg processes, and the CPU
- * other processes used meanwhile (the noise on a shared machine: with two cores, another busy
- * process moves wall times by tens of percent, CPU seconds hardly). The three are run
- * interleaved, each round starting with the next one, after one untimed transcodeHls() (page
- * cache, fluent-ffmpeg's capability probe). Everything
- * is written to one temp dir, removed at the end, also on an error or ^C.
+ * Figures (it never asserts a timing): wall time and realtime factor (seconds of video per
+ * second of wall time), as the median of the runs and of the best run; CPU seconds of the ffmpeg
+ * processes; and the CPU other processes used meanwhile, the noise on a shared machine (with two
+ * cores, one other busy process moves wall times by tens of percent, CPU seconds hardly). The
+ * three are run interleaved, each round starting with the next one, after one untimed
+ * transcodeHls() (page cache, fluent-ffmpeg's capability probe). Everything is written to one
+ * temp dir, removed at the end, also on an error or ^C.
  */
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
@@ -211,6 +211,8 @@ async function main(): Promise<void> {
   const seconds = samples.map((list) => median(list.map((s) => s.seconds)));
   const realtime = seconds.map((s) => probe.durationSeconds / s);
   const cpu = samples.map((list) => median(list.map((s) => s.cpu)));
+  // Load from elsewhere only ever slows a run down: the best run is the least disturbed one.
+  const best = samples.map((list) => probe.durationSeconds / Math.min(...list.map((s) => s.seconds)));
   const out: string[] = [''];
   out.push(`photovault video benchmark: node ${process.version}, ${availableParallelism()} cores, ffmpeg libx264 preset ${X264_PRESET}`);
   out.push(
@@ -233,6 +235,8 @@ async function main(): Promise<void> {
         ],
         ['realtime factor (video s / wall s)', ...realtime.map((r) => `${fixed(r, 2)}x`)],
         ['transcodeHls() / this, realtime factor', ...realtime.map((r) => ratio(realtime[0]! / r))],
+        ['realtime factor, best run', ...best.map((r) => `${fixed(r, 2)}x`)],
+        ['transcodeHls() / this, best runs', ...best.map((r) => ratio(best[0]! / r))],
         ['CPU s (ffmpeg + node), median', ...cpu.map((c) => fixed(c, 1))],
         ['this / transcodeHls(), CPU s', ...cpu.map((c) => ratio(c / cpu[0]!))],
         ["other processes' CPU s meanwhile, median", ...samples.map((list) => fixed(Math.max(0, median(list.map((s) => s.otherCpu))), 1))],
@@ -241,7 +245,10 @@ async function main(): Promise<void> {
     ),
   );
   out.push('');
-  out.push(`goal (a): transcodeHls() at >= 0.95x the hand-written command: ${ratio(realtime[0]! / realtime[1]!)}`);
+  out.push(
+    `goal (a): transcodeHls() at >= 0.95x the hand-written command: ${ratio(realtime[0]! / realtime[1]!)} (medians), ` +
+      `${ratio(best[0]! / best[1]!)} (best runs)`,
+  );
   out.push('');
   process.stdout.write(`${out.join('\n')}\n`);
 }
