@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, open, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -81,6 +81,15 @@ function rowsMean(pixels: Buffer, width: number, from: number, to: number): numb
   let sum = 0;
   for (let i = from * width; i < to * width; i++) sum += pixels[i]!;
   return sum / ((to - from) * width);
+}
+
+/** Every file under a directory, hidden ones included, relative, sorted. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const files: string[] = [];
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) files.push(relative(dir, join(entry.parentPath, entry.name)));
+  }
+  return files.sort();
 }
 
 /** Throws unless `promise` rejects with an UnprocessableMediaError; returns it. */
@@ -374,11 +383,7 @@ describe('transcodeHls', () => {
   });
 
   test('files lists exactly the files in outDir, and no work directory is left', async () => {
-    const found: string[] = [];
-    for (const entry of await readdir(bbbDir, { recursive: true, withFileTypes: true })) {
-      if (entry.isFile()) found.push(join(entry.parentPath, entry.name).slice(bbbDir.length + 1));
-    }
-    expect(found.sort()).toEqual(bbb.files);
+    expect(await filesUnder(bbbDir)).toEqual(bbb.files);
     expect(bbb.files).toContain('master.m3u8');
     expect(bbb.files.filter((file) => file.endsWith('.ts')).length).toBeGreaterThanOrEqual(2 * 5);
     expect((await readdir(bbbDir)).filter((entry) => entry.startsWith('.'))).toEqual([]);
@@ -404,25 +409,26 @@ describe('transcodeHls', () => {
     expect(rowsMean(pixels, 60, 40, 100)).toBeLessThan(50);
   });
 
-  test('a second transcode into the same outDir replaces the ladder', async () => {
+  test("a second transcode into the same outDir replaces the ladder and clears a crashed run's work directory", async () => {
     const probe = await probeVideo(ROTATED);
     const dir = join(scratch, 'twice');
     await transcodeHls(ROTATED, dir, probe);
+    await mkdir(join(dir, '.partial-crashed', '60p'), { recursive: true });
+    await writeFile(join(dir, '.partial-crashed', '60p', 'segment-0000.ts'), 'half');
     const ladder = await transcodeHls(ROTATED, dir, probe);
-    const found = await readdir(dir, { recursive: true });
-    expect(found.filter((entry) => !entry.endsWith('60p')).sort()).toEqual(ladder.files);
+    expect(await filesUnder(dir)).toEqual(ladder.files);
   });
 
   test(
     'a truncated mp4 that still probes (moov first) is rejected as unprocessable and leaves no ladder',
     async () => {
-      // A web-optimised ("faststart") copy cut in half: ffprobe reads the full 30 s index, but only
-      // ~14 s of frames exist. ffmpeg exits 0 after what it can read; a half ladder would pass for the video.
+      // A web-optimised ("faststart") copy cut to a quarter: ffprobe reads the full 30 s index, but only
+      // ~7 s of frames exist. ffmpeg exits 0 after what it can read; a partial ladder would pass for the video.
       const faststart = join(scratch, 'faststart.mp4');
       await run('ffmpeg', ['-v', 'error', '-i', BBB, '-c', 'copy', '-movflags', '+faststart', faststart]);
       const truncated = join(scratch, 'faststart-truncated.mp4');
       const whole = await readFile(faststart);
-      await writeFile(truncated, whole.subarray(0, Math.floor(whole.length / 2)));
+      await writeFile(truncated, whole.subarray(0, Math.floor(whole.length / 4)));
       const probe = await probeVideo(truncated);
       expect(probe.durationSeconds).toBeCloseTo(30, 0);
 
