@@ -11,6 +11,15 @@ import { createInterface } from 'node:readline';
 export const MiB = 1024 ** 2;
 export const GiB = 1024 ** 3;
 
+/** A positive number from the environment (PV_BENCH_*), else the fallback; anything else stops the bench. */
+export function numberSetting(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name}=${raw}: expected a positive number`);
+  return value;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Clean-up: children are killed and temp dirs removed on every way out, errors and ^C included.
 

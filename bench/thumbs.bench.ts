@@ -38,7 +38,7 @@ import { runPool } from '../src/core/pool.js';
 import { THUMBNAIL_SIZES } from '../src/core/media.js';
 import { THUMBNAIL_WEBP } from '../src/workers/thumbnails/thumbnail.renderer.js';
 import type { ThumbsChildFigures } from './thumbs.child.js';
-import { machineBusyCpuSeconds, MiB, ownCpuSeconds, reapedChildrenCpuSeconds, removeAtExit, runOk } from './support.js';
+import { machineBusyCpuSeconds, MiB, numberSetting, ownCpuSeconds, reapedChildrenCpuSeconds, removeAtExit, runOk } from './support.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings.
@@ -66,14 +66,6 @@ const GRAIN_SIGMA = 20;
 const MALLOC_ARENAS = 2;
 /** No run may hang the bench: generous next to ~1 s per 12 MP image on one core. */
 const RUN_TIMEOUT_S = 1800;
-
-function numberSetting(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name}=${raw}: expected a positive number`);
-  return value;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Data sets.

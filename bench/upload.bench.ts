@@ -33,6 +33,7 @@ import {
   machineBusyCpuSeconds,
   ownCpuSeconds,
   MiB,
+  numberSetting,
   reapedChildrenCpuSeconds,
   removeAtExit,
   runOk,
@@ -64,14 +65,6 @@ const READ_BLOCK = 4 * MiB;
 /** No single upload may hang the run: generous next to the worst plausible time. */
 const UPLOAD_TIMEOUT_S = Math.max(600, 1800 * targetGiB);
 const PASSWORD = 'bench-password-1234';
-
-function numberSetting(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name}=${raw}: expected a positive number`);
-  return value;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The data set: seeded, incompressible, no chunk shared between files (so nothing deduplicates).

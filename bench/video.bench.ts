@@ -23,21 +23,13 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { planRenditions, SEGMENT_SECONDS, transcodeHls, X264_CRF, X264_PRESET } from '../src/workers/transcode/hls.transcoder.js';
 import { probeVideo } from '../src/workers/transcode/video.probe.js';
-import { machineBusyCpuSeconds, ownCpuSeconds, reapedChildrenCpuSeconds, removeAtExit, runOk } from './support.js';
+import { machineBusyCpuSeconds, numberSetting, ownCpuSeconds, reapedChildrenCpuSeconds, removeAtExit, runOk } from './support.js';
 
 /** dist/bench/video.bench.js -> the repository root. */
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const input = resolve(repoRoot, '..', 'shared', 'corpus', 'video', 'bbb-480p-30s.mp4');
 const runs = Math.max(1, Math.round(numberSetting('PV_BENCH_RUNS', 5)));
 const tmpBase = process.env.PV_BENCH_TMP || '/tmp';
-
-function numberSetting(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name}=${raw}: expected a positive number`);
-  return value;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The hand-written commands. Spelled out for this clip (stream 0 video, stream 1 audio); checked
