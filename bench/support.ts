@@ -11,6 +11,20 @@ import { createInterface } from 'node:readline';
 export const MiB = 1024 ** 2;
 export const GiB = 1024 ** 3;
 
+/** A text table: a label column, then right-aligned columns, under a rule. */
+export function table(title: string, columns: string[], rows: [string, ...string[]][]): string {
+  const labelWidth = Math.max(title.length, ...rows.map((row) => row[0].length)) + 2;
+  const widths = columns.map((column, i) => Math.max(column.length, ...rows.map((row) => (row[i + 1] ?? '').length)) + 2);
+  const line = (cells: string[]) =>
+    cells[0]!.padEnd(labelWidth) +
+    cells
+      .slice(1)
+      .map((cell, i) => cell.padStart(widths[i]!))
+      .join('');
+  const rule = '-'.repeat(labelWidth + widths.reduce((a, b) => a + b, 0));
+  return [line([title, ...columns]), rule, ...rows.map((row) => line(row))].join('\n');
+}
+
 /** A positive number from the environment (PV_BENCH_*), else the fallback; anything else stops the bench. */
 export function numberSetting(name: string, fallback: number): number {
   const raw = process.env[name];

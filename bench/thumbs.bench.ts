@@ -38,7 +38,16 @@ import { runPool } from '../src/core/pool.js';
 import { THUMBNAIL_SIZES } from '../src/core/media.js';
 import { THUMBNAIL_WEBP } from '../src/workers/thumbnails/thumbnail.renderer.js';
 import type { ThumbsChildFigures } from './thumbs.child.js';
-import { machineBusyCpuSeconds, MiB, numberSetting, ownCpuSeconds, reapedChildrenCpuSeconds, removeAtExit, runOk } from './support.js';
+import {
+  machineBusyCpuSeconds,
+  MiB,
+  numberSetting,
+  ownCpuSeconds,
+  reapedChildrenCpuSeconds,
+  removeAtExit,
+  runOk,
+  table,
+} from './support.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings.
@@ -269,19 +278,6 @@ async function measureSet(set: DataSet, root: string): Promise<SetFigures> {
 
 const best = (sideRuns: SideRun[]) => sideRuns.reduce((a, b) => (b.seconds < a.seconds ? b : a));
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '-');
-
-function table(title: string, columns: string[], rows: [string, ...string[]][]): string {
-  const labelWidth = Math.max(title.length, ...rows.map((row) => row[0].length)) + 2;
-  const widths = columns.map((column, i) => Math.max(column.length, ...rows.map((row) => (row[i + 1] ?? '').length)) + 2);
-  const line = (cells: string[]) =>
-    cells[0]!.padEnd(labelWidth) +
-    cells
-      .slice(1)
-      .map((cell, i) => cell.padStart(widths[i]!))
-      .join('');
-  const rule = '-'.repeat(labelWidth + widths.reduce((a, b) => a + b, 0));
-  return [line([title, ...columns]), rule, ...rows.map((row) => line(row))].join('\n');
-}
 
 function report(results: SetFigures[]): string {
   const column = (f: SetFigures) => `${f.set.name}: ${f.set.files.length} x ${f.set.sizes}`;

@@ -37,6 +37,7 @@ import {
   reapedChildrenCpuSeconds,
   removeAtExit,
   runOk,
+  table,
   type RouteTime,
   routeTimeDelta,
   type ServerProcess,
@@ -328,19 +329,6 @@ const mib = (bytes: number) => bytes / MiB;
 const fixed = (value: number | undefined, digits: number) => (value === undefined || !Number.isFinite(value) ? '-' : value.toFixed(digits));
 const ratio = (value: number | undefined) => (value === undefined || !Number.isFinite(value) ? '-' : `${value.toFixed(2)}x`);
 const percent = (value: number | undefined) => (value === undefined || !Number.isFinite(value) ? '-' : `${(value * 100).toFixed(0)}%`);
-
-function table(title: string, columns: string[], rows: [string, ...string[]][]): string {
-  const labelWidth = Math.max(title.length, ...rows.map((row) => row[0].length)) + 2;
-  const widths = columns.map((column, i) => Math.max(column.length, ...rows.map((row) => (row[i + 1] ?? '').length)) + 2);
-  const line = (cells: string[]) =>
-    cells[0]!.padEnd(labelWidth) +
-    cells
-      .slice(1)
-      .map((cell, i) => cell.padStart(widths[i]!))
-      .join('');
-  const rule = '-'.repeat(labelWidth + widths.reduce((a, b) => a + b, 0));
-  return [line([title, ...columns]), rule, ...rows.map((row) => line(row))].join('\n');
-}
 
 const CHUNK_ROUTE = 'PUT /api/v1/uploads/:id/chunks/:hash';
 const COMMIT_ROUTE = 'POST /api/v1/uploads/:id/commit';

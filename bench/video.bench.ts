@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { planRenditions, SEGMENT_SECONDS, transcodeHls, X264_CRF, X264_PRESET } from '../src/workers/transcode/hls.transcoder.js';
 import { probeVideo } from '../src/workers/transcode/video.probe.js';
-import { machineBusyCpuSeconds, numberSetting, ownCpuSeconds, reapedChildrenCpuSeconds, removeAtExit, runOk } from './support.js';
+import { machineBusyCpuSeconds, numberSetting, ownCpuSeconds, reapedChildrenCpuSeconds, removeAtExit, runOk, table } from './support.js';
 
 /** dist/bench/video.bench.js -> the repository root. */
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -148,19 +148,6 @@ const median = (values: number[]) => {
 };
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '-');
 const ratio = (value: number) => (Number.isFinite(value) ? `${value.toFixed(2)}x` : '-');
-
-function table(title: string, columns: string[], rows: [string, ...string[]][]): string {
-  const labelWidth = Math.max(title.length, ...rows.map((row) => row[0].length)) + 2;
-  const widths = columns.map((column, i) => Math.max(column.length, ...rows.map((row) => (row[i + 1] ?? '').length)) + 2);
-  const line = (cells: string[]) =>
-    cells[0]!.padEnd(labelWidth) +
-    cells
-      .slice(1)
-      .map((cell, i) => cell.padStart(widths[i]!))
-      .join('');
-  const rule = '-'.repeat(labelWidth + widths.reduce((a, b) => a + b, 0));
-  return [line([title, ...columns]), rule, ...rows.map((row) => line(row))].join('\n');
-}
 
 async function main(): Promise<void> {
   const probe = await probeVideo(input);

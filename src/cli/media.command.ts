@@ -49,7 +49,11 @@ export function registerMediaCommands(program: Command): void {
           }
           return wanted;
         });
-        printResult(options.json, { path, out, ...thumbnail }, () => `${path} -> ${out} (${thumbnail.width}x${thumbnail.height}, ${formatBytes(thumbnail.bytes)})`);
+        printResult(
+          options.json,
+          { path, out, ...thumbnail },
+          () => `${path} -> ${out} (${thumbnail.width}x${thumbnail.height}, ${formatBytes(thumbnail.bytes)})`,
+        );
       }),
     );
 }
@@ -73,7 +77,11 @@ function describeMedia(media: MediaView): string {
     row('camera', [meta.make, meta.model].filter(Boolean).join(' '));
     row('lens', meta.lens);
     row('size', meta.width && meta.height ? `${meta.width} x ${meta.height}` : null);
-    row('location', meta.gps && `${meta.gps.latitude.toFixed(6)}, ${meta.gps.longitude.toFixed(6)}${meta.gps.altitude === undefined ? '' : ` (${meta.gps.altitude.toFixed(0)} m)`}`);
+    row(
+      'location',
+      meta.gps &&
+        `${meta.gps.latitude.toFixed(6)}, ${meta.gps.longitude.toFixed(6)}${meta.gps.altitude === undefined ? '' : ` (${meta.gps.altitude.toFixed(0)} m)`}`,
+    );
     row('duration', meta.durationSeconds !== undefined && `${meta.durationSeconds.toFixed(1)} s`);
     row('codecs', [meta.videoCodec, meta.audioCodec].filter(Boolean).join(' + '));
   }

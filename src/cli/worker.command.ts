@@ -33,7 +33,10 @@ export function registerWorkerCommands(program: Command): void {
 
 function parseJobKinds(list: string | undefined): JobKind[] {
   if (list === undefined) return [...JOB_KINDS];
-  const kinds = list.split(',').map((kind) => kind.trim()).filter(Boolean);
+  const kinds = list
+    .split(',')
+    .map((kind) => kind.trim())
+    .filter(Boolean);
   const unknown = kinds.filter((kind) => !(JOB_KINDS as readonly string[]).includes(kind));
   if (unknown.length > 0 || kinds.length === 0) {
     throw new PvError('PV_INVALID_INPUT', `Unknown job kind ${unknown.join(', ') || '(none given)'}.`, {

@@ -91,7 +91,23 @@ export type ProcessingOutcome = {
 }[JobKind];
 
 const IMAGE_EXTENSIONS = new Set(['jpg', 'jpeg', 'jpe', 'png', 'webp', 'avif', 'tif', 'tiff', 'gif', 'heic', 'heif', 'hif']);
-const VIDEO_EXTENSIONS = new Set(['mp4', 'm4v', 'mov', 'qt', 'mkv', 'webm', 'avi', '3gp', '3g2', 'mts', 'm2ts', 'ts', 'mpg', 'mpeg', 'wmv']);
+const VIDEO_EXTENSIONS = new Set([
+  'mp4',
+  'm4v',
+  'mov',
+  'qt',
+  'mkv',
+  'webm',
+  'avi',
+  '3gp',
+  '3g2',
+  'mts',
+  'm2ts',
+  'ts',
+  'mpg',
+  'mpeg',
+  'wmv',
+]);
 
 /** Whether a path names a photo or a video, by its extension; null for other files (they get no jobs). */
 export function mediaKindOf(path: string): MediaKind | null {

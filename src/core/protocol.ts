@@ -200,7 +200,9 @@ const MediaKindSchema = Type.Union([Type.Literal('image'), Type.Literal('video')
 /** MediaMetadata (src/core/media.ts) on the wire; a field is absent when the file does not say. */
 export const MediaMetadataSchema = Type.Object({
   kind: MediaKindSchema,
-  takenAt: Opt(Type.String({ description: "local wall-clock time, ISO 8601, with the UTC offset when known ('2008-10-22T16:29:49+02:00')" })),
+  takenAt: Opt(
+    Type.String({ description: "local wall-clock time, ISO 8601, with the UTC offset when known ('2008-10-22T16:29:49+02:00')" }),
+  ),
   utcOffsetMinutes: Opt(Type.Integer()),
   gps: Opt(Type.Object({ latitude: Type.Number(), longitude: Type.Number(), altitude: Opt(Type.Number()) })),
   make: Opt(Type.String()),

@@ -127,7 +127,13 @@ export class ProcessingWorker {
     }
     await this.bus.publish('processing.finished', outcome);
     this.log.info(
-      { job, contentHash, state: outcome.state, ms: Date.now() - started, ...(outcome.state === 'failed' ? { reason: outcome.error } : {}) },
+      {
+        job,
+        contentHash,
+        state: outcome.state,
+        ms: Date.now() - started,
+        ...(outcome.state === 'failed' ? { reason: outcome.error } : {}),
+      },
       'job finished',
     );
   }

@@ -60,7 +60,11 @@ describeEachDatabase('processing pipeline', (kind) => {
     await uploadBytes(server.app, alice.auth, 'Trips/DSCN0010.jpg', photo);
     await uploadBytes(server.app, alice.auth, 'notes.txt', Buffer.from('not a photo'));
 
-    const { media } = await eventually('photo processed', () => mediaOf(alice.auth, 'Trips/DSCN0010.jpg'), ({ media }) => finished(media));
+    const { media } = await eventually(
+      'photo processed',
+      () => mediaOf(alice.auth, 'Trips/DSCN0010.jpg'),
+      ({ media }) => finished(media),
+    );
     expect(media.jobs.map((job) => [job.job, job.state])).toEqual([
       ['metadata', 'done'],
       ['thumbnails', 'done'],
@@ -108,7 +112,11 @@ describeEachDatabase('processing pipeline', (kind) => {
     await startPipeline();
     await uploadBytes(server.app, alice.auth, 'clip.mp4', await readFile(join(CORPUS_DIR, 'video', 'video_rotation_90.mp4')));
 
-    const { media } = await eventually('clip processed', () => mediaOf(alice.auth, 'clip.mp4'), ({ media }) => finished(media));
+    const { media } = await eventually(
+      'clip processed',
+      () => mediaOf(alice.auth, 'clip.mp4'),
+      ({ media }) => finished(media),
+    );
     expect(media.jobs.map((job) => [job.job, job.state, job.error])).toEqual([
       ['metadata', 'done', null],
       ['thumbnails', 'done', null],
@@ -150,13 +158,23 @@ describeEachDatabase('processing pipeline', (kind) => {
     await uploadBytes(server.app, alice.auth, 'truncated.jpg', photo.subarray(0, Math.floor(photo.length / 2)));
     await uploadBytes(server.app, alice.auth, 'good.jpg', photo);
 
-    const good = await eventually('good photo processed', () => mediaOf(alice.auth, 'good.jpg'), ({ media }) => finished(media));
+    const good = await eventually(
+      'good photo processed',
+      () => mediaOf(alice.auth, 'good.jpg'),
+      ({ media }) => finished(media),
+    );
     expect(good.media.jobs.every((job) => job.state === 'done')).toBe(true);
-    const random = await eventually('random bytes finished', () => mediaOf(alice.auth, 'random.jpg'), ({ media }) => finished(media));
+    const random = await eventually(
+      'random bytes finished',
+      () => mediaOf(alice.auth, 'random.jpg'),
+      ({ media }) => finished(media),
+    );
     expect(random.media.jobs.map((job) => job.state)).toEqual(['failed', 'failed']);
     for (const job of random.media.jobs) expect(job.error).toMatch(/\w{8,}/);
-    const truncated = await eventually('truncated finished', () => mediaOf(alice.auth, 'truncated.jpg'), ({ media }) =>
-      media.jobs.some((job) => job.job === 'thumbnails' && job.state !== 'pending'),
+    const truncated = await eventually(
+      'truncated finished',
+      () => mediaOf(alice.auth, 'truncated.jpg'),
+      ({ media }) => media.jobs.some((job) => job.job === 'thumbnails' && job.state !== 'pending'),
     );
     const thumbnails = truncated.media.jobs.find((job) => job.job === 'thumbnails')!;
     expect(thumbnails.state).toBe('failed');
@@ -175,7 +193,11 @@ describeEachDatabase('processing pipeline', (kind) => {
     await uploadBytes(server.app, bob.auth, 'b.jpg', photo);
     await startPipeline();
 
-    const { media } = await eventually('reconciled', () => mediaOf(alice.auth, 'a.jpg'), ({ media }) => finished(media));
+    const { media } = await eventually(
+      'reconciled',
+      () => mediaOf(alice.auth, 'a.jpg'),
+      ({ media }) => finished(media),
+    );
     expect(media.jobs.every((job) => job.state === 'done' && job.attempts === 1)).toBe(true);
     // Stored 450x600 with orientation 6: displayed as the landscape it is.
     expect(media.metadata).toMatchObject({ orientation: 6, width: 600, height: 450 });

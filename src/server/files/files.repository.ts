@@ -82,11 +82,9 @@ export class FilesRepository {
 
   /** Where the object with this content is stored, if it still is. */
   findObject(contentHash: string): Promise<{ bucket: Bucket } | undefined> {
-    return this.db
-      .selectFrom('objects')
-      .select('bucket')
-      .where('hash', '=', contentHash)
-      .executeTakeFirst() as Promise<{ bucket: Bucket } | undefined>;
+    return this.db.selectFrom('objects').select('bucket').where('hash', '=', contentHash).executeTakeFirst() as Promise<
+      { bucket: Bucket } | undefined
+    >;
   }
 
   /** The chunks of stored content, in file order. */

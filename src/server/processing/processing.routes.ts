@@ -52,7 +52,10 @@ export function processingRoutes(processing: ProcessingService): FastifyPluginAs
         const { hash, size } = request.params;
         const thumbnail = await processing.thumbnail(principalOf(request), hash, size);
         if (notModified(request, reply, `"${hash}-${size}"`)) return reply.status(304).send(null);
-        return reply.type('image/webp').header('content-length', thumbnail.bytes).send(await thumbnail.open());
+        return reply
+          .type('image/webp')
+          .header('content-length', thumbnail.bytes)
+          .send(await thumbnail.open());
       },
     );
 

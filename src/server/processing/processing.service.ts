@@ -138,7 +138,12 @@ export class ProcessingService {
       kind: mediaKind,
       metadata: outputOf('metadata'),
       thumbhash: thumbnails?.thumbhash ?? null,
-      jobs: jobsFor(mediaKind).map((job) => jobView(job, rows.find((row) => row.job === job))),
+      jobs: jobsFor(mediaKind).map((job) =>
+        jobView(
+          job,
+          rows.find((row) => row.job === job),
+        ),
+      ),
       thumbnails: (thumbnails?.thumbnails ?? []).map((thumbnail) => ({ ...thumbnail, url: `${base}/thumbnails/${thumbnail.size}` })),
       hls: ladder && {
         master: `${base}/hls/${ladder.master}`,

@@ -10,7 +10,9 @@ export const thumbnailsJob: JobHandler<'thumbnails'> = async ({ contentHash, med
   const image = mediaKind === 'video' ? await extractPosterFrame(source, await probeVideo(source)) : source;
   const set = await renderThumbnails(image);
   for (const thumbnail of set.thumbnails) {
-    await blobs.put('thumbnails', thumbnailKey(contentHash, thumbnail.size), Readable.from([thumbnail.webp]), { size: thumbnail.webp.length });
+    await blobs.put('thumbnails', thumbnailKey(contentHash, thumbnail.size), Readable.from([thumbnail.webp]), {
+      size: thumbnail.webp.length,
+    });
   }
   return {
     thumbhash: set.thumbhash,
