@@ -6,6 +6,7 @@ import { isPvError } from '../core/errors.js';
 import { type JobKind, type JobState, jobQueue, type ProcessingOutcome, RESULTS_QUEUE } from '../core/media.js';
 import type { BlobStore, Bucket } from '../infra/blobs/blob-store.js';
 import { objectKey } from '../infra/blobs/object-keys.js';
+import { ownScratchFolder, removeAbandonedScratch } from '../infra/process/scratch-folders.js';
 import type { BusMessage, EventBus, EventPayloads, Subscription } from '../infra/bus/event-bus.js';
 import type { JobHandlers } from './job-handler.js';
 
@@ -52,7 +53,7 @@ export class ProcessingWorker {
     private readonly log: WorkerLog,
     private readonly options: WorkerOptions,
   ) {
-    this.workDir = join(options.workRoot, String(process.pid));
+    this.workDir = ownScratchFolder(options.workRoot);
   }
 
   async start(): Promise<Subscription> {
@@ -142,15 +143,8 @@ export class ProcessingWorker {
    * Removes scratch folders of worker processes that are gone (killed mid-job, say), after
    * ending the tools they had started: an ffmpeg whose worker was SIGKILLed runs on as an orphan.
    */
-  private async clearAbandonedWork(): Promise<void> {
-    const entries = await readdir(this.options.workRoot).catch(() => []);
-    for (const name of entries) {
-      const pid = Number(name);
-      if (pid !== process.pid && isAlive(pid)) continue;
-      const folder = join(this.options.workRoot, name);
-      await killProcessesUsing(folder);
-      await rm(folder, { recursive: true, force: true });
-    }
+  private clearAbandonedWork(): Promise<void> {
+    return removeAbandonedScratch(this.options.workRoot, killProcessesUsing);
   }
 }
 
@@ -173,14 +167,4 @@ async function killProcessesUsing(folder: string): Promise<void> {
 function reasonOf(error: unknown): string {
   if (isPvError(error) && error.fix) return `${error.message} (${error.fix})`;
   return error instanceof Error ? error.message : String(error);
-}
-
-function isAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -28,24 +28,32 @@ describe('FsBlobStore', () => {
     expect(fsBucketRoots('/data')).toEqual(Object.fromEntries(BUCKETS.map((b) => [b, join('/data', 'blobs', b)])));
   });
 
-  it('removes temp files of a crashed put at open and keeps finished objects', async () => {
+  it("removes temp files of a dead process's puts at open, keeps a live process's, and keeps finished objects", async () => {
     const roots = fsBucketRoots(await tempDir());
     const store = await FsBlobStore.open(roots);
     await store.put('uploads', 'done', Readable.from([Buffer.from('whole')]));
-    await writeFile(join(roots.uploads, '.tmp', 'crashed-put'), 'half of a fi');
-    await mkdir(join(roots.uploads, '.tmp', 'odd-dir'));
+    const tmp = join(roots.uploads, '.tmp');
+    const deadPid = String(2 ** 30); // above any pid_max: no such process
+    await mkdir(join(tmp, deadPid));
+    await writeFile(join(tmp, deadPid, 'crashed-put'), 'half of a fi');
+    await writeFile(join(tmp, 'older-release-put'), 'half');
+    // A server and a worker process share the data dir: the other's puts in flight must survive.
+    const livePid = String(process.ppid);
+    await mkdir(join(tmp, livePid));
+    await writeFile(join(tmp, livePid, 'in-flight'), 'still being written');
 
     const reopened = await FsBlobStore.open(roots);
-    expect(await readdir(join(roots.uploads, '.tmp'))).toEqual([]);
+    expect((await readdir(tmp)).sort()).toEqual([livePid, String(process.pid)].sort());
+    expect(await readdir(join(tmp, livePid))).toEqual(['in-flight']);
     expect(await reopened.head('uploads', 'done')).toEqual({ key: 'done', size: 5 });
   });
 
-  it('leaves nothing in .tmp after a failed put', async () => {
+  it('leaves nothing in its temp folder after a failed put', async () => {
     const roots = fsBucketRoots(await tempDir());
     const store = await FsBlobStore.open(roots);
     await expectPvError(store.put('uploads', 'k', Readable.from([Buffer.from('abc')]), { size: 2 }), 'PV_INTEGRITY');
     await expectPvError(store.put('uploads', 'k', Readable.from([Buffer.from('abc')]), { sha256: '0'.repeat(64) }), 'PV_INTEGRITY');
-    expect(await readdir(join(roots.uploads, '.tmp'))).toEqual([]);
+    expect(await readdir(join(roots.uploads, '.tmp', String(process.pid)))).toEqual([]);
   });
 
   it('creates missing bucket roots on separate directories and stores keys as nested files', async () => {

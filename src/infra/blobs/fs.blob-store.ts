@@ -4,10 +4,11 @@ import { mkdir, open, opendir, rename, rm, stat, unlink } from 'node:fs/promises
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PvError } from '../../core/errors.js';
+import { ownScratchFolder, removeAbandonedScratch } from '../process/scratch-folders.js';
 import { BUCKETS, type BlobInfo, type BlobStore, type Bucket, type ByteRange, type PutOptions, type PutResult } from './blob-store.js';
 
 /**
- * Temp files of puts in progress live in `<root>/.tmp`: inside the bucket root, so on the same
+ * Temp files of puts in progress live in `<root>/.tmp/<pid>`: inside the bucket root, so on the same
  * filesystem and rename is atomic, and never visible to get, head or list. A key whose first
  * segment is `.tmp` is therefore rejected.
  */
@@ -86,35 +87,38 @@ export class FsBlobStore implements BlobStore {
     this.roots = roots;
   }
 
-  /** Creates the bucket directories and removes temp files left by puts that a crash interrupted. */
+  /**
+   * Creates the bucket directories and removes temp files left by puts that a crash interrupted.
+   * Each process puts through a temp folder of its own (a server and its worker processes share
+   * the data dir), so only folders of processes that are gone are removed.
+   */
   static async open(roots: Record<Bucket, string>): Promise<FsBlobStore> {
     const store = new FsBlobStore({ roots });
-    // Only this process writes these roots, so at open everything in .tmp is a dead put.
     for (const bucket of BUCKETS) {
       const tmp = join(store.roots[bucket], TMP_DIR);
-      await rm(tmp, { recursive: true, force: true });
-      await mkdir(tmp, { recursive: true });
+      await removeAbandonedScratch(tmp);
+      await mkdir(ownScratchFolder(tmp), { recursive: true });
     }
     return store;
   }
 
   /**
-   * Crash-safety ordering: (1) stream into `.tmp/<uuid>`, hashing as we go; (2) fsync the temp file,
+   * Crash-safety ordering: (1) stream into `.tmp/<pid>/<uuid>`, hashing as we go; (2) fsync the temp file,
    * so its bytes are on disk before any name points at them; (3) verify sha256/size; (4) rename
    * into place, atomically replacing any previous object; (5) fsync the parent directory (and any
    * directory mkdir just created) so the rename itself survives power loss. A crash before (4)
-   * leaves only a temp file, removed by `open`; after (4) readers see the whole new object.
+   * leaves only a temp file, removed by the next `open`; after (4) readers see the whole new object.
    * A non-durable put skips (2) and (5): still atomic for readers, not flushed.
    */
   async put(bucket: Bucket, key: string, body: Readable | AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
     const target = this.pathOf(bucket, key);
     const durable = options.durable ?? true;
-    const tmpDir = join(this.roots[bucket], TMP_DIR);
+    const tmpDir = ownScratchFolder(join(this.roots[bucket], TMP_DIR));
     const tmp = join(tmpDir, randomUUID());
     const hash = createHash('sha256');
     let size = 0;
     try {
-      // The common case pays no mkdir: .tmp exists once open() or a first put made it.
+      // The common case pays no mkdir: the temp folder exists once open() or a first put made it.
       const handle = await open(tmp, 'wx').catch(async (error: unknown) => {
         if (!isAbsent(error)) throw error;
         await mkdir(tmpDir, { recursive: true });
