@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, open, readdir, readFile, readlink, rm, writeFile } from
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import ffmpeg from 'fluent-ffmpeg';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isPvError } from '../../src/core/errors.js';
@@ -228,6 +229,25 @@ describe('probeVideo', () => {
       .toFile(png);
     const error = await unprocessable(probeVideo(png));
     expect(error.message).toMatch(/not a video/);
+  });
+
+  test('without ffprobe or ffmpeg, probe, transcode and poster fail with PV_MEDIA_DECODER_MISSING and its fix', async () => {
+    const ffprobePath = (await run('sh', ['-c', 'command -v ffprobe'])).stdout.trim();
+    const ffmpegPath = (await run('sh', ['-c', 'command -v ffmpeg'])).stdout.trim();
+    const probe = await probeVideo(ROTATED);
+    // fluent-ffmpeg's documented overrides of the binaries it found on PATH (process-wide, restored below).
+    ffmpeg.setFfprobePath('/nonexistent/ffprobe');
+    ffmpeg.setFfmpegPath('/nonexistent/ffmpeg');
+    try {
+      const missing = { code: 'PV_MEDIA_DECODER_MISSING', fix: expect.stringContaining('ffmpeg') };
+      await expect(probeVideo(ROTATED)).rejects.toMatchObject(missing);
+      await expect(transcodeHls(ROTATED, join(scratch, 'no-ffmpeg'), probe)).rejects.toMatchObject(missing);
+      await expect(extractPosterFrame(ROTATED, probe)).rejects.toMatchObject(missing);
+      expect(await readdir(join(scratch, 'no-ffmpeg'))).toEqual([]);
+    } finally {
+      ffmpeg.setFfprobePath(ffprobePath);
+      ffmpeg.setFfmpegPath(ffmpegPath);
+    }
   });
 
   test('a missing file fails with ENOENT, not as unprocessable media', async () => {
