@@ -387,6 +387,13 @@ class Dispatcher {
   private pumping: Promise<void> | undefined;
   private pumpAgain = false;
   private halted = false;
+  /**
+   * Whether a claim could find anything: false after a claim that got fewer deliveries than it
+   * asked for, until the next publish, poll or nack. A finished handler claims again only then;
+   * otherwise every ack was followed by a claim that found nothing (2.4 claims per message with
+   * one upload at a time, each a write transaction).
+   */
+  private maybeMore = true;
 
   constructor(
     private readonly consumer: Consumer,
@@ -403,6 +410,7 @@ class Dispatcher {
 
   wake(): void {
     if (this.halted) return;
+    this.maybeMore = true;
     if (this.pumping) {
       // A claim is running and may have missed what woke us: claim once more after it.
       this.pumpAgain = true;
@@ -438,14 +446,17 @@ class Dispatcher {
       const messages = await this.port.claim(free);
       // Claimed deliveries are run even if halt() came meanwhile: they are leased to us now.
       for (const message of messages) this.run(message);
-      if (messages.length < free) return;
+      if (messages.length < free) {
+        this.maybeMore = false;
+        return;
+      }
     }
   }
 
   private run(message: BusMessage): void {
     const task = this.handle(message).finally(() => {
       this.inFlight.delete(task);
-      this.wake();
+      if (this.maybeMore) this.wake();
     });
     this.inFlight.add(task);
   }
@@ -465,8 +476,13 @@ class Dispatcher {
     // Settled only after the handler returned: a crash before this line leaves the lease to
     // expire and the message to be delivered again.
     try {
-      if (failure) await this.port.nack(message, failure.error);
-      else await this.port.ack(message);
+      if (failure) {
+        await this.port.nack(message, failure.error);
+        // Redelivery may be due at once (a zero backoff).
+        this.maybeMore = true;
+      } else {
+        await this.port.ack(message);
+      }
     } catch (error) {
       this.port.onError(error);
     }
