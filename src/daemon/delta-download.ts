@@ -85,12 +85,12 @@ export async function downloadReusingChunks(
     for (const gap of gaps) {
       await hashRange(out, hash, hashed, gap.start);
       const { body } = await api.download(remotePath, { version: version.id, range: gap });
-      let at = gap.start;
+      const batch = new WriteBatch(out, gap.start);
       for await (const piece of body as AsyncIterable<Buffer>) {
         hash.update(piece);
-        await writeAll(out, piece, at);
-        at += piece.length;
+        await batch.add(piece);
       }
+      const at = await batch.flush();
       bytesReceived += at - gap.start;
       hashed = at;
     }
@@ -217,6 +217,44 @@ async function readRange(path: string, offset: number, length: number): Promise<
 
 async function writeAll(handle: Handle, bytes: Uint8Array, position: number): Promise<void> {
   for (let done = 0; done < bytes.length;) done += (await handle.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
+}
+
+/** Bytes a WriteBatch gathers before it writes them. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+
+/**
+ * Writes the pieces of a response body, which arrive 16-64 KiB at a time, a megabyte at a time:
+ * one pwritev where a photo-sized file took 4-16 writes, each a round trip to the thread pool.
+ */
+class WriteBatch {
+  private pieces: Buffer[] = [];
+  private gathered = 0;
+
+  constructor(
+    private readonly handle: Handle,
+    private position: number,
+  ) {}
+
+  async add(piece: Buffer): Promise<void> {
+    this.pieces.push(piece);
+    this.gathered += piece.length;
+    if (this.gathered >= WRITE_BATCH_BYTES) await this.flush();
+  }
+
+  /** Writes what is gathered; returns the position after it. */
+  async flush(): Promise<number> {
+    const pieces = this.pieces;
+    const length = this.gathered;
+    this.pieces = [];
+    this.gathered = 0;
+    if (length > 0) {
+      const { bytesWritten } = await this.handle.writev(pieces, this.position);
+      // A short write (rare for regular files) is finished piece by piece.
+      if (bytesWritten < length) await writeAll(this.handle, Buffer.concat(pieces).subarray(bytesWritten), this.position + bytesWritten);
+      this.position += length;
+    }
+    return this.position;
+  }
 }
 
 /** The chunk's bytes from the local file, or null when the file no longer holds them. */

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
+import { withStatementCache } from '../infra/db/statement-cache.js';
 
 /** What the daemon knows about one local file (DESIGN section 4). */
 export interface IndexedFile {
@@ -64,7 +65,7 @@ export class LocalIndex {
     // loses nothing, a power cut at most the last entries, and a lost entry costs only a re-read
     // of the file at the next scan and an upload the server answers as content it already holds.
     sqlite.pragma('synchronous = NORMAL');
-    const db = new Kysely<IndexTables>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const db = new Kysely<IndexTables>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     await db.schema
       .createTable('files')
       .ifNotExists()

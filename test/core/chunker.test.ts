@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, expect } from 'vitest';
 import {
@@ -259,5 +260,21 @@ describe('fingerprintFile', () => {
     const fromFile = await fingerprintFile(corpusVideo);
     expect(fromFile).toEqual(await fingerprint(stream([bytes])));
     expectValidFingerprint(fromFile, bytes);
+  });
+
+  it('fingerprints files on both sides of the 1 MiB inline limit as fingerprint() does their bytes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pv-chunker-'));
+    try {
+      for (const size of [0, 1, 16 * KiB, 300 * KiB, MiB - 1, MiB, MiB + 1, 3 * MiB]) {
+        const bytes = pseudoRandomBytes(size, size + 7);
+        const path = join(dir, `f${size}`);
+        await writeFile(path, bytes);
+        const fromFile = await fingerprintFile(path);
+        expect(fromFile).toEqual(await fingerprint(stream([bytes])));
+        expectValidFingerprint(fromFile, bytes);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

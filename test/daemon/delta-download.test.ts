@@ -1,6 +1,6 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHUNK_MAX_SIZE, fingerprint } from '../../src/core/chunker.js';
 import { ApiClient } from '../../src/daemon/api-client.js';
@@ -54,6 +54,15 @@ describeEachDatabase('download reusing local chunks', (kind) => {
     expect(result.bytesReceived).toBeLessThanOrEqual(2 * CHUNK_MAX_SIZE);
     expect(result.bytesReceived + result.bytesReused).toBe(edited.length);
     expect((await readdir(root)).filter((name) => name.endsWith('.pvpart'))).toEqual([]);
+  });
+
+  it('fetches a file with nothing local whole, byte for byte, in writes of a megabyte', async () => {
+    const target = join(root, 'fresh', 'video.bin');
+    await mkdir(dirname(target), { recursive: true });
+    const result = await downloadReusingChunks(api, 'video.bin', target, new Map());
+    expect(result).toMatchObject({ bytesReceived: edited.length, bytesReused: 0 });
+    expect(await readFile(target)).toEqual(edited);
+    await rm(dirname(target), { recursive: true, force: true });
   });
 
   it('takes chunks from any local file, such as a renamed copy', async () => {

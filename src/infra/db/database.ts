@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import pg from 'pg';
 import { PvError } from '../../core/errors.js';
@@ -9,6 +9,7 @@ import * as initial from './migrations/0001-initial.js';
 import * as changeFeed from './migrations/0002-change-feed.js';
 import * as processing from './migrations/0003-processing.js';
 import type { Database } from './schema.js';
+import { withStatementCache } from './statement-cache.js';
 
 export type Db = Kysely<Database>;
 
@@ -49,32 +50,6 @@ function openSqlite(file: string): Db {
   sqlite.pragma('busy_timeout = 10000');
   sqlite.pragma('foreign_keys = ON');
   return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-}
-
-const STATEMENT_CACHE_SIZE = 256;
-
-/**
- * Kysely prepares every query anew; preparing costs more than running the small indexed queries
- * that dominate (one per request for auth, a few per uploaded chunk), so reuse prepared
- * statements by SQL text, least recently used out first. Kysely never streams (iterates) our
- * queries, so a cached statement is never busy when it is reused.
- */
-function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
-  const cache = new Map<string, SQLite.Statement>();
-  return {
-    close: () => sqlite.close(),
-    prepare(sql: string) {
-      let statement = cache.get(sql);
-      if (statement) {
-        cache.delete(sql);
-      } else {
-        statement = sqlite.prepare(sql);
-        if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!);
-      }
-      cache.set(sql, statement);
-      return statement;
-    },
-  };
 }
 
 function openPostgres(url: string, poolSize: number): Db {
