@@ -86,8 +86,8 @@ export interface JobOutputs {
 /** A job's outcome, as a worker reports it: done with what it derived, or failed for good. */
 export type ProcessingOutcome = {
   [K in JobKind]:
-    | { contentHash: string; job: K; attempts: number; state: 'done'; output: JobOutputs[K] }
-    | { contentHash: string; job: K; attempts: number; state: 'failed'; error: string };
+    | { contentHash: string; job: K; mediaKind: MediaKind; attempts: number; state: 'done'; output: JobOutputs[K] }
+    | { contentHash: string; job: K; mediaKind: MediaKind; attempts: number; state: 'failed'; error: string };
 }[JobKind];
 
 const IMAGE_EXTENSIONS = new Set(['jpg', 'jpeg', 'jpe', 'png', 'webp', 'avif', 'tif', 'tiff', 'gif', 'heic', 'heif', 'hif']);

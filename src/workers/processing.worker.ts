@@ -102,7 +102,14 @@ export class ProcessingWorker {
     try {
       const bucket = await this.catalog.bucketOf(contentHash);
       if (bucket === null) {
-        outcome = { contentHash, job, attempts: message.attempt, state: 'failed', error: 'the original is no longer stored' };
+        outcome = {
+          contentHash,
+          job,
+          mediaKind: request.mediaKind,
+          attempts: message.attempt,
+          state: 'failed',
+          error: 'the original is no longer stored',
+        };
       } else {
         const source = join(workDir, 'source');
         await pipeline(await this.blobs.get(bucket, objectKey(contentHash)), createWriteStream(source));
@@ -114,7 +121,7 @@ export class ProcessingWorker {
           blobs: this.blobs,
           signal: this.running.signal,
         });
-        outcome = { contentHash, job, attempts: message.attempt, state: 'done', output } as ProcessingOutcome;
+        outcome = { contentHash, job, mediaKind: request.mediaKind, attempts: message.attempt, state: 'done', output } as ProcessingOutcome;
       }
     } catch (error) {
       const permanent = isPvError(error, 'PV_MEDIA_UNPROCESSABLE') || isPvError(error, 'PV_MEDIA_DECODER_MISSING');
@@ -122,7 +129,7 @@ export class ProcessingWorker {
         this.log.error({ job, contentHash, attempt: message.attempt, err: error }, 'job failed, will retry');
         throw error;
       }
-      outcome = { contentHash, job, attempts: message.attempt, state: 'failed', error: reasonOf(error) };
+      outcome = { contentHash, job, mediaKind: request.mediaKind, attempts: message.attempt, state: 'failed', error: reasonOf(error) };
     } finally {
       await rm(workDir, { recursive: true, force: true });
     }

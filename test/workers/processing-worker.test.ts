@@ -75,7 +75,14 @@ describe('processing worker', () => {
       return metadata;
     });
     await request();
-    expect(await outcome()).toEqual({ contentHash: HASH, job: 'metadata', attempts: 2, state: 'done', output: metadata });
+    expect(await outcome()).toEqual({
+      contentHash: HASH,
+      job: 'metadata',
+      mediaKind: 'image',
+      attempts: 2,
+      state: 'done',
+      output: metadata,
+    });
     // Each try got its own copy of the original, and its scratch folder is gone.
     expect(new Set(sources).size).toBe(2);
     expect(await readdir(join(dir, 'work', String(process.pid)))).toEqual([]);
@@ -88,7 +95,14 @@ describe('processing worker', () => {
       throw new Error(`still broken (${calls})`);
     });
     await request();
-    expect(await outcome()).toEqual({ contentHash: HASH, job: 'metadata', attempts: 3, state: 'failed', error: 'still broken (3)' });
+    expect(await outcome()).toEqual({
+      contentHash: HASH,
+      job: 'metadata',
+      mediaKind: 'image',
+      attempts: 3,
+      state: 'failed',
+      error: 'still broken (3)',
+    });
     await sleep(200);
     expect(calls).toBe(3);
     expect(outcomes).toHaveLength(1);

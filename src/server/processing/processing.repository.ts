@@ -46,7 +46,7 @@ export class ProcessingRepository {
    * changes nothing, so a job redelivered after a crash completes once in effect. Returns the
    * owners whose feed moved on.
    */
-  async record(outcome: ProcessingOutcome, mediaKind: MediaKind, at: number): Promise<string[]> {
+  async record(outcome: ProcessingOutcome, at: number): Promise<string[]> {
     return this.db.transaction().execute(async (trx) => {
       const values = {
         state: outcome.state,
@@ -57,7 +57,7 @@ export class ProcessingRepository {
       };
       const inserted = await trx
         .insertInto('processing_jobs')
-        .values({ content_hash: outcome.contentHash, job: outcome.job, media_kind: mediaKind, created_at: at, ...values })
+        .values({ content_hash: outcome.contentHash, job: outcome.job, media_kind: outcome.mediaKind, created_at: at, ...values })
         .onConflict((oc) => oc.columns(['content_hash', 'job']).doNothing())
         .executeTakeFirst();
       if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) {

@@ -6,7 +6,6 @@ import {
   jobQueue,
   type JobOutputs,
   jobsFor,
-  type MediaKind,
   mediaKindOf,
   type ProcessingOutcome,
   RESULTS_QUEUE,
@@ -94,9 +93,7 @@ export class ProcessingService {
 
   /** Records a worker's outcome and tells the owners' devices. */
   async record(outcome: ProcessingOutcome): Promise<void> {
-    const row = await this.jobs.find(outcome.contentHash, outcome.job);
-    const mediaKind: MediaKind = row?.media_kind ?? (outcome.job === 'transcode' ? 'video' : 'image');
-    for (const owner of await this.jobs.record(outcome, mediaKind, this.now())) this.notifier.changed(owner);
+    for (const owner of await this.jobs.record(outcome, this.now())) this.notifier.changed(owner);
   }
 
   /** Requests the jobs of every content that has none (see ProcessingRepository.unprocessed). */
