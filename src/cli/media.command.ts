@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { PvError } from '../core/errors.js';
@@ -40,7 +40,8 @@ export function registerMediaCommands(program: Command): void {
           const wanted = media.thumbnails.find((candidate) => candidate.size === size);
           if (!wanted) throw notReady(media);
           // Written beside the target and renamed into place: never a partial thumbnail under its name.
-          const temp = join(dirname(out), `.${basename(out)}.${process.pid}.part`);
+          const { tempPathBeside } = await import('../daemon/downloader.js');
+          const temp = tempPathBeside(out);
           try {
             await pipeline(await api.derived(wanted.url), createWriteStream(temp));
             await rename(temp, out);

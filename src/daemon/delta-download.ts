@@ -1,13 +1,12 @@
-import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
 import { applyDelta } from '../core/delta.js';
 import { isPvError, notFoundAsNull, PvError } from '../core/errors.js';
 import { decodeManifest, encodeManifest, entryOffsets, type Manifest, MAX_MANIFEST_CHUNKS, manifestSize } from '../core/manifest.js';
 import { applyManifestDiff, decodeManifestDiff } from '../core/manifest-diff.js';
 import type { ApiClient } from './api-client.js';
 import type { LocalChunk } from './local-chunks.js';
-import { PART_SUFFIX } from './downloader.js';
+import { tempPathBeside } from './downloader.js';
 
 export interface DeltaDownloadResult {
   contentHash: string;
@@ -44,7 +43,7 @@ export async function downloadReusingChunks(
 ): Promise<DeltaDownloadResult> {
   const { version, manifest, deltas } = await fetchPlan(api, remotePath, options);
   const sources = options.base ? withBaseChunks(localChunks, options.base.manifest, localPath) : localChunks;
-  const temp = join(dirname(localPath), `.${basename(localPath)}.${randomBytes(6).toString('hex')}${PART_SUFFIX}`);
+  const temp = tempPathBeside(localPath);
   const out = await open(temp, 'w+', 0o644);
   let bytesReceived = 0;
   let bytesReused = 0;

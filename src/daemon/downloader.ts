@@ -10,6 +10,11 @@ import type { ApiClient } from './api-client.js';
 /** The suffix of a download's temp file until it is renamed into place; sync never syncs such files. */
 export const PART_SUFFIX = '.pvpart';
 
+/** A fresh temp file name beside localPath, hidden and ending in PART_SUFFIX, to rename into place once complete. */
+export function tempPathBeside(localPath: string): string {
+  return join(dirname(localPath), `.${basename(localPath)}.${randomBytes(6).toString('hex')}${PART_SUFFIX}`);
+}
+
 /**
  * Downloads a file to a local path, verifying the content hash while writing to a temp file
  * beside the target and renaming it into place: the target is never half-written or wrong.
@@ -22,7 +27,7 @@ export async function downloadFile(
 ): Promise<{ bytes: number; contentHash: string }> {
   const { etag, body } = await api.download(remotePath, options);
   const expected = etag.replaceAll('"', '');
-  const temp = join(dirname(localPath), `.${basename(localPath)}.${randomBytes(6).toString('hex')}${PART_SUFFIX}`);
+  const temp = tempPathBeside(localPath);
   const hash = createHash('sha256');
   let bytes = 0;
   const hashing = new Transform({
