@@ -40,6 +40,52 @@ export const serverConfigSchema = z.object({
       poolSize: positiveInt.default(10).describe('PostgreSQL connections per process.'),
     })
     .default({ poolSize: 10 }),
+  redis: z
+    .object({
+      url: z
+        .string()
+        .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+        .optional()
+        .describe('Redis URL for the cluster form (rate limits, presence); unset keeps that state in process.'),
+      keyPrefix: z.string().default('photovault:').describe('Prefix of every key, so deployments can share one Redis.'),
+    })
+    .default({ keyPrefix: 'photovault:' }),
+  nats: z
+    .object({
+      url: z
+        .string()
+        .regex(/^(nats|tls):\/\//, 'must be a nats:// or tls:// URL')
+        .optional()
+        .describe('NATS JetStream URL for the cluster form (events, jobs, fan-out); unset uses the SQLite bus in the data dir.'),
+      prefix: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only (it becomes part of stream names)')
+        .default('photovault')
+        .describe('Prefix of stream, consumer and subject names, so deployments can share one NATS.'),
+    })
+    .default({ prefix: 'photovault' }),
+  s3: z
+    .object({
+      endpoint: z
+        .string()
+        .regex(/^https?:\/\//, 'must be an http:// or https:// URL')
+        .optional()
+        .describe('S3 endpoint (MinIO) for the cluster form; unset stores objects as files in the data dir.'),
+      accessKey: z.string().optional().describe('S3 access key.'),
+      secretKey: z.string().optional().describe('S3 secret key.'),
+      region: z.string().default('us-east-1').describe('S3 region.'),
+      bucketPrefix: z
+        .string()
+        .regex(/^[a-z0-9.-]*$/, 'lowercase letters, digits, . and - only (S3 bucket names)')
+        .default('photovault-')
+        .describe('Prefix of the S3 bucket names: <prefix>uploads, <prefix>photos-warm, ...'),
+    })
+    .superRefine((s3, context) => {
+      for (const key of ['accessKey', 'secretKey'] as const) {
+        if (s3.endpoint && !s3[key]) context.addIssue({ code: 'custom', path: [key], message: 'required when s3.endpoint is set' });
+      }
+    })
+    .default({ region: 'us-east-1', bucketPrefix: 'photovault-' }),
   uploads: z
     .object({
       expiryHours: positiveInt.default(24).describe('Hours an unfinished upload is kept after its last activity.'),

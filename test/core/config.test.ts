@@ -38,10 +38,38 @@ describe('server config', () => {
     [{ PHOTOVAULT_SERVER_PORT: '70000' }, 'server.port (PHOTOVAULT_SERVER_PORT)'],
     [{ PHOTOVAULT_DATABASE_URL: 'mysql://x' }, 'database.url (PHOTOVAULT_DATABASE_URL)'],
     [{ PHOTOVAULT_LOG_LEVEL: 'loud' }, 'log.level (PHOTOVAULT_LOG_LEVEL)'],
+    [{ PHOTOVAULT_REDIS_URL: 'localhost:6379' }, 'redis.url (PHOTOVAULT_REDIS_URL)'],
+    [{ PHOTOVAULT_NATS_URL: 'http://127.0.0.1:4222' }, 'nats.url (PHOTOVAULT_NATS_URL)'],
+    [{ PHOTOVAULT_S3_ENDPOINT: 'minio.lan:9000' }, 's3.endpoint (PHOTOVAULT_S3_ENDPOINT)'],
+    [{ PHOTOVAULT_S3_ENDPOINT: 'http://minio.lan:9000', PHOTOVAULT_S3_ACCESS_KEY: 'key' }, 's3.secretKey (PHOTOVAULT_S3_SECRET_KEY)'],
   ])('names the key and the variable of a bad value: %j', (env, named) => {
     expect(() => loadServerConfig({ env, flags: { dataDir: dir } })).toThrowError(
       expect.objectContaining({ code: 'PV_CONFIG_INVALID', message: expect.stringContaining(named) }),
     );
+  });
+
+  it('chooses every cluster backend from the environment alone', () => {
+    const config = loadServerConfig({
+      env: {
+        PHOTOVAULT_DATABASE_URL: 'postgres://pv@db.lan/photovault',
+        PHOTOVAULT_REDIS_URL: 'redis://cache.lan:6379',
+        PHOTOVAULT_NATS_URL: 'nats://bus.lan:4222',
+        PHOTOVAULT_S3_ENDPOINT: 'http://minio.lan:9000',
+        PHOTOVAULT_S3_ACCESS_KEY: 'access',
+        PHOTOVAULT_S3_SECRET_KEY: 'secret',
+      },
+      flags: { dataDir: dir },
+    });
+    expect(config.database.url).toBe('postgres://pv@db.lan/photovault');
+    expect(config.redis).toEqual({ url: 'redis://cache.lan:6379', keyPrefix: 'photovault:' });
+    expect(config.nats).toEqual({ url: 'nats://bus.lan:4222', prefix: 'photovault' });
+    expect(config.s3).toEqual({
+      endpoint: 'http://minio.lan:9000',
+      accessKey: 'access',
+      secretKey: 'secret',
+      region: 'us-east-1',
+      bucketPrefix: 'photovault-',
+    });
   });
 
   it('reports a broken config file with its path and a fix', async () => {
