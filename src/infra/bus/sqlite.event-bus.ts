@@ -7,9 +7,15 @@ import { Kysely, sql, SqliteDialect, type Generated } from 'kysely';
 import { PvError } from '../../core/errors.js';
 import { withStatementCache } from '../db/statement-cache.js';
 import {
-  EVENT_STREAM,
+  ACK_TIMEOUT_ERROR,
+  RETENTION_MS,
+  consumerSettings,
+  failureText,
+  redeliveryDelay,
+  streamOf,
   type BusMessage,
   type ConsumerOptions,
+  type ConsumerSettings,
   type DeadLetter,
   type EventBus,
   type EventName,
@@ -75,16 +81,9 @@ export interface SqliteEventBusOptions {
   onError?: (error: unknown) => void;
 }
 
-/** DESIGN section 5: streams keep 7 days. A message still owed to a consumer is kept longer. */
-const RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 /** How long a write waits for another connection's write lock before failing. */
 const LOCK_WAIT_MS = 5_000;
-const ACK_TIMEOUT_ERROR = 'not acknowledged within ackWaitMs (the handler did not finish or its process stopped)';
-
-const DEFAULTS = { maxDeliver: 5, backoffMs: [1_000, 5_000, 30_000], ackWaitMs: 60_000, concurrency: 1, renewLease: false };
-
-type Consumer = Required<ConsumerOptions>;
 
 export class SqliteEventBus implements EventBus {
   /** In-process fan-out: emits the stream name after each committed publish. */
@@ -133,12 +132,7 @@ export class SqliteEventBus implements EventBus {
   }
 
   async publish<E extends EventName>(event: E, payload: EventPayloads[E]): Promise<void> {
-    const stream: StreamName | undefined = EVENT_STREAM[event];
-    if (stream === undefined) {
-      throw new PvError('PV_INVALID_INPUT', `Unknown event "${String(event)}".`, {
-        fix: 'Add the event to EventPayloads and EVENT_STREAM in src/infra/bus/event-bus.ts.',
-      });
-    }
+    const stream = streamOf(event);
     // One transaction: a message is never visible without the deliveries owed to every durable
     // that existed when it was published, and a durable created later never gets it.
     await retryWhileLocked(() =>
@@ -181,7 +175,7 @@ export class SqliteEventBus implements EventBus {
   }
 
   async subscribe(options: ConsumerOptions, handler: MessageHandler): Promise<Subscription> {
-    const consumer = withDefaults(options);
+    const consumer = consumerSettings(options);
     await this.declare(consumer.durable, consumer.stream);
 
     const dispatcher = new Dispatcher(consumer, handler, this.pollIntervalMs, {
@@ -235,7 +229,7 @@ export class SqliteEventBus implements EventBus {
     await this.db.destroy();
   }
 
-  /** Deletes messages past retention that no delivery (pending or dead) still refers to. */
+  /** Deletes messages past retention that no delivery (pending or dead) still refers to: one still owed is kept longer. */
   async prune(): Promise<number> {
     const result = await retryWhileLocked(() =>
       this.db
@@ -256,7 +250,7 @@ export class SqliteEventBus implements EventBus {
    * write, so the transaction holds SQLite's write lock from its start: two processes can never
    * claim the same delivery, and there is no read-to-write lock upgrade to fail.
    */
-  private async claim(consumer: Consumer, limit: number): Promise<BusMessage[]> {
+  private async claim(consumer: ConsumerSettings, limit: number): Promise<BusMessage[]> {
     return this.settling((db) =>
       db.transaction().execute(async (trx) => {
         const now = this.now();
@@ -324,7 +318,7 @@ export class SqliteEventBus implements EventBus {
     );
   }
 
-  private async ack(consumer: Consumer, message: BusMessage): Promise<void> {
+  private async ack(consumer: ConsumerSettings, message: BusMessage): Promise<void> {
     // Unconditional: the message has been handled, even if our lease ran out meanwhile and
     // another claim holds it now (that claim's own ack or nack then finds no row).
     await this.settling((db) =>
@@ -332,7 +326,7 @@ export class SqliteEventBus implements EventBus {
     );
   }
 
-  private async renew(consumer: Consumer, message: BusMessage): Promise<void> {
+  private async renew(consumer: ConsumerSettings, message: BusMessage): Promise<void> {
     await this.settling((db) =>
       db
         .updateTable('deliveries')
@@ -347,10 +341,10 @@ export class SqliteEventBus implements EventBus {
     );
   }
 
-  private async nack(consumer: Consumer, message: BusMessage, error: unknown): Promise<void> {
-    const lastError = error instanceof Error ? error.message : String(error);
+  private async nack(consumer: ConsumerSettings, message: BusMessage, error: unknown): Promise<void> {
+    const lastError = failureText(error);
     const dead = message.attempt >= consumer.maxDeliver;
-    const backoff = consumer.backoffMs[Math.min(message.attempt, consumer.backoffMs.length) - 1] ?? 0;
+    const backoff = redeliveryDelay(consumer, message.attempt);
     await this.settling((db) =>
       db
         .updateTable('deliveries')
@@ -396,7 +390,7 @@ class Dispatcher {
   private maybeMore = true;
 
   constructor(
-    private readonly consumer: Consumer,
+    private readonly consumer: ConsumerSettings,
     private readonly handler: MessageHandler,
     private readonly pollIntervalMs: number,
     private readonly port: DispatchPort,
@@ -544,25 +538,6 @@ async function createTables(db: Kysely<BusTables>): Promise<void> {
   await db.schema.createIndex('deliveries_due').ifNotExists().on('deliveries').columns(['durable', 'state', 'available_at']).execute();
   // For pruning, which asks whether any delivery still refers to a message.
   await db.schema.createIndex('deliveries_message_id').ifNotExists().on('deliveries').column('message_id').execute();
-}
-
-function withDefaults(options: ConsumerOptions): Consumer {
-  const consumer: Consumer = {
-    durable: options.durable,
-    stream: options.stream,
-    maxDeliver: options.maxDeliver ?? DEFAULTS.maxDeliver,
-    backoffMs: options.backoffMs ?? DEFAULTS.backoffMs,
-    ackWaitMs: options.ackWaitMs ?? DEFAULTS.ackWaitMs,
-    concurrency: options.concurrency ?? DEFAULTS.concurrency,
-    renewLease: options.renewLease ?? DEFAULTS.renewLease,
-  };
-  const invalid = (what: string) => new PvError('PV_INVALID_INPUT', `Consumer "${consumer.durable}": ${what}.`);
-  if (consumer.durable === '') throw invalid('the durable name is empty');
-  if (!Number.isSafeInteger(consumer.maxDeliver) || consumer.maxDeliver < 1) throw invalid('maxDeliver must be an integer >= 1');
-  if (!Number.isSafeInteger(consumer.concurrency) || consumer.concurrency < 1) throw invalid('concurrency must be an integer >= 1');
-  if (!(consumer.ackWaitMs > 0)) throw invalid('ackWaitMs must be positive');
-  if (consumer.backoffMs.some((ms) => !(ms >= 0))) throw invalid('backoffMs must hold non-negative delays');
-  return consumer;
 }
 
 function toMessage(row: { id: number; event: string; payload: string; published_at: number; attempts: number }): BusMessage {
