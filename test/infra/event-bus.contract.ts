@@ -138,6 +138,21 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
       await expect(bus.declare(options.durable, 'share-events')).rejects.toMatchObject({ code: 'PV_CONFLICT' });
     });
 
+    it('refuses to subscribe under a durable name that already reads another stream', async () => {
+      const { bus } = await start();
+      const options = consumer();
+      await (await collect(bus, options)).subscription.stop();
+      await expect(collect(bus, { ...options, stream: 'share-events' })).rejects.toMatchObject({ code: 'PV_CONFLICT' });
+    });
+
+    it('refuses durable names that are not valid on every adapter', async () => {
+      const { bus } = await start();
+      for (const durable of ['', 'thumbs.v2', 'thumbs v2', 'thumbs*', 'a/b']) {
+        await expect(bus.declare(durable, 'file-uploads')).rejects.toMatchObject({ code: 'PV_INVALID_INPUT' });
+        await expect(collect(bus, consumer({ durable }))).rejects.toMatchObject({ code: 'PV_INVALID_INPUT' });
+      }
+    });
+
     it('delivers messages published while the durable had no subscriber once it subscribes again', async () => {
       const { bus } = await start();
       const options = consumer();
@@ -202,9 +217,42 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
       const [dead] = await bus.deadLetters(options.durable);
       expect(dead?.durable).toBe(options.durable);
       expect(dead?.error).toContain('corrupt image (attempt 2)');
-      expect(dead?.message).toMatchObject({ event: 'file.uploaded', payload: uploaded(1), id: received[0]?.id });
+      expect(dead?.message).toMatchObject({ event: 'file.uploaded', payload: uploaded(1), id: received[0]?.id, attempt: 2 });
       await sleep(80);
       expect(received.map((m) => m.attempt)).toEqual([1, 2]);
+    });
+
+    it('dead-letters a message whose handler keeps running past ackWait, and stops delivering it', async () => {
+      const { bus } = await start();
+      // Free slots, so that each redelivery finds one while the earlier attempts still hang.
+      const options = consumer({ maxDeliver: 2, ackWaitMs: 100, concurrency: 3 });
+      const { received } = await collect(bus, options, () => new Promise<void>(() => {}));
+      await bus.publish('file.uploaded', uploaded(1));
+
+      await waitFor(async () => (await bus.deadLetters(options.durable)).length === 1);
+      const [dead] = await bus.deadLetters(options.durable);
+      expect(dead?.error).toContain('ackWaitMs');
+      expect(dead?.message).toMatchObject({ id: received[0]?.id, payload: uploaded(1), attempt: 2 });
+      await sleep(150);
+      expect(received.map((m) => m.attempt)).toEqual([1, 2]);
+    });
+
+    it('dead-letters a last delivery whose process died once ackWait has passed, without running the handler again', async () => {
+      const { bus, restart } = await start();
+      const options = consumer({ maxDeliver: 1, ackWaitMs: 100 });
+      const hung = await collect(bus, options, () => new Promise<void>(() => {}));
+      await bus.publish('file.uploaded', uploaded(1));
+      await waitFor(() => hung.received.length === 1);
+      await crash(bus);
+
+      const restarted = await restart();
+      const { received } = await collect(restarted, options);
+      await waitFor(async () => (await restarted.deadLetters(options.durable)).length === 1);
+      const [dead] = await restarted.deadLetters(options.durable);
+      expect(dead?.error).toContain('ackWaitMs');
+      expect(dead?.message).toMatchObject({ id: hung.received[0]?.id, payload: uploaded(1), attempt: 1 });
+      await sleep(150);
+      expect(received).toEqual([]);
     });
 
     it('redelivers a delivery whose handler never finished after ackWait, across a restart', async () => {

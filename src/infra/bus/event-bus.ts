@@ -87,6 +87,26 @@ export interface ConsumerOptions {
   renewLease?: boolean;
 }
 
+/**
+ * Refuses a durable name that is not valid on every adapter. JetStream consumer names exclude
+ * `.`, `*`, `>`, whitespace and path separators, and the NATS adapter uses the name as a subject
+ * token; the embedded bus refuses the same names so that a name never works only embedded.
+ */
+export function checkDurableName(durable: string): void {
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(durable)) {
+    throw new PvError('PV_INVALID_INPUT', `Invalid durable consumer name "${durable}".`, {
+      fix: 'Use 1 to 128 letters, digits, "-" or "_".',
+    });
+  }
+}
+
+/** The error for a durable name that already reads another stream: a durable reads one stream on every adapter. */
+export function durableTaken(durable: string, stream: StreamName): PvError {
+  return new PvError('PV_CONFLICT', `Durable consumer "${durable}" already reads stream "${stream}".`, {
+    fix: 'Give each consumer of a different stream its own durable name.',
+  });
+}
+
 /** ConsumerOptions with every default applied. */
 export type ConsumerSettings = Required<ConsumerOptions>;
 
@@ -103,8 +123,8 @@ export function consumerSettings(options: ConsumerOptions): ConsumerSettings {
     concurrency: options.concurrency ?? CONSUMER_DEFAULTS.concurrency,
     renewLease: options.renewLease ?? CONSUMER_DEFAULTS.renewLease,
   };
+  checkDurableName(consumer.durable);
   const invalid = (what: string) => new PvError('PV_INVALID_INPUT', `Consumer "${consumer.durable}": ${what}.`);
-  if (consumer.durable === '') throw invalid('the durable name is empty');
   if (!Number.isSafeInteger(consumer.maxDeliver) || consumer.maxDeliver < 1) throw invalid('maxDeliver must be an integer >= 1');
   if (!Number.isSafeInteger(consumer.concurrency) || consumer.concurrency < 1) throw invalid('concurrency must be an integer >= 1');
   if (!(consumer.ackWaitMs > 0)) throw invalid('ackWaitMs must be positive');

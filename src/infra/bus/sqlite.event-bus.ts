@@ -4,10 +4,11 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { Kysely, sql, SqliteDialect, type Generated } from 'kysely';
-import { PvError } from '../../core/errors.js';
 import { withStatementCache } from '../db/statement-cache.js';
 import {
   ACK_TIMEOUT_ERROR,
+  checkDurableName,
+  durableTaken,
   RETENTION_MS,
   consumerSettings,
   failureText,
@@ -24,6 +25,7 @@ import {
   type StreamName,
   type Subscription,
 } from './event-bus.js';
+import type { ChangeFanout, FeedAdvanced, FeedListener } from './change-fanout.js';
 
 /**
  * The embedded EventBus: a durable queue in its own SQLite file (`<dataDir>/bus.db`, apart from
@@ -85,9 +87,11 @@ const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 /** How long a write waits for another connection's write lock before failing. */
 const LOCK_WAIT_MS = 5_000;
 
-export class SqliteEventBus implements EventBus {
+export class SqliteEventBus implements EventBus, ChangeFanout {
   /** In-process fan-out: emits the stream name after each committed publish. */
   private readonly published = new EventEmitter().setMaxListeners(0);
+  /** ChangeFanout: the embedded server is one process, so in-process is every process. */
+  private readonly feed = new EventEmitter().setMaxListeners(0);
   private readonly dispatchers = new Set<Dispatcher>();
   private readonly pruner: NodeJS.Timeout;
   private closed = false;
@@ -159,6 +163,7 @@ export class SqliteEventBus implements EventBus {
   }
 
   async declare(durable: string, stream: StreamName): Promise<void> {
+    checkDurableName(durable);
     await retryWhileLocked(() =>
       this.db
         .insertInto('consumers')
@@ -168,9 +173,7 @@ export class SqliteEventBus implements EventBus {
     );
     const existing = await this.db.selectFrom('consumers').select('stream').where('durable', '=', durable).executeTakeFirstOrThrow();
     if (existing.stream !== stream) {
-      throw new PvError('PV_CONFLICT', `Durable consumer "${durable}" already reads stream "${existing.stream}".`, {
-        fix: 'Give each consumer of a different stream its own durable name.',
-      });
+      throw durableTaken(durable, existing.stream as StreamName);
     }
   }
 
@@ -214,6 +217,23 @@ export class SqliteEventBus implements EventBus {
     return rows.map((row) => ({ durable, message: toMessage(row), error: row.last_error ?? '' }));
   }
 
+  async announce(change: FeedAdvanced): Promise<void> {
+    this.feed.emit('advanced', change);
+  }
+
+  async listen(listener: FeedListener): Promise<() => void> {
+    // One listener's failure must not keep the change from the others (emit() stops at a throw).
+    const guarded = (change: FeedAdvanced) => {
+      try {
+        listener(change);
+      } catch (error) {
+        this.onError(error);
+      }
+    };
+    this.feed.on('advanced', guarded);
+    return () => this.feed.off('advanced', guarded);
+  }
+
   /**
    * Stops every subscription from claiming and closes the database. Handlers still running are
    * not awaited (stop() the subscriptions first for a graceful shutdown); their deliveries are
@@ -224,6 +244,7 @@ export class SqliteEventBus implements EventBus {
     this.closed = true;
     clearInterval(this.pruner);
     this.published.removeAllListeners();
+    this.feed.removeAllListeners();
     await Promise.all([...this.dispatchers].map((dispatcher) => dispatcher.halt()));
     this.dispatchers.clear();
     await this.db.destroy();
