@@ -1,15 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChangeFanout, FeedAdvanced } from '../../src/infra/bus/change-fanout.js';
-
-/** Resolves once `check` holds, polling; fails the test after `timeoutMs`. */
-async function waitFor(check: () => boolean, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(5);
-  }
-}
+import { waitFor } from '../support/wait.js';
 
 type Fanout = ChangeFanout & { close(): Promise<void> };
 

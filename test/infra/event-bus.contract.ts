@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BusMessage, ConsumerOptions, EventBus, EventPayloads, Subscription } from '../../src/infra/bus/event-bus.js';
+import { waitFor } from '../support/wait.js';
 
 type Uploaded = EventPayloads['file.uploaded'];
 
@@ -15,15 +16,6 @@ function uploaded(n: number): Uploaded {
     contentHash: `sha256-${n}`,
     size: 1000 + n,
   };
-}
-
-/** Resolves once `check` holds, polling; fails the test after `timeoutMs`. */
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(5);
-  }
 }
 
 /** A promise with its resolve function, to hold a handler until the test lets it go. */
@@ -85,6 +77,16 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
         await handler(message);
       });
       return { received, subscription };
+    }
+
+    /** Publishes one message to a handler that never finishes, crashes that bus, and restarts it. */
+    async function hangThenCrash(options: ConsumerOptions): Promise<{ hung: BusMessage; restarted: EventBus }> {
+      const { bus, restart } = await start();
+      const hung = await collect(bus, options, () => new Promise<void>(() => {}));
+      await bus.publish('file.uploaded', uploaded(1));
+      await waitFor(() => hung.received.length === 1);
+      await crash(bus);
+      return { hung: hung.received[0]!, restarted: await restart() };
     }
 
     const fileIds = (messages: BusMessage[]) => messages.map((message) => (message.payload as Uploaded).fileId);
@@ -238,35 +240,23 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
     });
 
     it('dead-letters a last delivery whose process died once ackWait has passed, without running the handler again', async () => {
-      const { bus, restart } = await start();
       const options = consumer({ maxDeliver: 1, ackWaitMs: 100 });
-      const hung = await collect(bus, options, () => new Promise<void>(() => {}));
-      await bus.publish('file.uploaded', uploaded(1));
-      await waitFor(() => hung.received.length === 1);
-      await crash(bus);
-
-      const restarted = await restart();
+      const { hung, restarted } = await hangThenCrash(options);
       const { received } = await collect(restarted, options);
       await waitFor(async () => (await restarted.deadLetters(options.durable)).length === 1);
       const [dead] = await restarted.deadLetters(options.durable);
       expect(dead?.error).toContain('ackWaitMs');
-      expect(dead?.message).toMatchObject({ id: hung.received[0]?.id, payload: uploaded(1), attempt: 1 });
+      expect(dead?.message).toMatchObject({ id: hung.id, payload: uploaded(1), attempt: 1 });
       await sleep(150);
       expect(received).toEqual([]);
     });
 
     it('redelivers a delivery whose handler never finished after ackWait, across a restart', async () => {
-      const { bus, restart } = await start();
       const options = consumer({ ackWaitMs: 100 });
-      const hung = await collect(bus, options, () => new Promise<void>(() => {}));
-      await bus.publish('file.uploaded', uploaded(1));
-      await waitFor(() => hung.received.length === 1);
-      await crash(bus);
-
-      const restarted = await restart();
+      const { hung, restarted } = await hangThenCrash(options);
       const { received } = await collect(restarted, options);
       await waitFor(() => received.length === 1);
-      expect(received[0]).toMatchObject({ id: hung.received[0]?.id, payload: uploaded(1), attempt: 2 });
+      expect(received[0]).toMatchObject({ id: hung.id, payload: uploaded(1), attempt: 2 });
     });
 
     it('does not redeliver a handler running past ackWait while its lease is renewed, but does once its process is gone', async () => {

@@ -1,10 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteEventBus } from '../../src/infra/bus/sqlite.event-bus.js';
+import { waitFor } from '../support/wait.js';
 import { changeFanoutContract } from './change-fanout.contract.js';
 import { eventBusContract } from './event-bus.contract.js';
 
@@ -20,14 +20,6 @@ async function busFile(): Promise<string> {
 afterEach(async () => {
   await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
-
-async function waitUntil(check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 3_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met within 3 s');
-    await sleep(5);
-  }
-}
 
 eventBusContract('SqliteEventBus', async () => {
   const file = await busFile();
@@ -77,7 +69,7 @@ describe('SqliteEventBus', () => {
         received.push(message.id);
       });
       await server.publish('file.uploaded', payload);
-      await waitUntil(() => received.length === 1);
+      await waitFor(() => received.length === 1);
     } finally {
       await Promise.all([worker.close(), server.close()]);
     }

@@ -6,6 +6,7 @@ import { RETENTION_MS, STREAMS, type EventBus } from '../../src/infra/bus/event-
 import type { FeedAdvanced } from '../../src/infra/bus/change-fanout.js';
 import { DEAD_LETTERS, jetStreamName, NatsEventBus } from '../../src/infra/bus/nats.event-bus.js';
 import { deleteStreams, describeWithNats, NATS_URL, testPrefix } from '../support/nats.js';
+import { waitFor } from '../support/wait.js';
 import { changeFanoutContract } from './change-fanout.contract.js';
 import { eventBusContract } from './event-bus.contract.js';
 
@@ -17,14 +18,6 @@ const payload = (n: number) => ({
   contentHash: `h-${n}`,
   size: n,
 });
-
-async function waitUntil(check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 3_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met within 3 s');
-    await sleep(5);
-  }
-}
 
 describeWithNats('NatsEventBus', () => {
   const prefixes: string[] = [];
@@ -112,7 +105,7 @@ describeWithNats('NatsEventBus', () => {
         received.push((message.payload as { fileId: string }).fileId);
       });
       await server.publish('file.uploaded', payload(1));
-      await waitUntil(() => received.length === 1);
+      await waitFor(() => received.length === 1);
       expect(received).toEqual(['file-1']);
     });
 
@@ -133,7 +126,7 @@ describeWithNats('NatsEventBus', () => {
         await first.publish('processing.requested', { contentHash: `h-${n}`, job: 'thumbnails', mediaKind: 'image' });
 
       const all = () => [...(got.get(first) ?? []), ...(got.get(second) ?? [])];
-      await waitUntil(() => all().length >= 40);
+      await waitFor(() => all().length >= 40);
       await sleep(100);
       expect(all()).toHaveLength(40);
       expect(new Set(all()).size).toBe(40);
@@ -147,7 +140,7 @@ describeWithNats('NatsEventBus', () => {
       const heard: FeedAdvanced[] = [];
       await connected.listen((change) => heard.push(change));
       await committing.announce({ userId: 'user-1', seq: 42 });
-      await waitUntil(() => heard.length === 1);
+      await waitFor(() => heard.length === 1);
       expect(heard).toEqual([{ userId: 'user-1', seq: 42 }]);
     });
 
