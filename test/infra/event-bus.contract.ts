@@ -277,6 +277,24 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
       release.open();
     });
 
+    it('keeps renewing the leases of handlers in flight while stop() waits for them', async () => {
+      const { bus } = await start();
+      const options = consumer({ ackWaitMs: 150, renewLease: true });
+      const release = gate();
+      const slow = await collect(bus, options, () => release.promise);
+      await bus.publish('file.uploaded', uploaded(1));
+      await waitFor(() => slow.received.length === 1);
+
+      const stopping = slow.subscription.stop();
+      const next = await collect(bus, options);
+      await sleep(600); // four times ackWait
+      release.open();
+      await stopping;
+      await sleep(200);
+      expect(next.received).toEqual([]);
+      expect(slow.received).toHaveLength(1);
+    });
+
     it('runs up to `concurrency` handlers at once', async () => {
       const { bus } = await start();
       const release = gate();

@@ -271,7 +271,7 @@ export class NatsEventBus implements EventBus, ChangeFanout {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const loop of this.loops) loop.halt();
+    for (const loop of this.loops) loop.abandon();
     this.loops.clear();
     if (this.nc.isClosed()) return;
     // Draining flushes the acks and announcements still buffered; it waits for a connection, so
@@ -398,19 +398,25 @@ class ConsumerLoop {
   }
 
   /**
-   * Stops pulling and renewing leases; handlers in flight keep running. A cancelled pull is
-   * dropped by the server, which delivers nothing to a subscription that has gone; a message
-   * already on its way comes back after ackWait.
+   * Stops pulling; handlers in flight keep running. A cancelled pull is dropped by the server,
+   * which delivers nothing to a subscription that has gone; a message already on its way comes
+   * back after ackWait.
    */
   halt(): void {
     this.halting.abort();
     for (const pull of this.pulls) void pull.close();
-    for (const renewer of this.renewers) clearInterval(renewer);
   }
 
+  /** Stops pulling and waits for the handlers in flight, renewing their leases meanwhile, and their settlement. */
   async stop(): Promise<void> {
     this.halt();
     await Promise.all(this.slots);
+  }
+
+  /** Stops pulling and renewing, as a crash would: the deliveries in flight come back after ackWait. */
+  abandon(): void {
+    this.halt();
+    for (const renewer of this.renewers) clearInterval(renewer);
   }
 
   private async runSlot(): Promise<void> {
