@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BusMessage, ConsumerOptions, EventBus, EventPayloads, Subscription } from '../../src/infra/bus/event-bus.js';
+import { waitFor } from '../support/wait.js';
 
 type Uploaded = EventPayloads['file.uploaded'];
 
@@ -15,15 +16,6 @@ function uploaded(n: number): Uploaded {
     contentHash: `sha256-${n}`,
     size: 1000 + n,
   };
-}
-
-/** Resolves once `check` holds, polling; fails the test after `timeoutMs`. */
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(5);
-  }
 }
 
 /** A promise with its resolve function, to hold a handler until the test lets it go. */
@@ -87,6 +79,16 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
       return { received, subscription };
     }
 
+    /** Publishes one message to a handler that never finishes, crashes that bus, and restarts it. */
+    async function hangThenCrash(options: ConsumerOptions): Promise<{ hung: BusMessage; restarted: EventBus }> {
+      const { bus, restart } = await start();
+      const hung = await collect(bus, options, () => new Promise<void>(() => {}));
+      await bus.publish('file.uploaded', uploaded(1));
+      await waitFor(() => hung.received.length === 1);
+      await crash(bus);
+      return { hung: hung.received[0]!, restarted: await restart() };
+    }
+
     const fileIds = (messages: BusMessage[]) => messages.map((message) => (message.payload as Uploaded).fileId);
 
     it('delivers a published message to a subscriber on its first attempt with its payload', async () => {
@@ -136,6 +138,21 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
       await waitFor(() => received.length === 1);
       expect(fileIds(received)).toEqual(['file-1']);
       await expect(bus.declare(options.durable, 'share-events')).rejects.toMatchObject({ code: 'PV_CONFLICT' });
+    });
+
+    it('refuses to subscribe under a durable name that already reads another stream', async () => {
+      const { bus } = await start();
+      const options = consumer();
+      await (await collect(bus, options)).subscription.stop();
+      await expect(collect(bus, { ...options, stream: 'share-events' })).rejects.toMatchObject({ code: 'PV_CONFLICT' });
+    });
+
+    it('refuses durable names that are not valid on every adapter', async () => {
+      const { bus } = await start();
+      for (const durable of ['', 'thumbs.v2', 'thumbs v2', 'thumbs*', 'a/b']) {
+        await expect(bus.declare(durable, 'file-uploads')).rejects.toMatchObject({ code: 'PV_INVALID_INPUT' });
+        await expect(collect(bus, consumer({ durable }))).rejects.toMatchObject({ code: 'PV_INVALID_INPUT' });
+      }
     });
 
     it('delivers messages published while the durable had no subscriber once it subscribes again', async () => {
@@ -202,23 +219,44 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
       const [dead] = await bus.deadLetters(options.durable);
       expect(dead?.durable).toBe(options.durable);
       expect(dead?.error).toContain('corrupt image (attempt 2)');
-      expect(dead?.message).toMatchObject({ event: 'file.uploaded', payload: uploaded(1), id: received[0]?.id });
+      expect(dead?.message).toMatchObject({ event: 'file.uploaded', payload: uploaded(1), id: received[0]?.id, attempt: 2 });
       await sleep(80);
       expect(received.map((m) => m.attempt)).toEqual([1, 2]);
     });
 
-    it('redelivers a delivery whose handler never finished after ackWait, across a restart', async () => {
-      const { bus, restart } = await start();
-      const options = consumer({ ackWaitMs: 100 });
-      const hung = await collect(bus, options, () => new Promise<void>(() => {}));
+    it('dead-letters a message whose handler keeps running past ackWait, and stops delivering it', async () => {
+      const { bus } = await start();
+      // Free slots, so that each redelivery finds one while the earlier attempts still hang.
+      const options = consumer({ maxDeliver: 2, ackWaitMs: 100, concurrency: 3 });
+      const { received } = await collect(bus, options, () => new Promise<void>(() => {}));
       await bus.publish('file.uploaded', uploaded(1));
-      await waitFor(() => hung.received.length === 1);
-      await crash(bus);
 
-      const restarted = await restart();
+      await waitFor(async () => (await bus.deadLetters(options.durable)).length === 1);
+      const [dead] = await bus.deadLetters(options.durable);
+      expect(dead?.error).toContain('ackWaitMs');
+      expect(dead?.message).toMatchObject({ id: received[0]?.id, payload: uploaded(1), attempt: 2 });
+      await sleep(150);
+      expect(received.map((m) => m.attempt)).toEqual([1, 2]);
+    });
+
+    it('dead-letters a last delivery whose process died once ackWait has passed, without running the handler again', async () => {
+      const options = consumer({ maxDeliver: 1, ackWaitMs: 100 });
+      const { hung, restarted } = await hangThenCrash(options);
+      const { received } = await collect(restarted, options);
+      await waitFor(async () => (await restarted.deadLetters(options.durable)).length === 1);
+      const [dead] = await restarted.deadLetters(options.durable);
+      expect(dead?.error).toContain('ackWaitMs');
+      expect(dead?.message).toMatchObject({ id: hung.id, payload: uploaded(1), attempt: 1 });
+      await sleep(150);
+      expect(received).toEqual([]);
+    });
+
+    it('redelivers a delivery whose handler never finished after ackWait, across a restart', async () => {
+      const options = consumer({ ackWaitMs: 100 });
+      const { hung, restarted } = await hangThenCrash(options);
       const { received } = await collect(restarted, options);
       await waitFor(() => received.length === 1);
-      expect(received[0]).toMatchObject({ id: hung.received[0]?.id, payload: uploaded(1), attempt: 2 });
+      expect(received[0]).toMatchObject({ id: hung.id, payload: uploaded(1), attempt: 2 });
     });
 
     it('does not redeliver a handler running past ackWait while its lease is renewed, but does once its process is gone', async () => {
@@ -237,6 +275,24 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
       await waitFor(() => received.length === 1);
       expect(received[0]).toMatchObject({ id: slow.received[0]?.id, attempt: 2 });
       release.open();
+    });
+
+    it('keeps renewing the leases of handlers in flight while stop() waits for them', async () => {
+      const { bus } = await start();
+      const options = consumer({ ackWaitMs: 150, renewLease: true });
+      const release = gate();
+      const slow = await collect(bus, options, () => release.promise);
+      await bus.publish('file.uploaded', uploaded(1));
+      await waitFor(() => slow.received.length === 1);
+
+      const stopping = slow.subscription.stop();
+      const next = await collect(bus, options);
+      await sleep(600); // four times ackWait
+      release.open();
+      await stopping;
+      await sleep(200);
+      expect(next.received).toEqual([]);
+      expect(slow.received).toHaveLength(1);
     });
 
     it('runs up to `concurrency` handlers at once', async () => {

@@ -1,10 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteEventBus } from '../../src/infra/bus/sqlite.event-bus.js';
+import { waitFor } from '../support/wait.js';
+import { changeFanoutContract } from './change-fanout.contract.js';
 import { eventBusContract } from './event-bus.contract.js';
 
 const dirs: string[] = [];
@@ -20,19 +21,13 @@ afterEach(async () => {
   await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
-async function waitUntil(check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 3_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met within 3 s');
-    await sleep(5);
-  }
-}
-
 eventBusContract('SqliteEventBus', async () => {
   const file = await busFile();
   const reopen = () => SqliteEventBus.open(file, { pollIntervalMs: 20 });
   return { bus: await reopen(), reopen };
 });
+
+changeFanoutContract('SqliteEventBus', async (onError) => SqliteEventBus.open(await busFile(), { onError }));
 
 describe('SqliteEventBus', () => {
   const payload = { ownerId: 'o', fileId: 'f', versionId: 'v', path: '/a.jpg', contentHash: 'h', size: 1 };
@@ -64,33 +59,6 @@ describe('SqliteEventBus', () => {
     }
   });
 
-  it('dead-letters a last attempt that was never acked once its lease runs out', async () => {
-    const file = await busFile();
-    const first = await SqliteEventBus.open(file, { pollIntervalMs: 20 });
-    const options = { durable: 'hangs', stream: 'file-uploads', maxDeliver: 1, ackWaitMs: 50 } as const;
-    let started = false;
-    await first.subscribe(options, () => {
-      started = true;
-      return new Promise<void>(() => {});
-    });
-    await first.publish('file.uploaded', payload);
-    await waitUntil(() => started);
-    await first.close();
-
-    const second = await SqliteEventBus.open(file, { pollIntervalMs: 20 });
-    try {
-      let redelivered = false;
-      await second.subscribe(options, async () => {
-        redelivered = true;
-      });
-      await waitUntil(async () => (await second.deadLetters('hangs')).length === 1);
-      expect((await second.deadLetters('hangs'))[0]?.error).toContain('ackWaitMs');
-      expect(redelivered).toBe(false);
-    } finally {
-      await second.close();
-    }
-  });
-
   it("delivers between two buses sharing one file, as two processes would, waiting out each other's write locks", async () => {
     const file = await busFile();
     const worker = await SqliteEventBus.open(file, { pollIntervalMs: 20 });
@@ -101,22 +69,9 @@ describe('SqliteEventBus', () => {
         received.push(message.id);
       });
       await server.publish('file.uploaded', payload);
-      await waitUntil(() => received.length === 1);
+      await waitFor(() => received.length === 1);
     } finally {
       await Promise.all([worker.close(), server.close()]);
-    }
-  });
-
-  it('refuses a durable name already used on another stream', async () => {
-    const bus = await SqliteEventBus.open(await busFile());
-    try {
-      const sub = await bus.subscribe({ durable: 'thumbs', stream: 'file-uploads' }, async () => {});
-      await sub.stop();
-      await expect(bus.subscribe({ durable: 'thumbs', stream: 'share-events' }, async () => {})).rejects.toMatchObject({
-        code: 'PV_CONFLICT',
-      });
-    } finally {
-      await bus.close();
     }
   });
 });

@@ -4,12 +4,19 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { Kysely, sql, SqliteDialect, type Generated } from 'kysely';
-import { PvError } from '../../core/errors.js';
 import { withStatementCache } from '../db/statement-cache.js';
 import {
-  EVENT_STREAM,
+  ACK_TIMEOUT_ERROR,
+  checkDurableName,
+  durableTaken,
+  RETENTION_MS,
+  consumerSettings,
+  failureText,
+  redeliveryDelay,
+  streamOf,
   type BusMessage,
   type ConsumerOptions,
+  type ConsumerSettings,
   type DeadLetter,
   type EventBus,
   type EventName,
@@ -18,6 +25,7 @@ import {
   type StreamName,
   type Subscription,
 } from './event-bus.js';
+import type { ChangeFanout, FeedAdvanced, FeedListener } from './change-fanout.js';
 
 /**
  * The embedded EventBus: a durable queue in its own SQLite file (`<dataDir>/bus.db`, apart from
@@ -75,20 +83,15 @@ export interface SqliteEventBusOptions {
   onError?: (error: unknown) => void;
 }
 
-/** DESIGN section 5: streams keep 7 days. A message still owed to a consumer is kept longer. */
-const RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 /** How long a write waits for another connection's write lock before failing. */
 const LOCK_WAIT_MS = 5_000;
-const ACK_TIMEOUT_ERROR = 'not acknowledged within ackWaitMs (the handler did not finish or its process stopped)';
 
-const DEFAULTS = { maxDeliver: 5, backoffMs: [1_000, 5_000, 30_000], ackWaitMs: 60_000, concurrency: 1, renewLease: false };
-
-type Consumer = Required<ConsumerOptions>;
-
-export class SqliteEventBus implements EventBus {
+export class SqliteEventBus implements EventBus, ChangeFanout {
   /** In-process fan-out: emits the stream name after each committed publish. */
   private readonly published = new EventEmitter().setMaxListeners(0);
+  /** ChangeFanout: the embedded server is one process, so in-process is every process. */
+  private readonly feed = new EventEmitter().setMaxListeners(0);
   private readonly dispatchers = new Set<Dispatcher>();
   private readonly pruner: NodeJS.Timeout;
   private closed = false;
@@ -133,12 +136,7 @@ export class SqliteEventBus implements EventBus {
   }
 
   async publish<E extends EventName>(event: E, payload: EventPayloads[E]): Promise<void> {
-    const stream: StreamName | undefined = EVENT_STREAM[event];
-    if (stream === undefined) {
-      throw new PvError('PV_INVALID_INPUT', `Unknown event "${String(event)}".`, {
-        fix: 'Add the event to EventPayloads and EVENT_STREAM in src/infra/bus/event-bus.ts.',
-      });
-    }
+    const stream = streamOf(event);
     // One transaction: a message is never visible without the deliveries owed to every durable
     // that existed when it was published, and a durable created later never gets it.
     await retryWhileLocked(() =>
@@ -165,6 +163,7 @@ export class SqliteEventBus implements EventBus {
   }
 
   async declare(durable: string, stream: StreamName): Promise<void> {
+    checkDurableName(durable);
     await retryWhileLocked(() =>
       this.db
         .insertInto('consumers')
@@ -174,14 +173,12 @@ export class SqliteEventBus implements EventBus {
     );
     const existing = await this.db.selectFrom('consumers').select('stream').where('durable', '=', durable).executeTakeFirstOrThrow();
     if (existing.stream !== stream) {
-      throw new PvError('PV_CONFLICT', `Durable consumer "${durable}" already reads stream "${existing.stream}".`, {
-        fix: 'Give each consumer of a different stream its own durable name.',
-      });
+      throw durableTaken(durable, existing.stream as StreamName);
     }
   }
 
   async subscribe(options: ConsumerOptions, handler: MessageHandler): Promise<Subscription> {
-    const consumer = withDefaults(options);
+    const consumer = consumerSettings(options);
     await this.declare(consumer.durable, consumer.stream);
 
     const dispatcher = new Dispatcher(consumer, handler, this.pollIntervalMs, {
@@ -220,6 +217,23 @@ export class SqliteEventBus implements EventBus {
     return rows.map((row) => ({ durable, message: toMessage(row), error: row.last_error ?? '' }));
   }
 
+  async announce(change: FeedAdvanced): Promise<void> {
+    this.feed.emit('advanced', change);
+  }
+
+  async listen(listener: FeedListener): Promise<() => void> {
+    // One listener's failure must not keep the change from the others (emit() stops at a throw).
+    const guarded = (change: FeedAdvanced) => {
+      try {
+        listener(change);
+      } catch (error) {
+        this.onError(error);
+      }
+    };
+    this.feed.on('advanced', guarded);
+    return () => this.feed.off('advanced', guarded);
+  }
+
   /**
    * Stops every subscription from claiming and closes the database. Handlers still running are
    * not awaited (stop() the subscriptions first for a graceful shutdown); their deliveries are
@@ -230,12 +244,13 @@ export class SqliteEventBus implements EventBus {
     this.closed = true;
     clearInterval(this.pruner);
     this.published.removeAllListeners();
+    this.feed.removeAllListeners();
     await Promise.all([...this.dispatchers].map((dispatcher) => dispatcher.halt()));
     this.dispatchers.clear();
     await this.db.destroy();
   }
 
-  /** Deletes messages past retention that no delivery (pending or dead) still refers to. */
+  /** Deletes messages past retention that no delivery (pending or dead) still refers to: one still owed is kept longer. */
   async prune(): Promise<number> {
     const result = await retryWhileLocked(() =>
       this.db
@@ -256,7 +271,7 @@ export class SqliteEventBus implements EventBus {
    * write, so the transaction holds SQLite's write lock from its start: two processes can never
    * claim the same delivery, and there is no read-to-write lock upgrade to fail.
    */
-  private async claim(consumer: Consumer, limit: number): Promise<BusMessage[]> {
+  private async claim(consumer: ConsumerSettings, limit: number): Promise<BusMessage[]> {
     return this.settling((db) =>
       db.transaction().execute(async (trx) => {
         const now = this.now();
@@ -324,7 +339,7 @@ export class SqliteEventBus implements EventBus {
     );
   }
 
-  private async ack(consumer: Consumer, message: BusMessage): Promise<void> {
+  private async ack(consumer: ConsumerSettings, message: BusMessage): Promise<void> {
     // Unconditional: the message has been handled, even if our lease ran out meanwhile and
     // another claim holds it now (that claim's own ack or nack then finds no row).
     await this.settling((db) =>
@@ -332,7 +347,7 @@ export class SqliteEventBus implements EventBus {
     );
   }
 
-  private async renew(consumer: Consumer, message: BusMessage): Promise<void> {
+  private async renew(consumer: ConsumerSettings, message: BusMessage): Promise<void> {
     await this.settling((db) =>
       db
         .updateTable('deliveries')
@@ -347,10 +362,10 @@ export class SqliteEventBus implements EventBus {
     );
   }
 
-  private async nack(consumer: Consumer, message: BusMessage, error: unknown): Promise<void> {
-    const lastError = error instanceof Error ? error.message : String(error);
+  private async nack(consumer: ConsumerSettings, message: BusMessage, error: unknown): Promise<void> {
+    const lastError = failureText(error);
     const dead = message.attempt >= consumer.maxDeliver;
-    const backoff = consumer.backoffMs[Math.min(message.attempt, consumer.backoffMs.length) - 1] ?? 0;
+    const backoff = redeliveryDelay(consumer, message.attempt);
     await this.settling((db) =>
       db
         .updateTable('deliveries')
@@ -396,7 +411,7 @@ class Dispatcher {
   private maybeMore = true;
 
   constructor(
-    private readonly consumer: Consumer,
+    private readonly consumer: ConsumerSettings,
     private readonly handler: MessageHandler,
     private readonly pollIntervalMs: number,
     private readonly port: DispatchPort,
@@ -544,25 +559,6 @@ async function createTables(db: Kysely<BusTables>): Promise<void> {
   await db.schema.createIndex('deliveries_due').ifNotExists().on('deliveries').columns(['durable', 'state', 'available_at']).execute();
   // For pruning, which asks whether any delivery still refers to a message.
   await db.schema.createIndex('deliveries_message_id').ifNotExists().on('deliveries').column('message_id').execute();
-}
-
-function withDefaults(options: ConsumerOptions): Consumer {
-  const consumer: Consumer = {
-    durable: options.durable,
-    stream: options.stream,
-    maxDeliver: options.maxDeliver ?? DEFAULTS.maxDeliver,
-    backoffMs: options.backoffMs ?? DEFAULTS.backoffMs,
-    ackWaitMs: options.ackWaitMs ?? DEFAULTS.ackWaitMs,
-    concurrency: options.concurrency ?? DEFAULTS.concurrency,
-    renewLease: options.renewLease ?? DEFAULTS.renewLease,
-  };
-  const invalid = (what: string) => new PvError('PV_INVALID_INPUT', `Consumer "${consumer.durable}": ${what}.`);
-  if (consumer.durable === '') throw invalid('the durable name is empty');
-  if (!Number.isSafeInteger(consumer.maxDeliver) || consumer.maxDeliver < 1) throw invalid('maxDeliver must be an integer >= 1');
-  if (!Number.isSafeInteger(consumer.concurrency) || consumer.concurrency < 1) throw invalid('concurrency must be an integer >= 1');
-  if (!(consumer.ackWaitMs > 0)) throw invalid('ackWaitMs must be positive');
-  if (consumer.backoffMs.some((ms) => !(ms >= 0))) throw invalid('backoffMs must hold non-negative delays');
-  return consumer;
 }
 
 function toMessage(row: { id: number; event: string; payload: string; published_at: number; attempts: number }): BusMessage {
