@@ -59,7 +59,7 @@ export const serverConfigSchema = z.object({
         .describe('NATS JetStream URL for the cluster form (events, jobs, fan-out); unset uses the SQLite bus in the data dir.'),
       prefix: z
         .string()
-        .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only (it becomes part of stream names)')
+        .regex(/^[a-z0-9]+(-[a-z0-9]+)*$/, 'lowercase letters and digits, words joined by single - (it becomes part of stream names)')
         .default('photovault')
         .describe('Prefix of stream, consumer and subject names, so deployments can share one NATS.'),
     })

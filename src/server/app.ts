@@ -62,7 +62,7 @@ export async function buildApp(context: ServerContext, options: AppOptions = {})
   );
   app.get(`${API_PREFIX}/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
 
-  const hub = new SyncHub(context.users, context.sync, context.notifier, app.log);
+  const hub = new SyncHub(context.users, context.sync, context.notifier, context.presence, app.log);
   hub.attach(app.server);
   // Before the HTTP server closes: its close waits for open connections, and sync sockets stay open.
   app.addHook('preClose', () => hub.close());

@@ -4,6 +4,7 @@ import type { BlobStore } from '../infra/blobs/blob-store.js';
 import { FsBlobStore, fsBucketRoots } from '../infra/blobs/fs.blob-store.js';
 import { FsStagingArea } from '../infra/blobs/fs.staging-area.js';
 import type { StagingArea } from '../infra/blobs/staging-area.js';
+import type { ChangeFanout } from '../infra/bus/change-fanout.js';
 import type { EventBus } from '../infra/bus/event-bus.js';
 import type { WorkerCatalog } from '../workers/processing.worker.js';
 import { SqliteEventBus } from '../infra/bus/sqlite.event-bus.js';
@@ -18,6 +19,7 @@ import { ProcessingService } from './processing/processing.service.js';
 import { ServerMetrics } from './http/metrics.js';
 import { ChangeFeedRepository } from './sync/change-feed.repository.js';
 import { ChangeNotifier } from './sync/change-notifier.js';
+import { DevicePresence } from './sync/device-presence.js';
 import { SyncService } from './sync/sync.service.js';
 import { UploadRepository } from './upload/upload.repository.js';
 import { UploadService } from './upload/upload.service.js';
@@ -31,7 +33,8 @@ export interface ServerContext {
   blobs: BlobStore;
   staging: StagingArea;
   kv: KvStore;
-  bus: EventBus;
+  /** Events and jobs, and the fan-out of sync signals between server processes. */
+  bus: EventBus & ChangeFanout;
   metrics: ServerMetrics;
   users: UserService;
   uploads: UploadService;
@@ -41,6 +44,7 @@ export interface ServerContext {
   processingJobs: ProcessingRepository;
   filesRepository: FilesRepository;
   notifier: ChangeNotifier;
+  presence: DevicePresence;
   close(): Promise<void>;
 }
 
@@ -56,6 +60,15 @@ export function openConfiguredDatabase(config: ServerConfig): Promise<Db> {
       ? { postgresUrl: config.database.url, poolSize: config.database.poolSize }
       : { sqliteFile: join(config.dataDir, 'photovault.db') },
   );
+}
+
+/** The event bus the config names: NATS JetStream when nats.url is set, else the SQLite bus in the data dir. */
+export async function openConfiguredBus(config: ServerConfig): Promise<EventBus & ChangeFanout> {
+  if (config.nats.url) {
+    const { NatsEventBus } = await import('../infra/bus/nats.event-bus.js');
+    return NatsEventBus.open({ url: config.nats.url, prefix: config.nats.prefix });
+  }
+  return SqliteEventBus.open(join(config.dataDir, 'bus.db'));
 }
 
 /** The user service alone, for admin commands that run beside a live server (`photovault user`). */
@@ -86,10 +99,11 @@ export async function createContext(config: ServerConfig, options: ContextOption
   const blobs = await FsBlobStore.open(fsBucketRoots(config.dataDir));
   const staging = new FsStagingArea(blobs);
   const kv = new MemoryKvStore();
-  const bus = await SqliteEventBus.open(join(config.dataDir, 'bus.db'));
+  const bus = await openConfiguredBus(config);
   const metrics = new ServerMetrics();
   const changeFeed = new ChangeFeedRepository(db);
-  const notifier = new ChangeNotifier();
+  const notifier = new ChangeNotifier(bus, (error) => console.error('photovault: sync fan-out:', error));
+  await notifier.start();
   const filesRepository = new FilesRepository(db, changeFeed);
   const versionDeltas = new VersionDeltas(filesRepository, blobs);
   const files = new FilesService(filesRepository, blobs, notifier, versionDeltas, { trashDays: config.trash.retentionDays }, now);
@@ -117,12 +131,14 @@ export async function createContext(config: ServerConfig, options: ContextOption
       now,
     ),
     notifier,
+    presence: new DevicePresence(kv),
     sync: new SyncService(changeFeed, now),
     files,
     filesRepository,
     processingJobs,
     processing: new ProcessingService(processingJobs, files, filesRepository, blobs, bus, notifier, now),
     async close() {
+      notifier.stop();
       await bus.close();
       await kv.close();
       await staging.close();

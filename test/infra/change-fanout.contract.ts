@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ChangeFanout, FeedAdvanced } from '../../src/infra/bus/change-fanout.js';
+import type { ChangeFanout, Announcement } from '../../src/infra/bus/change-fanout.js';
 import { waitFor } from '../support/wait.js';
 
 type Fanout = ChangeFanout & { close(): Promise<void> };
@@ -26,8 +26,8 @@ export function changeFanoutContract(name: string, open: (onError: (error: unkno
       return fanout;
     }
 
-    function recorder(): { heard: FeedAdvanced[]; listener: (change: FeedAdvanced) => void } {
-      const heard: FeedAdvanced[] = [];
+    function recorder(): { heard: Announcement[]; listener: (change: Announcement) => void } {
+      const heard: Announcement[] = [];
       return { heard, listener: (change) => heard.push(change) };
     }
 
@@ -37,14 +37,16 @@ export function changeFanoutContract(name: string, open: (onError: (error: unkno
       const other = recorder();
       await fanout.listen(hub.listener);
       await fanout.listen(other.listener);
-      await fanout.announce({ userId: 'user-1', seq: 7 });
-      await fanout.announce({ userId: 'user-2', seq: 3 });
+      await fanout.announce({ kind: 'feed', userId: 'user-7' });
+      await fanout.announce({ kind: 'presence', userId: 'user-2' });
+      await fanout.announce({ kind: 'feed', userId: 'user-3' });
 
       const expected = [
-        { userId: 'user-1', seq: 7 },
-        { userId: 'user-2', seq: 3 },
+        { kind: 'feed', userId: 'user-7' },
+        { kind: 'presence', userId: 'user-2' },
+        { kind: 'feed', userId: 'user-3' },
       ];
-      await waitFor(() => hub.heard.length === 2 && other.heard.length === 2);
+      await waitFor(() => hub.heard.length === 3 && other.heard.length === 3);
       expect(hub.heard).toEqual(expected);
       expect(other.heard).toEqual(expected);
     });
@@ -55,14 +57,14 @@ export function changeFanoutContract(name: string, open: (onError: (error: unkno
       const staying = recorder();
       const stop = await fanout.listen(stopped.listener);
       await fanout.listen(staying.listener);
-      await fanout.announce({ userId: 'user-1', seq: 1 });
+      await fanout.announce({ kind: 'feed', userId: 'user-1' });
       await waitFor(() => stopped.heard.length === 1 && staying.heard.length === 1);
 
       stop();
-      await fanout.announce({ userId: 'user-1', seq: 2 });
+      await fanout.announce({ kind: 'feed', userId: 'user-2' });
       await waitFor(() => staying.heard.length === 2);
       await sleep(30);
-      expect(stopped.heard).toEqual([{ userId: 'user-1', seq: 1 }]);
+      expect(stopped.heard).toEqual([{ kind: 'feed', userId: 'user-1' }]);
     });
 
     it('reports a throwing listener and still tells the others', async () => {
@@ -72,8 +74,8 @@ export function changeFanoutContract(name: string, open: (onError: (error: unkno
         throw new Error('socket gone');
       });
       await fanout.listen(staying.listener);
-      await fanout.announce({ userId: 'user-1', seq: 1 });
-      await fanout.announce({ userId: 'user-1', seq: 2 });
+      await fanout.announce({ kind: 'feed', userId: 'user-1' });
+      await fanout.announce({ kind: 'feed', userId: 'user-2' });
       await waitFor(() => staying.heard.length === 2);
       expect(errors).toHaveLength(2);
       expect(errors[0]).toMatchObject({ message: 'socket gone' });

@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RETENTION_MS, STREAMS, type EventBus } from '../../src/infra/bus/event-bus.js';
-import type { FeedAdvanced } from '../../src/infra/bus/change-fanout.js';
+import type { Announcement } from '../../src/infra/bus/change-fanout.js';
 import { DEAD_LETTERS, jetStreamName, NatsEventBus } from '../../src/infra/bus/nats.event-bus.js';
 import { deleteStreams, describeWithNats, NATS_URL, testPrefix } from '../support/nats.js';
 import { waitFor } from '../support/wait.js';
@@ -137,11 +137,11 @@ describeWithNats('NatsEventBus', () => {
     it('announces a change to the listeners of every process', async () => {
       const prefix = freshPrefix();
       const [committing, connected] = [await open(prefix), await open(prefix)];
-      const heard: FeedAdvanced[] = [];
+      const heard: Announcement[] = [];
       await connected.listen((change) => heard.push(change));
-      await committing.announce({ userId: 'user-1', seq: 42 });
+      await committing.announce({ kind: 'feed', userId: 'user-42' });
       await waitFor(() => heard.length === 1);
-      expect(heard).toEqual([{ userId: 'user-1', seq: 42 }]);
+      expect(heard).toEqual([{ kind: 'feed', userId: 'user-42' }]);
     });
 
     it('fails to open on an unreachable URL with an error naming it, without its credentials', async () => {

@@ -19,7 +19,7 @@ import {
 } from '@nats-io/jetstream';
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { PvError } from '../../core/errors.js';
-import type { ChangeFanout, FeedAdvanced, FeedListener } from './change-fanout.js';
+import { type Announcement, type AnnouncementListener, type ChangeFanout, parseAnnouncement } from './change-fanout.js';
 import {
   ACK_TIMEOUT_ERROR,
   checkDurableName,
@@ -239,20 +239,18 @@ export class NatsEventBus implements EventBus, ChangeFanout {
     return letters.sort((a, b) => Number(a.message.id) - Number(b.message.id));
   }
 
-  async announce(change: FeedAdvanced): Promise<void> {
-    this.nc.publish(this.feedSubject(), JSON.stringify(change));
+  async announce(announcement: Announcement): Promise<void> {
+    this.nc.publish(this.announcementSubject(), JSON.stringify(announcement));
   }
 
-  async listen(listener: FeedListener): Promise<() => void> {
-    const subscription = this.nc.subscribe(this.feedSubject(), {
+  async listen(listener: AnnouncementListener): Promise<() => void> {
+    const subscription = this.nc.subscribe(this.announcementSubject(), {
       callback: (error, msg) => {
         try {
           if (error) throw error;
-          const change = msg.json<FeedAdvanced>();
-          if (typeof change?.userId !== 'string' || !Number.isSafeInteger(change.seq)) {
-            throw new Error(`malformed change announcement on ${msg.subject}: ${msg.string()}`);
-          }
-          listener(change);
+          const announcement = parseAnnouncement(msg.json<unknown>());
+          if (!announcement) throw new Error(`malformed announcement on ${msg.subject}: ${msg.string()}`);
+          listener(announcement);
         } catch (failure) {
           this.onError(failure);
         }
@@ -286,8 +284,8 @@ export class NatsEventBus implements EventBus, ChangeFanout {
     if (!(await Promise.race([drained, sleep(DRAIN_TIMEOUT_MS, false, { ref: false })]))) await this.nc.close();
   }
 
-  private feedSubject(): string {
-    return `${this.prefix}.feed-advanced`;
+  private announcementSubject(): string {
+    return `${this.prefix}.announcements`;
   }
 
   private deadLetterSubject(durable: string): string {

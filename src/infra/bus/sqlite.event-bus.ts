@@ -25,7 +25,7 @@ import {
   type StreamName,
   type Subscription,
 } from './event-bus.js';
-import type { ChangeFanout, FeedAdvanced, FeedListener } from './change-fanout.js';
+import type { Announcement, AnnouncementListener, ChangeFanout } from './change-fanout.js';
 
 /**
  * The embedded EventBus: a durable queue in its own SQLite file (`<dataDir>/bus.db`, apart from
@@ -91,7 +91,7 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
   /** In-process fan-out: emits the stream name after each committed publish. */
   private readonly published = new EventEmitter().setMaxListeners(0);
   /** ChangeFanout: the embedded server is one process, so in-process is every process. */
-  private readonly feed = new EventEmitter().setMaxListeners(0);
+  private readonly announcements = new EventEmitter().setMaxListeners(0);
   private readonly dispatchers = new Set<Dispatcher>();
   private readonly pruner: NodeJS.Timeout;
   private closed = false;
@@ -217,21 +217,21 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
     return rows.map((row) => ({ durable, message: toMessage(row), error: row.last_error ?? '' }));
   }
 
-  async announce(change: FeedAdvanced): Promise<void> {
-    this.feed.emit('advanced', change);
+  async announce(announcement: Announcement): Promise<void> {
+    this.announcements.emit('announced', announcement);
   }
 
-  async listen(listener: FeedListener): Promise<() => void> {
-    // One listener's failure must not keep the change from the others (emit() stops at a throw).
-    const guarded = (change: FeedAdvanced) => {
+  async listen(listener: AnnouncementListener): Promise<() => void> {
+    // One listener's failure must not keep the announcement from the others (emit() stops at a throw).
+    const guarded = (announcement: Announcement) => {
       try {
-        listener(change);
+        listener(announcement);
       } catch (error) {
         this.onError(error);
       }
     };
-    this.feed.on('advanced', guarded);
-    return () => this.feed.off('advanced', guarded);
+    this.announcements.on('announced', guarded);
+    return () => this.announcements.off('announced', guarded);
   }
 
   /**
@@ -244,7 +244,7 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
     this.closed = true;
     clearInterval(this.pruner);
     this.published.removeAllListeners();
-    this.feed.removeAllListeners();
+    this.announcements.removeAllListeners();
     await Promise.all([...this.dispatchers].map((dispatcher) => dispatcher.halt()));
     this.dispatchers.clear();
     await this.db.destroy();

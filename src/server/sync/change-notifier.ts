@@ -1,18 +1,46 @@
+import type { Announcement, ChangeFanout } from '../../infra/bus/change-fanout.js';
+
+export type UserSignal = Announcement['kind'];
+
 /**
- * Tells whoever listens that a user's change feed has moved on. Services call changed() after
- * the transaction that appended the changes has committed; the sync hub pushes it to the user's
- * devices. In-process: one server process sees its own commits (the cluster form fans out
- * through the bus).
+ * Tells whoever listens in this process that a user's change feed moved on or that the presence
+ * of the user's devices changed, whichever server process it happened in. Services call changed()
+ * after the transaction that appended the changes has committed; the sync hub calls
+ * presenceChanged() and pushes both to the user's devices. Everything goes out through the
+ * fan-out and comes back the same way, this process's own signals included: one path, so a
+ * signal is never delivered twice.
  */
 export class ChangeNotifier {
-  private readonly listeners = new Map<string, Set<() => void>>();
+  private readonly listeners = new Map<string, Set<(signal: UserSignal) => void>>();
+  private stopListening: (() => void) | null = null;
 
-  changed(userId: string): void {
-    for (const listener of this.listeners.get(userId) ?? []) listener();
+  constructor(
+    private readonly fanout: ChangeFanout,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  /** Starts hearing the fan-out; signals are only delivered from then on. */
+  async start(): Promise<void> {
+    this.stopListening ??= await this.fanout.listen((announcement) => {
+      for (const listener of this.listeners.get(announcement.userId) ?? []) listener(announcement.kind);
+    });
   }
 
-  /** Calls listener after each change of the user's feed; returns the unsubscribe function. */
-  subscribe(userId: string, listener: () => void): () => void {
+  stop(): void {
+    this.stopListening?.();
+    this.stopListening = null;
+  }
+
+  changed(userId: string): void {
+    this.announce({ kind: 'feed', userId });
+  }
+
+  presenceChanged(userId: string): void {
+    this.announce({ kind: 'presence', userId });
+  }
+
+  /** Calls listener with each signal about the user; returns the unsubscribe function. */
+  subscribe(userId: string, listener: (signal: UserSignal) => void): () => void {
     let set = this.listeners.get(userId);
     if (!set) this.listeners.set(userId, (set = new Set()));
     set.add(listener);
@@ -20,5 +48,10 @@ export class ChangeNotifier {
       set.delete(listener);
       if (set.size === 0) this.listeners.delete(userId);
     };
+  }
+
+  /** Fire and forget: the commit is already durable, and a lost signal only delays a device until its next read. */
+  private announce(announcement: Announcement): void {
+    this.fanout.announce(announcement).catch(this.onError);
   }
 }

@@ -6,6 +6,7 @@ import { isPvError } from '../../core/errors.js';
 import { API_PREFIX } from '../../core/api-prefix.js';
 import type { Principal, UserService } from '../user/user.service.js';
 import type { ChangeNotifier } from './change-notifier.js';
+import { type DevicePresence, PRESENCE_RENEWAL_MS } from './device-presence.js';
 import type { SyncService } from './sync.service.js';
 
 /**
@@ -21,7 +22,8 @@ import type { SyncService } from './sync.service.js';
  */
 export const SYNC_PATH = `${API_PREFIX}/sync`;
 
-const HEARTBEAT_MS = 30_000;
+/** Pings find vanished peers, and renew the presence of the devices here. */
+const HEARTBEAT_MS = PRESENCE_RENEWAL_MS;
 
 interface Connection {
   socket: WebSocket;
@@ -41,15 +43,19 @@ export class SyncHub {
     private readonly users: UserService,
     private readonly sync: SyncService,
     private readonly notifier: ChangeNotifier,
+    private readonly presence: DevicePresence,
     private readonly log: FastifyBaseLogger,
   ) {
-    // A peer that vanished without closing (laptop lid shut) is found by a missed pong.
+    // A peer that vanished without closing (laptop lid shut) is found by a missed pong; the
+    // devices still here are held online for every process to see.
     this.heartbeat = setInterval(() => {
       for (const connections of this.byUser.values()) {
         for (const connection of connections) {
           if (!connection.alive) connection.socket.terminate();
           connection.alive = false;
           connection.socket.ping();
+          const { userId, deviceId } = connection.principal;
+          if (deviceId) this.run(this.presence.hold(userId, deviceId));
         }
       }
     }, HEARTBEAT_MS);
@@ -107,7 +113,9 @@ export class SyncHub {
       this.byUser.set(principal.userId, (connections = new Set()));
       this.unsubscribe.set(
         principal.userId,
-        this.notifier.subscribe(principal.userId, () => this.run(this.pushChanged(principal.userId))),
+        this.notifier.subscribe(principal.userId, (signal) =>
+          this.run(signal === 'feed' ? this.pushChanged(principal.userId) : this.pushPresence(principal.userId)),
+        ),
       );
     }
     connections.add(connection);
@@ -115,11 +123,12 @@ export class SyncHub {
     socket.on('message', (data) => this.run(this.received(connection, data.toString())));
     socket.on('close', () => this.left(connection));
 
+    if (principal.deviceId) await this.presence.hold(principal.userId, principal.deviceId);
     const latest = await this.sync.latest(principal.userId);
     const cursors = await this.sync.cursors(principal.userId);
     connection.told = latest;
     send(socket, { type: 'hello', latest, cursor: principal.deviceId ? (cursors.get(principal.deviceId) ?? 0) : null });
-    await this.pushPresence(principal.userId);
+    this.notifier.presenceChanged(principal.userId);
   }
 
   private async received(connection: Connection, text: string): Promise<void> {
@@ -141,20 +150,23 @@ export class SyncHub {
       send(connection.socket, { type: 'error', code: error.code, message: error.message });
       return;
     }
-    await this.pushPresence(connection.principal.userId);
+    this.notifier.presenceChanged(connection.principal.userId);
   }
 
   private left(connection: Connection): void {
-    const userId = connection.principal.userId;
+    const { userId, deviceId } = connection.principal;
     const connections = this.byUser.get(userId);
     connections?.delete(connection);
     if (connections?.size === 0) {
       this.byUser.delete(userId);
       this.unsubscribe.get(userId)?.();
       this.unsubscribe.delete(userId);
-      return;
     }
-    this.run(this.pushPresence(userId));
+    // Another socket of the same device (a reconnect overlapping the old one) keeps it online.
+    const stillHere = [...(connections ?? [])].some((other) => other.principal.deviceId === deviceId);
+    if (deviceId && !stillHere) {
+      this.run(this.presence.release(userId, deviceId).then(() => this.notifier.presenceChanged(userId)));
+    }
   }
 
   private async pushChanged(userId: string): Promise<void> {
@@ -166,12 +178,14 @@ export class SyncHub {
     }
   }
 
-  /** Which of the user's devices are connected, and how far each has applied the feed. */
+  /** Which of the user's devices are connected to any server process, and how far each has applied the feed. */
   private async pushPresence(userId: string): Promise<void> {
     const connections = this.byUser.get(userId);
     if (!connections) return;
     const cursors = await this.sync.cursors(userId);
-    const online = new Set([...connections].map((c) => c.principal.deviceId).filter((id): id is string => id !== null));
+    const here = [...connections].map((c) => c.principal.deviceId).filter((id): id is string => id !== null);
+    const online = await this.presence.online(userId, [...cursors.keys(), ...here]);
+    for (const id of here) online.add(id);
     const ids = new Set([...cursors.keys(), ...online]);
     const devices = [...ids].map((id) => ({ id, online: online.has(id), cursor: cursors.get(id) ?? 0 }));
     for (const { socket } of connections) send(socket, { type: 'presence', devices });
