@@ -4,7 +4,8 @@ import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PvError } from '../../core/errors.js';
 import type { Bucket } from './blob-store.js';
-import { type FsBlobStore, STAGING_DIR } from './fs.blob-store.js';
+import { STAGING_DIR } from './blob-checks.js';
+import type { FsBlobStore } from './fs.blob-store.js';
 import type { StagingArea } from './staging-area.js';
 
 const UPLOAD_ID = /^[A-Za-z0-9-]{1,64}$/;
