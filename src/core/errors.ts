@@ -36,6 +36,7 @@ export type PvErrorCode =
   | 'PV_MEDIA_DECODER_MISSING'
   | 'PV_NOT_LOGGED_IN'
   | 'PV_SERVER_UNREACHABLE'
+  | 'PV_BACKEND_UNREACHABLE'
   | 'PV_INTERNAL';
 
 /** Base of every photovault error: a stable code, a message for people, and the fix if any. */

@@ -13,7 +13,7 @@ export const TMP_DIR = '.tmp';
 export const STAGING_DIR = '.staging';
 /** First key segments the adapters keep for themselves: never a key, never listed. */
 const RESERVED = new Set([TMP_DIR, STAGING_DIR]);
-const MAX_KEY_LENGTH = 1024;
+export const MAX_KEY_LENGTH = 1024;
 const SEGMENT = /^[A-Za-z0-9._-]+$/;
 
 /** True when name may be one '/'-separated segment of a key (it may still be '.' or '..'). */

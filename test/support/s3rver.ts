@@ -1,0 +1,48 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import S3rver from 's3rver';
+import type { Bucket } from '../../src/infra/blobs/blob-store.js';
+import { type S3Location, s3BucketLocations } from '../../src/infra/blobs/s3.blob-store.js';
+
+/** A real S3 server (s3rver) of a test's own, on 127.0.0.1 and a free port, storing into a temp dir. */
+export interface TestS3Server {
+  endpoint: string;
+  /** Every blob bucket on this server, each in an S3 bucket of its name. */
+  locations: Record<Bucket, S3Location>;
+  /** Stops the server and removes everything it stored. */
+  close(): Promise<void>;
+}
+
+/** The one account s3rver knows. */
+const CREDENTIALS = { accessKey: 'S3RVER', secretKey: 'S3RVER' };
+
+export async function startS3rver(): Promise<TestS3Server> {
+  const directory = await mkdtemp(join(tmpdir(), 'pv-s3rver-'));
+  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
+  try {
+    const { port } = await server.run();
+    const endpoint = `http://127.0.0.1:${port}`;
+    return {
+      endpoint,
+      locations: s3BucketLocations({ endpoint, ...CREDENTIALS }),
+      close: async () => {
+        await server.close();
+        await rm(directory, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    await rm(directory, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** A 127.0.0.1 port nothing listens on (it was free a moment ago). */
+export async function unusedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
