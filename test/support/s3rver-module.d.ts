@@ -11,6 +11,8 @@ declare module 's3rver' {
 
   export default class S3rver {
     constructor(options?: S3rverOptions);
+    /** Where it keeps buckets and objects. */
+    store: { deleteObject(bucket: string, key: string): Promise<void> };
     run(): Promise<AddressInfo>;
     close(): Promise<void>;
   }

@@ -21,6 +21,7 @@ const CREDENTIALS = { accessKey: 'S3RVER', secretKey: 'S3RVER' };
 export async function startS3rver(): Promise<TestS3Server> {
   const directory = await mkdtemp(join(tmpdir(), 'pv-s3rver-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
+  serializeDeletes(server);
   try {
     const { port } = await server.run();
     const endpoint = `http://127.0.0.1:${port}`;
@@ -36,6 +37,22 @@ export async function startS3rver(): Promise<TestS3Server> {
     await rm(directory, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * s3rver's multi-object delete removes its keys in parallel, and each removal prunes the folders it
+ * empties: two racing for one folder fail with ENOENT, answered as a 500. Real S3 servers have no
+ * folders; here the removals take turns.
+ */
+function serializeDeletes(server: S3rver): void {
+  const { store } = server;
+  const deleteObject = store.deleteObject.bind(store);
+  let turn: Promise<unknown> = Promise.resolve();
+  store.deleteObject = (bucket, key) => {
+    const removal = turn.then(() => deleteObject(bucket, key));
+    turn = removal.catch(() => {});
+    return removal;
+  };
 }
 
 /** A 127.0.0.1 port nothing listens on (it was free a moment ago). */

@@ -6,9 +6,8 @@ import { PvError } from '../../core/errors.js';
 import type { Bucket } from './blob-store.js';
 import { STAGING_DIR } from './blob-checks.js';
 import type { FsBlobStore } from './fs.blob-store.js';
-import type { StagingArea } from './staging-area.js';
+import { assertUploadId, isUploadId, type StagingArea } from './staging-area.js';
 
-const UPLOAD_ID = /^[A-Za-z0-9-]{1,64}$/;
 const READ_BLOCK = 4 * 1024 * 1024;
 /**
  * An upload's chunks arrive as hundreds of PUTs in a row; keeping its file open spares each two
@@ -146,11 +145,11 @@ export class FsStagingArea implements StagingArea {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw error;
     }
-    yield* names.filter((name) => UPLOAD_ID.test(name));
+    yield* names.filter(isUploadId);
   }
 
   private fileOf(uploadId: string): string {
-    if (!UPLOAD_ID.test(uploadId)) throw new PvError('PV_INVALID_INPUT', `Invalid upload id ${JSON.stringify(uploadId)}.`);
+    assertUploadId(uploadId);
     return join(this.dir, uploadId);
   }
 
