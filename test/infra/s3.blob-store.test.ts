@@ -1,12 +1,12 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Client } from 'minio';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { sha256Hex } from '../../src/core/hash.js';
 import { BUCKETS, type Bucket } from '../../src/infra/blobs/blob-store.js';
 import { multipartPartSize, S3BlobStore, type S3BlobStoreOptions, type S3Location } from '../../src/infra/blobs/s3.blob-store.js';
 import { pseudoRandomBytes } from '../support/random.js';
-import { startS3rver, type TestS3Server, unusedPort } from '../support/s3rver.js';
+import { s3rverForTest, SLOW_S3_TEST_MS, startS3rver, type TestS3Server, unusedPort } from '../support/s3rver.js';
 import { blobStoreContract, expectPvError, readAll } from './blob-store.contract.js';
 
 const MIB = 1024 * 1024;
@@ -40,20 +40,12 @@ function inPieces(bytes: Buffer): Readable {
 }
 
 describe('S3BlobStore', () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  async function server(): Promise<TestS3Server> {
-    const started = await startS3rver();
-    cleanups.push(() => started.close());
-    return started;
-  }
+  const server = s3rverForTest;
   async function open(options: S3BlobStoreOptions): Promise<S3BlobStore> {
     const store = await S3BlobStore.open(options);
-    cleanups.unshift(() => store.close());
+    onTestFinished(() => store.close());
     return store;
   }
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0)) await cleanup();
-  });
 
   it('creates missing buckets at open and finds them there the next time', async () => {
     const s3 = await server();
@@ -104,7 +96,7 @@ describe('S3BlobStore', () => {
     const bytes = pseudoRandomBytes(65 * MIB + 1, 3);
     await store.put('photos-warm', 'video', inPieces(bytes), { sha256: sha256Hex(bytes) });
     expect(sha256Hex(await readAll(await store.get('photos-warm', 'video')))).toBe(sha256Hex(bytes));
-  });
+  }, SLOW_S3_TEST_MS);
 
   it('leaves no object and the old one intact when a multipart put mismatches or its body fails after a part went up', async () => {
     const s3 = await server();
@@ -125,6 +117,17 @@ describe('S3BlobStore', () => {
     expect((await readAll(await store.get('uploads', 'old'))).toString()).toBe('old bytes');
     expect(await s3Keys(s3, 'uploads')).toEqual(['old']);
   });
+
+  it('lists past the first page of 1,000 keys', async () => {
+    const store = await open({ buckets: (await server()).locations });
+    const keys = Array.from({ length: 1002 }, (_, i) => `f${String(i).padStart(4, '0')}/x`);
+    for (let i = 0; i < keys.length; i += 25) {
+      await Promise.all(keys.slice(i, i + 25).map((key) => store.put('thumbnails', key, Readable.from([Buffer.from('x')]))));
+    }
+    const listed: string[] = [];
+    for await (const info of store.list('thumbnails')) listed.push(info.key);
+    expect(listed.sort()).toEqual(keys);
+  }, SLOW_S3_TEST_MS);
 
   const partSizes = [
     { size: undefined, expected: 5 * MIB },
@@ -156,7 +159,7 @@ describe('S3BlobStore', () => {
     const connections = new Set<Socket>();
     const silent: Server = createServer((socket) => connections.add(socket));
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    cleanups.push(async () => {
+    onTestFinished(async () => {
       for (const socket of connections) socket.destroy();
       await new Promise((resolve) => silent.close(resolve));
     });
@@ -191,7 +194,7 @@ describe('S3BlobStore', () => {
   it('builds one client per endpoint and credentials', async () => {
     const [a, b] = [await server(), await server()];
     const store = new S3BlobStore({ buckets: { ...a.locations, 'photos-cold': b.locations['photos-cold'], thumbnails: b.locations.thumbnails } });
-    cleanups.unshift(() => store.close());
+    onTestFinished(() => store.close());
     const clients = new Set(BUCKETS.map((bucket) => store.bucketOf(bucket).client));
     expect(clients.size).toBe(2);
   });

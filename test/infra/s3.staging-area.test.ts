@@ -1,9 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { sha256Hex } from '../../src/core/hash.js';
 import { S3BlobStore } from '../../src/infra/blobs/s3.blob-store.js';
 import { S3StagingArea } from '../../src/infra/blobs/s3.staging-area.js';
 import { pseudoRandomBytes } from '../support/random.js';
-import { startS3rver, type TestS3Server } from '../support/s3rver.js';
+import { s3rverForTest, SLOW_S3_TEST_MS, startS3rver, type TestS3Server } from '../support/s3rver.js';
 import { readAll } from './blob-store.contract.js';
 import { stagingAreaContract } from './staging-area.contract.js';
 
@@ -23,19 +23,11 @@ stagingAreaContract('S3StagingArea', async () => {
 });
 
 describe('S3StagingArea', () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0)) await cleanup();
-  });
-  async function server(): Promise<TestS3Server> {
-    const started = await startS3rver();
-    cleanups.push(() => started.close());
-    return started;
-  }
+  const server = s3rverForTest;
   /** What one server process builds: its own store and staging area on the shared S3 server. */
   async function processOn(s3: TestS3Server): Promise<{ blobs: S3BlobStore; staging: S3StagingArea }> {
     const blobs = await S3BlobStore.open({ buckets: s3.locations, partSize: 5 * MIB });
-    cleanups.unshift(() => blobs.close());
+    onTestFinished(() => blobs.close());
     return { blobs, staging: new S3StagingArea(blobs) };
   }
 
@@ -75,17 +67,20 @@ describe('S3StagingArea', () => {
     expect(await staging.digest('big')).toEqual({ sha256: sha256Hex(content), size: content.length });
   });
 
-  it('promotes many small chunks into a multipart object', async () => {
+  it('promotes more chunks than one listing page holds into a multipart object, and removes them all', async () => {
     const { staging, blobs } = await processOn(await server());
-    const chunks = Array.from({ length: 180 }, (_, i) => pseudoRandomBytes(64 * 1024, i + 1));
+    const size = 5 * 1024;
+    const chunks = Array.from({ length: 1100 }, (_, i) => pseudoRandomBytes(size, i + 1));
     const content = Buffer.concat(chunks);
-    for (let i = 0; i < chunks.length; i += 12) {
-      await Promise.all(chunks.slice(i, i + 12).map((chunk, j) => staging.write('many', chunk, [(i + j) * 64 * 1024])));
+    for (let i = 0; i < chunks.length; i += 25) {
+      await Promise.all(chunks.slice(i, i + 25).map((chunk, j) => staging.write('many', chunk, [(i + j) * size])));
     }
     const expected = { sha256: sha256Hex(content), size: content.length };
+    expect((await staging.read('many', 1050 * size - 1, 2)).equals(content.subarray(1050 * size - 1, 1050 * size + 1))).toBe(true);
     await staging.promote('many', 'photos-warm', 'content/ma/ny', expected);
     expect(sha256Hex(await readAll(await blobs.get('photos-warm', 'content/ma/ny')))).toBe(expected.sha256);
-  });
+    expect(await staging.digest('many')).toEqual({ sha256: sha256Hex(''), size: 0 });
+  }, SLOW_S3_TEST_MS);
 
   it('reads the lower offset where writes overlap, in read, digest and promote alike', async () => {
     const { staging } = await processOn(await server());

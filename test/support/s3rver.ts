@@ -1,8 +1,10 @@
+import crypto from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import S3rver from 's3rver';
+import { onTestFinished } from 'vitest';
 import type { Bucket } from '../../src/infra/blobs/blob-store.js';
 import { type S3Location, s3BucketLocations } from '../../src/infra/blobs/s3.blob-store.js';
 
@@ -15,10 +17,14 @@ export interface TestS3Server {
   close(): Promise<void>;
 }
 
+/** Timeout of a test of many requests or megabytes: s3rver serves them in the test's own process, a few ms each. */
+export const SLOW_S3_TEST_MS = 120_000;
+
 /** The one account s3rver knows. */
 const CREDENTIALS = { accessKey: 'S3RVER', secretKey: 'S3RVER' };
 
 export async function startS3rver(): Promise<TestS3Server> {
+  singleDesAsTripleDes();
   const directory = await mkdtemp(join(tmpdir(), 'pv-s3rver-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
   serializeDeletes(server);
@@ -36,6 +42,30 @@ export async function startS3rver(): Promise<TestS3Server> {
   } catch (error) {
     await rm(directory, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/** Starts an s3rver that stops when the calling test finishes. */
+export async function s3rverForTest(): Promise<TestS3Server> {
+  const server = await startS3rver();
+  onTestFinished(() => server.close());
+  return server;
+}
+
+/**
+ * s3rver encrypts the continuation tokens of ListObjectsV2 with single DES, which OpenSSL 3 (Node
+ * 17 on) keeps in its legacy provider only: any listing longer than a page fails with a 500.
+ * Triple DES with the one key taken three times is the same cipher, and is in the default provider.
+ */
+function singleDesAsTripleDes(): void {
+  for (const name of ['createCipheriv', 'createDecipheriv'] as const) {
+    const original = crypto[name] as (...args: unknown[]) => unknown;
+    if ((original as { desShim?: true }).desShim) continue;
+    const shim = (...args: unknown[]) => {
+      const [algorithm, key, iv] = args as [string, Buffer, Buffer];
+      return algorithm === 'des' ? original('des-ede3-cbc', Buffer.concat([key, key, key]), iv) : original(...args);
+    };
+    (crypto as Record<typeof name, unknown>)[name] = Object.assign(shim, { desShim: true as const });
   }
 }
 

@@ -9,7 +9,7 @@ import { assertUploadId, isUploadId, type StagingArea } from './staging-area.js'
 
 /** Offsets in keys have this many digits (2^53 has 16), so that S3's key order is offset order. */
 const OFFSET_DIGITS = 16;
-const OFFSET = /^\d{16}$/;
+const OFFSET = new RegExp(`^\\d{${OFFSET_DIGITS}}$`);
 /**
  * The largest staged object. The objects that cover a byte then start less than this before it,
  * which bounds the listing a read needs, and what a read or an assembly holds per object.
@@ -21,14 +21,11 @@ const CONCURRENCY = 8;
 const DELETE_BATCH = 1000;
 const ZEROS = Buffer.alloc(1024 * 1024);
 
-interface Piece {
+/** The part of a staged object that reads, [from, to): from where the objects before it end (a lower offset wins an overlap). */
+interface Segment {
   key: string;
+  /** Where the object starts in the content. */
   start: number;
-  size: number;
-}
-
-/** The part of a piece that reads: from where the pieces before it end (a lower offset wins an overlap). */
-interface Segment extends Piece {
   from: number;
   to: number;
 }
@@ -133,7 +130,7 @@ export class S3StagingArea implements StagingArea {
     for (const next of ahead) yield* emit(next);
   }
 
-  /** The readable part of each piece of the upload that starts at or after from, in order. */
+  /** The readable part of each staged object of the upload that starts at or after from, in order. */
   private async *segments(uploadId: string, from = 0): AsyncGenerator<Segment> {
     const dir = dirOf(uploadId);
     const startAfter = from > 0 ? dir + offsetKey(from - 1) : '';
@@ -141,9 +138,9 @@ export class S3StagingArea implements StagingArea {
     for await (const item of this.client.listObjectsV2(this.bucket, dir, true, startAfter)) {
       const name = item.name?.slice(dir.length);
       if (name === undefined || !OFFSET.test(name)) continue;
-      const piece: Piece = { key: item.name!, start: Number(name), size: item.size };
-      const end = piece.start + piece.size;
-      if (end > reach) yield { ...piece, from: Math.max(piece.start, reach), to: end };
+      const start = Number(name);
+      const end = start + item.size;
+      if (end > reach) yield { key: item.name!, start, from: Math.max(start, reach), to: end };
       reach = Math.max(reach, end);
     }
   }
