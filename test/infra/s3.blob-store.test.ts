@@ -91,12 +91,16 @@ describe('S3BlobStore', () => {
     }
   });
 
-  it('puts an object of more than 64 MiB with the default part size', async () => {
-    const store = await open({ buckets: (await server()).locations });
-    const bytes = pseudoRandomBytes(65 * MIB + 1, 3);
-    await store.put('photos-warm', 'video', inPieces(bytes), { sha256: sha256Hex(bytes) });
-    expect(sha256Hex(await readAll(await store.get('photos-warm', 'video')))).toBe(sha256Hex(bytes));
-  }, SLOW_S3_TEST_MS);
+  it(
+    'puts an object of more than 64 MiB with the default part size',
+    async () => {
+      const store = await open({ buckets: (await server()).locations });
+      const bytes = pseudoRandomBytes(65 * MIB + 1, 3);
+      await store.put('photos-warm', 'video', inPieces(bytes), { sha256: sha256Hex(bytes) });
+      expect(sha256Hex(await readAll(await store.get('photos-warm', 'video')))).toBe(sha256Hex(bytes));
+    },
+    SLOW_S3_TEST_MS,
+  );
 
   it('leaves no object and the old one intact when a multipart put mismatches or its body fails after a part went up', async () => {
     const s3 = await server();
@@ -118,16 +122,20 @@ describe('S3BlobStore', () => {
     expect(await s3Keys(s3, 'uploads')).toEqual(['old']);
   });
 
-  it('lists past the first page of 1,000 keys', async () => {
-    const store = await open({ buckets: (await server()).locations });
-    const keys = Array.from({ length: 1002 }, (_, i) => `f${String(i).padStart(4, '0')}/x`);
-    for (let i = 0; i < keys.length; i += 25) {
-      await Promise.all(keys.slice(i, i + 25).map((key) => store.put('thumbnails', key, Readable.from([Buffer.from('x')]))));
-    }
-    const listed: string[] = [];
-    for await (const info of store.list('thumbnails')) listed.push(info.key);
-    expect(listed.sort()).toEqual(keys);
-  }, SLOW_S3_TEST_MS);
+  it(
+    'lists past the first page of 1,000 keys',
+    async () => {
+      const store = await open({ buckets: (await server()).locations });
+      const keys = Array.from({ length: 1002 }, (_, i) => `f${String(i).padStart(4, '0')}/x`);
+      for (let i = 0; i < keys.length; i += 25) {
+        await Promise.all(keys.slice(i, i + 25).map((key) => store.put('thumbnails', key, Readable.from([Buffer.from('x')]))));
+      }
+      const listed: string[] = [];
+      for await (const info of store.list('thumbnails')) listed.push(info.key);
+      expect(listed.sort()).toEqual(keys);
+    },
+    SLOW_S3_TEST_MS,
+  );
 
   const partSizes = [
     { size: undefined, expected: 5 * MIB },
@@ -193,7 +201,9 @@ describe('S3BlobStore', () => {
 
   it('builds one client per endpoint and credentials', async () => {
     const [a, b] = [await server(), await server()];
-    const store = new S3BlobStore({ buckets: { ...a.locations, 'photos-cold': b.locations['photos-cold'], thumbnails: b.locations.thumbnails } });
+    const store = new S3BlobStore({
+      buckets: { ...a.locations, 'photos-cold': b.locations['photos-cold'], thumbnails: b.locations.thumbnails },
+    });
     onTestFinished(() => store.close());
     const clients = new Set(BUCKETS.map((bucket) => store.bucketOf(bucket).client));
     expect(clients.size).toBe(2);

@@ -67,20 +67,24 @@ describe('S3StagingArea', () => {
     expect(await staging.digest('big')).toEqual({ sha256: sha256Hex(content), size: content.length });
   });
 
-  it('promotes more chunks than one listing page holds into a multipart object, and removes them all', async () => {
-    const { staging, blobs } = await processOn(await server());
-    const size = 5 * 1024;
-    const chunks = Array.from({ length: 1100 }, (_, i) => pseudoRandomBytes(size, i + 1));
-    const content = Buffer.concat(chunks);
-    for (let i = 0; i < chunks.length; i += 25) {
-      await Promise.all(chunks.slice(i, i + 25).map((chunk, j) => staging.write('many', chunk, [(i + j) * size])));
-    }
-    const expected = { sha256: sha256Hex(content), size: content.length };
-    expect((await staging.read('many', 1050 * size - 1, 2)).equals(content.subarray(1050 * size - 1, 1050 * size + 1))).toBe(true);
-    await staging.promote('many', 'photos-warm', 'content/ma/ny', expected);
-    expect(sha256Hex(await readAll(await blobs.get('photos-warm', 'content/ma/ny')))).toBe(expected.sha256);
-    expect(await staging.digest('many')).toEqual({ sha256: sha256Hex(''), size: 0 });
-  }, SLOW_S3_TEST_MS);
+  it(
+    'promotes more chunks than one listing page holds into a multipart object, and removes them all',
+    async () => {
+      const { staging, blobs } = await processOn(await server());
+      const size = 5 * 1024;
+      const chunks = Array.from({ length: 1100 }, (_, i) => pseudoRandomBytes(size, i + 1));
+      const content = Buffer.concat(chunks);
+      for (let i = 0; i < chunks.length; i += 25) {
+        await Promise.all(chunks.slice(i, i + 25).map((chunk, j) => staging.write('many', chunk, [(i + j) * size])));
+      }
+      const expected = { sha256: sha256Hex(content), size: content.length };
+      expect((await staging.read('many', 1050 * size - 1, 2)).equals(content.subarray(1050 * size - 1, 1050 * size + 1))).toBe(true);
+      await staging.promote('many', 'photos-warm', 'content/ma/ny', expected);
+      expect(sha256Hex(await readAll(await blobs.get('photos-warm', 'content/ma/ny')))).toBe(expected.sha256);
+      expect(await staging.digest('many')).toEqual({ sha256: sha256Hex(''), size: 0 });
+    },
+    SLOW_S3_TEST_MS,
+  );
 
   it('reads the lower offset where writes overlap, in read, digest and promote alike', async () => {
     const { staging } = await processOn(await server());

@@ -92,7 +92,10 @@ export class PutCheck {
   finish(): PutResult {
     const { size, expected } = this;
     const sha256 = this.hash.digest('hex');
-    if ((expected.size !== undefined && size !== expected.size) || (expected.sha256 !== undefined && sha256 !== expected.sha256.toLowerCase())) {
+    if (
+      (expected.size !== undefined && size !== expected.size) ||
+      (expected.sha256 !== undefined && sha256 !== expected.sha256.toLowerCase())
+    ) {
       throw integrityError(this.bucket, this.key, expected, { size, sha256 });
     }
     return { size, sha256 };

@@ -3,7 +3,16 @@ import https from 'node:https';
 import { Readable } from 'node:stream';
 import { Client, InvalidArgumentError, InvalidBucketNameError, InvalidEndpointError, S3Error } from 'minio';
 import { PvError } from '../../core/errors.js';
-import { assertBlobKey, assertBucket, assertByteRange, blobNotFound, isBlobKey, MAX_KEY_LENGTH, PutCheck, rangePastEnd } from './blob-checks.js';
+import {
+  assertBlobKey,
+  assertBucket,
+  assertByteRange,
+  blobNotFound,
+  isBlobKey,
+  MAX_KEY_LENGTH,
+  PutCheck,
+  rangePastEnd,
+} from './blob-checks.js';
 import { BUCKETS, type BlobInfo, type BlobStore, type Bucket, type ByteRange, type PutOptions, type PutResult } from './blob-store.js';
 
 /** Where one photovault bucket lives: an S3 bucket on an endpoint, with the credentials for it. */
@@ -89,9 +98,13 @@ export class S3BlobStore implements BlobStore {
       const place = `${url.origin} ${location.bucket}`;
       const other = owners.get(place);
       if (other !== undefined) {
-        throw new PvError('PV_CONFIG_INVALID', `Blob buckets ${other} and ${bucket} are both S3 bucket ${location.bucket} on ${location.endpoint}`, {
-          fix: 'Give each blob bucket its own S3 bucket',
-        });
+        throw new PvError(
+          'PV_CONFIG_INVALID',
+          `Blob buckets ${other} and ${bucket} are both S3 bucket ${location.bucket} on ${location.endpoint}`,
+          {
+            fix: 'Give each blob bucket its own S3 bucket',
+          },
+        );
       }
       owners.set(place, bucket);
       const identity = JSON.stringify([url.origin, location.accessKey, location.secretKey, location.region ?? '']);
@@ -112,7 +125,9 @@ export class S3BlobStore implements BlobStore {
   static async open(options: S3BlobStoreOptions): Promise<S3BlobStore> {
     const store = new S3BlobStore(options);
     // Settled, not raced: no request is left running against a store that failed to open.
-    const outcomes = await Promise.allSettled(BUCKETS.map((bucket) => store.ensureBucket(bucket, options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS)));
+    const outcomes = await Promise.allSettled(
+      BUCKETS.map((bucket) => store.ensureBucket(bucket, options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS)),
+    );
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');
     if (failure) {
       await store.close();
@@ -151,9 +166,11 @@ export class S3BlobStore implements BlobStore {
           fix: 'Pass the size with the put, so that it can choose parts big enough',
         });
       }
-      inFlight = client.uploadPart({ bucketName: name, objectName: key, uploadID: id, partNumber: part, headers: {} }, bytes).then(({ etag }) => {
-        parts.push({ part, etag });
-      });
+      inFlight = client
+        .uploadPart({ bucketName: name, objectName: key, uploadID: id, partNumber: part, headers: {} }, bytes)
+        .then(({ etag }) => {
+          parts.push({ part, etag });
+        });
       // Awaited before the next part or at the end; until then its failure is only recorded.
       inFlight.catch(() => {});
     };
@@ -358,10 +375,14 @@ function endpointUrl(endpoint: string, bucket: Bucket): URL {
     // reported below
   }
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.username !== '') {
-    throw new PvError('PV_CONFIG_INVALID', `S3 endpoint ${JSON.stringify(endpoint)} of blob bucket ${bucket} is no http(s) URL of a server`, {
-      endpoint,
-      fix: 'Give the endpoint as http://host:port or https://host, without a path or credentials',
-    });
+    throw new PvError(
+      'PV_CONFIG_INVALID',
+      `S3 endpoint ${JSON.stringify(endpoint)} of blob bucket ${bucket} is no http(s) URL of a server`,
+      {
+        endpoint,
+        fix: 'Give the endpoint as http://host:port or https://host, without a path or credentials',
+      },
+    );
   }
   return url;
 }

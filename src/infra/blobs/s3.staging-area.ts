@@ -53,7 +53,8 @@ export class S3StagingArea implements StagingArea {
     const whole = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
     const pieces: { key: string; bytes: Buffer }[] = [];
     for (const offset of offsets) {
-      for (let at = 0; at < whole.length; at += MAX_PIECE) pieces.push({ key: dir + offsetKey(offset + at), bytes: whole.subarray(at, at + MAX_PIECE) });
+      for (let at = 0; at < whole.length; at += MAX_PIECE)
+        pieces.push({ key: dir + offsetKey(offset + at), bytes: whole.subarray(at, at + MAX_PIECE) });
     }
     await eachLimited(pieces, ({ key, bytes }) => this.client.putObject(this.bucket, key, bytes));
   }
