@@ -143,7 +143,8 @@ export class S3BlobStore implements BlobStore {
    * upload that is never completed, so a mismatch or a failing body leaves nothing visible and any
    * previous object intact, without a temporary key and a server-side copy that would write every
    * object twice. An upload a crash leaves unfinished stays invisible; a lifecycle rule
-   * (AbortIncompleteMultipartUpload) on the bucket reclaims its parts.
+   * (AbortIncompleteMultipartUpload) on the bucket reclaims its parts. `durable` changes nothing:
+   * S3 keeps whatever it acknowledged.
    */
   async put(bucket: Bucket, key: string, body: Readable | AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
     const { client, name } = this.targetOf(bucket, key);
