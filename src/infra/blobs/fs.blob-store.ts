@@ -1,43 +1,27 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { mkdir, open, opendir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PvError } from '../../core/errors.js';
 import { ownScratchFolder, removeAbandonedScratch } from '../process/scratch-folders.js';
+import {
+  assertBlobKey,
+  assertBucket,
+  assertByteRange,
+  blobNotFound,
+  isBlobKey,
+  isKeySegment,
+  isReservedSegment,
+  PutCheck,
+  rangePastEnd,
+  TMP_DIR,
+} from './blob-checks.js';
 import { BUCKETS, type BlobInfo, type BlobStore, type Bucket, type ByteRange, type PutOptions, type PutResult } from './blob-store.js';
-
-/**
- * Temp files of puts in progress live in `<root>/.tmp/<pid>`: inside the bucket root, so on the same
- * filesystem and rename is atomic, and never visible to get, head or list. A key whose first
- * segment is `.tmp` is therefore rejected.
- */
-const TMP_DIR = '.tmp';
-/** Where FsStagingArea keeps unfinished uploads, inside the `uploads` root so promotion is a rename. */
-export const STAGING_DIR = '.staging';
-const RESERVED = new Set([TMP_DIR, STAGING_DIR]);
-const MAX_KEY_LENGTH = 1024;
-const SEGMENT = /^[A-Za-z0-9._-]+$/;
 
 /** The default bucket directories: `<dataDir>/blobs/<bucket>`. */
 export function fsBucketRoots(dataDir: string): Record<Bucket, string> {
   return Object.fromEntries(BUCKETS.map((bucket) => [bucket, join(dataDir, 'blobs', bucket)])) as Record<Bucket, string>;
-}
-
-function isBlobKey(key: unknown): key is string {
-  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) return false;
-  const segments = key.split('/');
-  return !RESERVED.has(segments[0]!) && segments.every((s) => SEGMENT.test(s) && s !== '.' && s !== '..');
-}
-
-/** Throws PV_INVALID_INPUT unless key is '/'-separated [A-Za-z0-9._-] segments, none '.' or '..'. */
-export function assertBlobKey(key: unknown): asserts key is string {
-  if (!isBlobKey(key)) {
-    throw new PvError('PV_INVALID_INPUT', 'Invalid blob key', {
-      key,
-      fix: `Use '/'-separated segments of letters, digits, '.', '_' and '-' (not '.' or '..'), at most ${MAX_KEY_LENGTH} characters`,
-    });
-  }
 }
 
 function errorCode(error: unknown): unknown {
@@ -59,7 +43,11 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** BlobStore over local directories, one per bucket (each may sit on its own disk). */
+/**
+ * BlobStore over local directories, one per bucket (each may sit on its own disk). Puts in progress
+ * live in `<root>/.tmp/<pid>`: inside the bucket root, so on the same filesystem and rename is
+ * atomic, and never visible to get, head or list (keys under `.tmp` are rejected).
+ */
 export class FsBlobStore implements BlobStore {
   private readonly roots: Record<Bucket, string>;
 
@@ -115,8 +103,7 @@ export class FsBlobStore implements BlobStore {
     const durable = options.durable ?? true;
     const tmpDir = ownScratchFolder(join(this.roots[bucket], TMP_DIR));
     const tmp = join(tmpDir, randomUUID());
-    const hash = createHash('sha256');
-    let size = 0;
+    const check = new PutCheck(bucket, key, options);
     try {
       // The common case pays no mkdir: the temp folder exists once open() or a first put made it.
       const handle = await open(tmp, 'wx').catch(async (error: unknown) => {
@@ -126,9 +113,7 @@ export class FsBlobStore implements BlobStore {
       });
       try {
         for await (const chunk of body) {
-          size += chunk.length;
-          if (options.size !== undefined && size > options.size) throw integrityError(bucket, key, options, { size });
-          hash.update(chunk);
+          check.update(chunk);
           for (let offset = 0; offset < chunk.length;) {
             offset += (await handle.write(chunk, offset)).bytesWritten;
           }
@@ -137,15 +122,9 @@ export class FsBlobStore implements BlobStore {
       } finally {
         await handle.close();
       }
-      const sha256 = hash.digest('hex');
-      if (
-        (options.size !== undefined && size !== options.size) ||
-        (options.sha256 !== undefined && sha256 !== options.sha256.toLowerCase())
-      ) {
-        throw integrityError(bucket, key, options, { size, sha256 });
-      }
+      const result = check.finish();
       await this.#install(tmp, target, durable);
-      return { size, sha256 };
+      return result;
     } catch (error) {
       await rm(tmp, { force: true });
       throw error;
@@ -181,24 +160,17 @@ export class FsBlobStore implements BlobStore {
 
   async get(bucket: Bucket, key: string, range?: ByteRange): Promise<Readable> {
     const path = this.pathOf(bucket, key);
-    if (
-      range !== undefined &&
-      !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.start <= range.end)
-    ) {
-      throw new PvError('PV_INVALID_INPUT', 'Invalid byte range', { range });
-    }
+    if (range !== undefined) assertByteRange(range);
     // Open first and stat the handle: the caller gets not-found from this await, and the stream
     // reads the very file we checked even if the key is replaced or deleted meanwhile.
     const handle = await open(path, 'r').catch((error: unknown) => {
-      throw isAbsent(error) || errorCode(error) === 'EISDIR' ? notFound(bucket, key) : error;
+      throw isAbsent(error) || errorCode(error) === 'EISDIR' ? blobNotFound(bucket, key) : error;
     });
     try {
       const info = await handle.stat();
-      if (!info.isFile()) throw notFound(bucket, key);
+      if (!info.isFile()) throw blobNotFound(bucket, key);
       if (range === undefined) return handle.createReadStream();
-      if (range.start >= info.size) {
-        throw new PvError('PV_INVALID_INPUT', 'Byte range starts past the end of the object', { bucket, key, range, size: info.size });
-      }
+      if (range.start >= info.size) throw rangePastEnd(bucket, key, range, info.size);
       return handle.createReadStream({ start: range.start, end: Math.min(range.end, info.size - 1) });
     } catch (error) {
       await handle.close();
@@ -242,7 +214,7 @@ export class FsBlobStore implements BlobStore {
     const namePrefix = prefix.slice(slash + 1);
     if (slash >= 0 && !isBlobKey(dirKey)) return;
     const start = dirKey === '' ? root : join(root, ...dirKey.split('/'));
-    yield* this.walk(start, dirKey, (entry) => entry.name.startsWith(namePrefix) && !(dirKey === '' && RESERVED.has(entry.name)));
+    yield* this.walk(start, dirKey, (entry) => entry.name.startsWith(namePrefix) && !(dirKey === '' && isReservedSegment(entry.name)));
   }
 
   async close(): Promise<void> {}
@@ -256,7 +228,7 @@ export class FsBlobStore implements BlobStore {
       throw error;
     }
     for await (const entry of entries) {
-      if (!SEGMENT.test(entry.name) || !accept(entry)) continue;
+      if (!isKeySegment(entry.name) || !accept(entry)) continue;
       const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
       const path = join(dir, entry.name);
       if (entry.isDirectory()) {
@@ -273,9 +245,7 @@ export class FsBlobStore implements BlobStore {
 
   /** The root folder of a bucket. */
   rootOf(bucket: Bucket): string {
-    if (!(BUCKETS as readonly string[]).includes(bucket)) {
-      throw new PvError('PV_INVALID_INPUT', `Unknown blob bucket ${String(bucket)}`, { bucket });
-    }
+    assertBucket(bucket);
     return this.roots[bucket];
   }
 
@@ -285,21 +255,4 @@ export class FsBlobStore implements BlobStore {
     assertBlobKey(key);
     return join(root, ...key.split('/'));
   }
-}
-
-function notFound(bucket: Bucket, key: string): PvError {
-  return new PvError('PV_BLOB_NOT_FOUND', `No blob ${key} in bucket ${bucket}`, { bucket, key });
-}
-
-function integrityError(bucket: Bucket, key: string, expected: PutOptions, actual: { size: number; sha256?: string }): PvError {
-  const message =
-    actual.sha256 === undefined
-      ? `Blob ${key} is larger than the expected ${expected.size} bytes`
-      : `Blob ${key} does not match the expected ${expected.size !== undefined && actual.size !== expected.size ? 'size' : 'sha256'}`;
-  return new PvError('PV_INTEGRITY', message, {
-    bucket,
-    key,
-    expected: { sha256: expected.sha256, size: expected.size },
-    actual,
-  });
 }

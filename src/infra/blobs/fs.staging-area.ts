@@ -4,10 +4,10 @@ import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PvError } from '../../core/errors.js';
 import type { Bucket } from './blob-store.js';
-import { type FsBlobStore, STAGING_DIR } from './fs.blob-store.js';
-import type { StagingArea } from './staging-area.js';
+import { STAGING_DIR } from './blob-checks.js';
+import type { FsBlobStore } from './fs.blob-store.js';
+import { assertUploadId, isUploadId, type StagingArea } from './staging-area.js';
 
-const UPLOAD_ID = /^[A-Za-z0-9-]{1,64}$/;
 const READ_BLOCK = 4 * 1024 * 1024;
 /**
  * An upload's chunks arrive as hundreds of PUTs in a row; keeping its file open spares each two
@@ -145,11 +145,11 @@ export class FsStagingArea implements StagingArea {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw error;
     }
-    yield* names.filter((name) => UPLOAD_ID.test(name));
+    yield* names.filter(isUploadId);
   }
 
   private fileOf(uploadId: string): string {
-    if (!UPLOAD_ID.test(uploadId)) throw new PvError('PV_INVALID_INPUT', `Invalid upload id ${JSON.stringify(uploadId)}.`);
+    assertUploadId(uploadId);
     return join(this.dir, uploadId);
   }
 

@@ -1,4 +1,17 @@
+import { PvError } from '../../core/errors.js';
 import type { Bucket } from './blob-store.js';
+
+const UPLOAD_ID = /^[A-Za-z0-9-]{1,64}$/;
+
+/** True for an id a staging area takes: safe as a file name or a key segment. */
+export function isUploadId(id: unknown): id is string {
+  return typeof id === 'string' && UPLOAD_ID.test(id);
+}
+
+/** Throws PV_INVALID_INPUT unless isUploadId(id). */
+export function assertUploadId(id: unknown): asserts id is string {
+  if (!isUploadId(id)) throw new PvError('PV_INVALID_INPUT', `Invalid upload id ${JSON.stringify(id)}.`);
+}
 
 /**
  * Where an upload's verified chunks wait for its commit, laid out at their offsets in the file

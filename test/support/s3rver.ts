@@ -1,0 +1,95 @@
+import crypto from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import S3rver from 's3rver';
+import { onTestFinished } from 'vitest';
+import type { Bucket } from '../../src/infra/blobs/blob-store.js';
+import { type S3Location, s3BucketLocations } from '../../src/infra/blobs/s3.blob-store.js';
+
+/** A real S3 server (s3rver) of a test's own, on 127.0.0.1 and a free port, storing into a temp dir. */
+export interface TestS3Server {
+  endpoint: string;
+  /** Every blob bucket on this server, each in an S3 bucket of its name. */
+  locations: Record<Bucket, S3Location>;
+  /** Stops the server and removes everything it stored. */
+  close(): Promise<void>;
+}
+
+/** Timeout of a test of many requests or megabytes: s3rver serves them in the test's own process, a few ms each. */
+export const SLOW_S3_TEST_MS = 120_000;
+
+/** The one account s3rver knows. */
+const CREDENTIALS = { accessKey: 'S3RVER', secretKey: 'S3RVER' };
+
+export async function startS3rver(): Promise<TestS3Server> {
+  singleDesAsTripleDes();
+  const directory = await mkdtemp(join(tmpdir(), 'pv-s3rver-'));
+  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
+  serializeDeletes(server);
+  try {
+    const { port } = await server.run();
+    const endpoint = `http://127.0.0.1:${port}`;
+    return {
+      endpoint,
+      locations: s3BucketLocations({ endpoint, ...CREDENTIALS }),
+      close: async () => {
+        await server.close();
+        await rm(directory, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    await rm(directory, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Starts an s3rver that stops when the calling test finishes. */
+export async function s3rverForTest(): Promise<TestS3Server> {
+  const server = await startS3rver();
+  onTestFinished(() => server.close());
+  return server;
+}
+
+/**
+ * s3rver encrypts the continuation tokens of ListObjectsV2 with single DES, which OpenSSL 3 (Node
+ * 17 on) keeps in its legacy provider only: any listing longer than a page fails with a 500.
+ * Triple DES with the one key taken three times is the same cipher, and is in the default provider.
+ */
+function singleDesAsTripleDes(): void {
+  for (const name of ['createCipheriv', 'createDecipheriv'] as const) {
+    const original = crypto[name] as (...args: unknown[]) => unknown;
+    if ((original as { desShim?: true }).desShim) continue;
+    const shim = (...args: unknown[]) => {
+      const [algorithm, key, iv] = args as [string, Buffer, Buffer];
+      return algorithm === 'des' ? original('des-ede3-cbc', Buffer.concat([key, key, key]), iv) : original(...args);
+    };
+    (crypto as Record<typeof name, unknown>)[name] = Object.assign(shim, { desShim: true as const });
+  }
+}
+
+/**
+ * s3rver's multi-object delete removes its keys in parallel, and each removal prunes the folders it
+ * empties: two racing for one folder fail with ENOENT, answered as a 500. Real S3 servers have no
+ * folders; here the removals take turns.
+ */
+function serializeDeletes(server: S3rver): void {
+  const { store } = server;
+  const deleteObject = store.deleteObject.bind(store);
+  let turn: Promise<unknown> = Promise.resolve();
+  store.deleteObject = (bucket, key) => {
+    const removal = turn.then(() => deleteObject(bucket, key));
+    turn = removal.catch(() => {});
+    return removal;
+  };
+}
+
+/** A 127.0.0.1 port nothing listens on (it was free a moment ago). */
+export async function unusedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
