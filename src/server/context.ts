@@ -62,6 +62,19 @@ export function openConfiguredDatabase(config: ServerConfig): Promise<Db> {
   );
 }
 
+/** Object storage the config names: S3 when s3.endpoint is set, else one folder per bucket under the data dir. */
+export async function openConfiguredStorage(config: ServerConfig): Promise<{ blobs: BlobStore; staging: StagingArea }> {
+  const { endpoint, accessKey, secretKey, region, bucketPrefix } = config.s3;
+  if (endpoint && accessKey && secretKey) {
+    const { S3BlobStore, s3BucketLocations } = await import('../infra/blobs/s3.blob-store.js');
+    const { S3StagingArea } = await import('../infra/blobs/s3.staging-area.js');
+    const blobs = await S3BlobStore.open({ buckets: s3BucketLocations({ endpoint, accessKey, secretKey, region }, bucketPrefix) });
+    return { blobs, staging: new S3StagingArea(blobs) };
+  }
+  const blobs = await FsBlobStore.open(fsBucketRoots(config.dataDir));
+  return { blobs, staging: new FsStagingArea(blobs) };
+}
+
 /** The event bus the config names: NATS JetStream when nats.url is set, else the SQLite bus in the data dir. */
 export async function openConfiguredBus(config: ServerConfig): Promise<EventBus & ChangeFanout> {
   if (config.nats.url) {
@@ -96,8 +109,7 @@ export function workerCatalog(context: ServerContext): WorkerCatalog {
 export async function createContext(config: ServerConfig, options: ContextOptions = {}): Promise<ServerContext> {
   const now = options.now ?? Date.now;
   const db = await openConfiguredDatabase(config);
-  const blobs = await FsBlobStore.open(fsBucketRoots(config.dataDir));
-  const staging = new FsStagingArea(blobs);
+  const { blobs, staging } = await openConfiguredStorage(config);
   const kv = new MemoryKvStore();
   const bus = await openConfiguredBus(config);
   const metrics = new ServerMetrics();
