@@ -30,6 +30,7 @@ const BY_CODE: Partial<Record<PvErrorCode, number>> = {
   PV_NOT_FOUND: EXIT.notFound,
   PV_CONFLICT: EXIT.conflict,
   PV_SERVER_UNREACHABLE: EXIT.unreachable,
+  PV_BACKEND_UNREACHABLE: EXIT.unreachable,
   PV_INTEGRITY: EXIT.integrity,
   PV_UPLOAD_HASH_MISMATCH: EXIT.integrity,
   PV_UPLOAD_CHUNK_HASH_MISMATCH: EXIT.integrity,
