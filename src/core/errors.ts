@@ -66,3 +66,29 @@ export function notFoundAsNull(error: unknown): null {
   if (isPvError(error, 'PV_NOT_FOUND')) return null;
   throw error;
 }
+
+/**
+ * The error for a configured backend (PostgreSQL, Redis, ...) that cannot be reached: it names the
+ * backend and its URL, without the URL's password, since the message reaches logs and terminals.
+ */
+export function backendUnreachable(backend: string, url: string, cause: unknown): PvError {
+  const reason = (cause instanceof Error ? cause.message || cause.name : String(cause)).replace(/\.+$/, '');
+  return new PvError('PV_BACKEND_UNREACHABLE', `Cannot reach ${backend} at ${withoutPassword(url)}: ${reason}.`, {
+    backend,
+    cause,
+    fix: `Check that ${backend} is running and reachable from this machine, and that the configured URL is right.`,
+  });
+}
+
+/** The URL with its password, if any, replaced by ***. */
+function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === '') return url;
+    parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    // Not a URL: it cannot be told apart from a password, so do not echo it.
+    return '(an unparsable URL)';
+  }
+}

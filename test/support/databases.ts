@@ -86,10 +86,11 @@ export async function createPostgresDatabase(): Promise<{ url: string; drop(): P
 /** Defines the suite once per database kind; the PostgreSQL one is skipped (and says so) only outside CI. */
 export function describeEachDatabase(name: string, suite: (kind: DatabaseKind) => void): void {
   describe(`${name} [sqlite]`, () => suite('sqlite'));
-  if (postgresAvailable) {
-    describe(`${name} [postgres]`, () => suite('postgres'));
-  } else {
-    describe.skip(`${name} [postgres] (skipped: PostgreSQL not reachable at ${POSTGRES_ADMIN_URL}, and not in CI)`, () =>
-      suite('postgres'));
-  }
+  describePostgres(`${name} [postgres]`, () => suite('postgres'));
+}
+
+/** Defines a suite that needs PostgreSQL; skipped (and saying so) only outside CI when it is not reachable. */
+export function describePostgres(name: string, suite: () => void): void {
+  if (postgresAvailable) describe(name, suite);
+  else describe.skip(`${name} (skipped: PostgreSQL not reachable at ${POSTGRES_ADMIN_URL}, and not in CI)`, suite);
 }

@@ -1,3 +1,5 @@
+import { PvError } from '../../core/errors.js';
+
 /**
  * Key-value port for state that is cheap to lose or rebuild: rate limits, caches, presence.
  * Embedded: process memory. Cluster: Redis. TTLs are in milliseconds.
@@ -12,4 +14,25 @@ export interface KvStore {
    */
   increment(key: string, options?: { by?: number; ttlMs?: number }): Promise<number>;
   close(): Promise<void>;
+}
+
+/** The TTL, if it is a positive number of milliseconds; every adapter rejects the same values. */
+export function checkTtl(ttlMs: number): number {
+  if (!Number.isFinite(ttlMs) || ttlMs <= 0) {
+    throw new PvError('PV_INVALID_INPUT', `A TTL must be a positive number of milliseconds, not ${ttlMs}.`);
+  }
+  return ttlMs;
+}
+
+/** The step of an increment (default 1), if it is a safe integer. */
+export function checkStep(key: string, by = 1): number {
+  if (!Number.isSafeInteger(by)) {
+    throw new PvError('PV_INVALID_INPUT', `Cannot increment "${key}" by ${by}: not an integer.`);
+  }
+  return by;
+}
+
+/** The error for incrementing a value that is not an integer. */
+export function notAnInteger(key: string): PvError {
+  return new PvError('PV_INVALID_INPUT', `Cannot increment "${key}": its value is not an integer.`);
 }

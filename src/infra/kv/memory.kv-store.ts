@@ -1,5 +1,4 @@
-import { PvError } from '../../core/errors.js';
-import type { KvStore } from './kv-store.js';
+import { checkStep, checkTtl, type KvStore, notAnInteger } from './kv-store.js';
 
 interface Entry {
   value: string;
@@ -47,19 +46,14 @@ export class MemoryKvStore implements KvStore {
   }
 
   async increment(key: string, options: { by?: number; ttlMs?: number } = {}): Promise<number> {
-    const by = options.by ?? 1;
-    if (!Number.isSafeInteger(by)) {
-      throw new PvError('PV_INVALID_INPUT', `Cannot increment "${key}" by ${by}: not an integer.`);
-    }
+    const by = checkStep(key, options.by);
     const entry = this.live(key);
     if (entry === undefined) {
       // The window starts here; later increments keep this expiry (fixed window).
       this.entries.set(key, { value: String(by), expiresAt: expiryOf(options.ttlMs) });
       return by;
     }
-    if (!INTEGER.test(entry.value)) {
-      throw new PvError('PV_INVALID_INPUT', `Cannot increment "${key}": its value is not an integer.`);
-    }
+    if (!INTEGER.test(entry.value)) throw notAnInteger(key);
     const next = Number(entry.value) + by;
     entry.value = String(next);
     return next;
@@ -90,9 +84,5 @@ export class MemoryKvStore implements KvStore {
 }
 
 function expiryOf(ttlMs: number | undefined): number | null {
-  if (ttlMs === undefined) return null;
-  if (!Number.isFinite(ttlMs) || ttlMs <= 0) {
-    throw new PvError('PV_INVALID_INPUT', `A TTL must be a positive number of milliseconds, not ${ttlMs}.`);
-  }
-  return Date.now() + ttlMs;
+  return ttlMs === undefined ? null : Date.now() + checkTtl(ttlMs);
 }

@@ -25,6 +25,7 @@ const STATUS: Partial<Record<PvErrorCode, number>> = {
   PV_UPLOAD_CHUNK_HASH_MISMATCH: 422,
   PV_UPLOAD_HASH_MISMATCH: 422,
   PV_RATE_LIMITED: 429,
+  PV_BACKEND_UNREACHABLE: 503,
 };
 
 const TITLES: Record<number, string> = {
@@ -38,6 +39,7 @@ const TITLES: Record<number, string> = {
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
+  503: 'Service Unavailable',
 };
 
 /** Sends an RFC 9457 problem+json body. */
