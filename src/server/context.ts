@@ -84,10 +84,22 @@ export async function openConfiguredBus(config: ServerConfig): Promise<EventBus 
   return SqliteEventBus.open(join(config.dataDir, 'bus.db'));
 }
 
+/** The key-value store the config names: Redis when redis.url is set, else process memory. */
+export async function openConfiguredKv(config: ServerConfig): Promise<KvStore> {
+  if (config.redis.url) {
+    const { RedisKvStore } = await import('../infra/kv/redis.kv-store.js');
+    return RedisKvStore.open({ url: config.redis.url, keyPrefix: config.redis.keyPrefix });
+  }
+  return new MemoryKvStore();
+}
+
 /** The user service alone, for admin commands that run beside a live server (`photovault user`). */
 export async function openUserAdministration(config: ServerConfig): Promise<{ users: UserService; close(): Promise<void> }> {
   const db = await openConfiguredDatabase(config);
-  const kv = new MemoryKvStore();
+  const kv = await openConfiguredKv(config).catch(async (error: unknown) => {
+    await db.destroy();
+    throw error;
+  });
   return {
     users: new UserService(new UserRepository(db), kv, config.auth),
     close: async () => {
@@ -108,10 +120,26 @@ export function workerCatalog(context: ServerContext): WorkerCatalog {
 /** The composition root: chooses the adapters from the config and hands them to the services. */
 export async function createContext(config: ServerConfig, options: ContextOptions = {}): Promise<ServerContext> {
   const now = options.now ?? Date.now;
-  const db = await openConfiguredDatabase(config);
-  const { blobs, staging } = await openConfiguredStorage(config);
-  const kv = new MemoryKvStore();
-  const bus = await openConfiguredBus(config);
+  // Each backend is opened in turn; when one fails (unreachable, misconfigured) those already
+  // open are closed again, so the error ends the start instead of a hung pool keeping it alive.
+  const opened: (() => Promise<void>)[] = [];
+  const open = async <T>(opening: Promise<T>, close: (backend: T) => Promise<void>): Promise<T> => {
+    try {
+      const backend = await opening;
+      opened.unshift(() => close(backend));
+      return backend;
+    } catch (error) {
+      for (const closeBackend of opened) await closeBackend().catch(() => {});
+      throw error;
+    }
+  };
+  const db = await open(openConfiguredDatabase(config), (db) => db.destroy());
+  const { blobs, staging } = await open(openConfiguredStorage(config), async (storage) => {
+    await storage.staging.close();
+    await storage.blobs.close();
+  });
+  const kv = await open(openConfiguredKv(config), (kv) => kv.close());
+  const bus = await open(openConfiguredBus(config), (bus) => bus.close());
   const metrics = new ServerMetrics();
   const changeFeed = new ChangeFeedRepository(db);
   const notifier = new ChangeNotifier(bus, (error) => console.error('photovault: sync fan-out:', error));
@@ -151,11 +179,7 @@ export async function createContext(config: ServerConfig, options: ContextOption
     processing: new ProcessingService(processingJobs, files, filesRepository, blobs, bus, notifier, now),
     async close() {
       notifier.stop();
-      await bus.close();
-      await kv.close();
-      await staging.close();
-      await blobs.close();
-      await db.destroy();
+      for (const closeBackend of opened) await closeBackend();
     },
   };
 }
