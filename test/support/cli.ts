@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { CLUSTER_BACKENDS, type ClusterBackends, createClusterBackends } from './backends.js';
 
 /**
  * Runs the built CLI (`bin/photovault` -> dist/src/cli/main.js) as a child process, the way a
@@ -164,12 +165,13 @@ export interface CliServer {
  */
 export async function startServer(
   dataDir: string,
-  options: { port?: number; tracker?: ProcessTracker; timeoutMs?: number } = {},
+  options: { port?: number; tracker?: ProcessTracker; timeoutMs?: number; env?: Record<string, string> } = {},
 ): Promise<CliServer> {
   assertCliBuilt();
   const child = spawnCli(['server', 'start', '--data', dataDir, '--host', '127.0.0.1', '--port', String(options.port ?? 0)], {
     configDir: join(dataDir, '.no-client-config'),
     tracker: options.tracker,
+    env: options.env,
   });
   const lines: string[] = [];
   child.stderr!.setEncoding('utf8').on('data', (piece: string) => lines.push(piece));
@@ -238,12 +240,20 @@ export class CliSandbox {
     readonly root: string,
     /** The client's PHOTOVAULT_CONFIG_DIR. */
     readonly configDir: string,
+    /** In the cluster run, the backends every server, worker and admin command of the sandbox shares. */
+    private readonly cluster: ClusterBackends | null,
   ) {}
 
   static async create(): Promise<CliSandbox> {
     assertCliBuilt();
     const root = await mkdtemp(join(tmpdir(), 'pv-e2e-'));
-    return new CliSandbox(root, join(root, 'client-config'));
+    const cluster = CLUSTER_BACKENDS ? await createClusterBackends({ withDatabase: true }) : null;
+    return new CliSandbox(root, join(root, 'client-config'), cluster);
+  }
+
+  /** PHOTOVAULT_* variables naming the cluster backends (none in the embedded run), for processes started apart from run/spawn. */
+  get serverEnv(): Record<string, string> {
+    return this.cluster?.env ?? {};
   }
 
   /** A fresh folder inside the sandbox. */
@@ -276,13 +286,13 @@ export class CliSandbox {
     return {
       ...options,
       configDir: options.configDir ?? this.configDir,
-      env: { XDG_RUNTIME_DIR: join(this.root, 'run'), ...options.env },
+      env: { ...this.serverEnv, XDG_RUNTIME_DIR: join(this.root, 'run'), ...options.env },
       tracker: this.tracker,
     };
   }
 
   startServer(dataDir: string, options: { port?: number } = {}): Promise<CliServer> {
-    return startServer(dataDir, { ...options, tracker: this.tracker });
+    return startServer(dataDir, { ...options, tracker: this.tracker, env: this.serverEnv });
   }
 
   /** `user add NAME` on the data dir, then `login` as that user; fails the test if either fails. */
@@ -298,5 +308,6 @@ export class CliSandbox {
   async dispose(): Promise<void> {
     await this.tracker.killAll();
     await rm(this.root, { recursive: true, force: true });
+    await this.cluster?.drop();
   }
 }

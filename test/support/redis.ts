@@ -37,18 +37,17 @@ export function describeWithRedis(name: string, suite: () => void): void {
 /** A key prefix no other run uses, and how to delete every key under it afterwards. */
 export function testKeyPrefix(): { keyPrefix: string; deleteKeys(): Promise<void> } {
   const keyPrefix = `pv-test:${randomBytes(6).toString('hex')}:`;
-  return {
-    keyPrefix,
-    async deleteKeys() {
-      const redis = new Redis(REDIS_TEST_URL);
-      try {
-        // The prefix is hex and colons: no glob characters to escape in MATCH.
-        for await (const keys of redis.scanStream({ match: `${keyPrefix}*`, count: 500 }) as AsyncIterable<string[]>) {
-          if (keys.length > 0) await redis.unlink(...keys);
-        }
-      } finally {
-        redis.disconnect();
-      }
-    },
-  };
+  return { keyPrefix, deleteKeys: () => deleteRedisKeys(keyPrefix) };
+}
+
+/** Deletes every key under the prefix (hex, letters, digits, '-' and ':' only: no glob characters to escape in MATCH). */
+export async function deleteRedisKeys(keyPrefix: string): Promise<void> {
+  const redis = new Redis(REDIS_TEST_URL);
+  try {
+    for await (const keys of redis.scanStream({ match: `${keyPrefix}*`, count: 500 }) as AsyncIterable<string[]>) {
+      if (keys.length > 0) await redis.unlink(...keys);
+    }
+  } finally {
+    redis.disconnect();
+  }
 }

@@ -21,7 +21,7 @@ export interface TestS3Server {
 export const SLOW_S3_TEST_MS = 120_000;
 
 /** The one account s3rver knows. */
-const CREDENTIALS = { accessKey: 'S3RVER', secretKey: 'S3RVER' };
+export const S3RVER_CREDENTIALS = { accessKey: 'S3RVER', secretKey: 'S3RVER' };
 
 export async function startS3rver(): Promise<TestS3Server> {
   singleDesAsTripleDes();
@@ -33,7 +33,7 @@ export async function startS3rver(): Promise<TestS3Server> {
     const endpoint = `http://127.0.0.1:${port}`;
     return {
       endpoint,
-      locations: s3BucketLocations({ endpoint, ...CREDENTIALS }),
+      locations: s3BucketLocations({ endpoint, ...S3RVER_CREDENTIALS }),
       close: async () => {
         await server.close();
         await rm(directory, { recursive: true, force: true });

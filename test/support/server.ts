@@ -7,6 +7,7 @@ import { loadServerConfig, type ServerConfig } from '../../src/core/config.js';
 import { buildApp } from '../../src/server/app.js';
 import { createContext, type ServerContext } from '../../src/server/context.js';
 import type { Principal } from '../../src/server/user/user.service.js';
+import { CLUSTER_BACKENDS, createClusterBackends } from './backends.js';
 import { createPostgresDatabase, type DatabaseKind } from './databases.js';
 
 /** A test clock: starts at the real now and only moves when told. */
@@ -30,7 +31,7 @@ export interface TestServer {
 
 const PASSWORD = 'correct horse battery staple';
 
-/** A whole server context (real adapters, temp data dir, fresh database) and its app for inject(). */
+/** A whole server context (real adapters, temp data dir, fresh database; Redis, NATS and S3 in the cluster run) and its app for inject(). */
 export async function createTestServer(kind: DatabaseKind, overrides: Record<string, unknown> = {}): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'pv-server-'));
   let dropDatabase = async () => {};
@@ -40,7 +41,8 @@ export async function createTestServer(kind: DatabaseKind, overrides: Record<str
     database = { url: postgres.url, poolSize: 4 };
     dropDatabase = postgres.drop;
   }
-  const config = loadServerConfig({ env: {}, flags: { dataDir, database, ...overrides } });
+  const cluster = CLUSTER_BACKENDS ? await createClusterBackends() : null;
+  const config = loadServerConfig({ env: {}, flags: { dataDir, database, ...cluster?.config, ...overrides } });
   const clock = new TestClock();
   const context = await createContext(config, { now: clock.now });
   const app = await buildApp(context);
@@ -66,6 +68,7 @@ export async function createTestServer(kind: DatabaseKind, overrides: Record<str
       await app.close();
       await context.close();
       await dropDatabase();
+      await cluster?.drop();
       await rm(dataDir, { recursive: true, force: true });
     },
   };
