@@ -74,7 +74,7 @@ export async function openUserAdministration(config: ServerConfig): Promise<{ us
 /** What the processing workers of this process ask of the metadata. */
 export function workerCatalog(context: ServerContext): WorkerCatalog {
   return {
-    bucketOf: async (contentHash) => (await context.filesRepository.findObject(contentHash))?.bucket ?? null,
+    bucketOf: (contentHash) => context.filesRepository.bucketOf(contentHash),
     stateOf: async (contentHash, job) => (await context.processingJobs.find(contentHash, job))?.state ?? null,
   };
 }

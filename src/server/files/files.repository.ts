@@ -73,18 +73,10 @@ export class FilesRepository {
     return this.db.selectFrom('file_versions').selectAll().where('owner_id', '=', ownerId).where('id', '=', versionId).executeTakeFirst();
   }
 
-  /** The bucket that holds the object with this content. */
-  async objectBucket(contentHash: string): Promise<string> {
-    const row = await this.findObject(contentHash);
-    if (!row) throw new PvError('PV_BLOB_NOT_FOUND', `No stored object with content ${contentHash}.`);
-    return row.bucket;
-  }
-
-  /** Where the object with this content is stored, if it still is. */
-  findObject(contentHash: string): Promise<{ bucket: Bucket } | undefined> {
-    return this.db.selectFrom('objects').select('bucket').where('hash', '=', contentHash).executeTakeFirst() as Promise<
-      { bucket: Bucket } | undefined
-    >;
+  /** The tier bucket holding the object with this content, or null when none is stored (an ObjectLocator). */
+  async bucketOf(contentHash: string): Promise<Bucket | null> {
+    const row = await this.db.selectFrom('objects').select('bucket').where('hash', '=', contentHash).executeTakeFirst();
+    return (row?.bucket as Bucket | undefined) ?? null;
   }
 
   /** The chunks of stored content, in file order. */
