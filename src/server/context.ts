@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { BUCKETS, type Bucket } from '../core/buckets.js';
 import type { ServerConfig } from '../core/config.js';
 import type { BlobStore } from '../infra/blobs/blob-store.js';
 import { FsBlobStore, fsBucketRoots } from '../infra/blobs/fs.blob-store.js';
@@ -6,8 +7,10 @@ import { FsStagingArea } from '../infra/blobs/fs.staging-area.js';
 import type { StagingArea } from '../infra/blobs/staging-area.js';
 import type { EventBus } from '../infra/bus/event-bus.js';
 import type { WorkerCatalog } from '../workers/processing.worker.js';
+import { TieringJob } from '../workers/tiering/tiering.job.js';
 import { SqliteEventBus } from '../infra/bus/sqlite.event-bus.js';
 import { type Db, openDatabase } from '../infra/db/database.js';
+import { Leases } from '../infra/db/leases.js';
 import type { KvStore } from '../infra/kv/kv-store.js';
 import { MemoryKvStore } from '../infra/kv/memory.kv-store.js';
 import { FilesRepository } from './files/files.repository.js';
@@ -15,6 +18,8 @@ import { FilesService } from './files/files.service.js';
 import { VersionDeltas } from './files/version-deltas.js';
 import { ProcessingRepository } from './processing/processing.repository.js';
 import { ProcessingService } from './processing/processing.service.js';
+import { IntegrityService } from './storage/integrity.service.js';
+import { ObjectsRepository } from './storage/objects.repository.js';
 import { ServerMetrics } from './http/metrics.js';
 import { ChangeFeedRepository } from './sync/change-feed.repository.js';
 import { ChangeNotifier } from './sync/change-notifier.js';
@@ -41,6 +46,8 @@ export interface ServerContext {
   processingJobs: ProcessingRepository;
   filesRepository: FilesRepository;
   notifier: ChangeNotifier;
+  tiering: TieringJob;
+  integrity: IntegrityService;
   close(): Promise<void>;
 }
 
@@ -56,6 +63,54 @@ export function openConfiguredDatabase(config: ServerConfig): Promise<Db> {
       ? { postgresUrl: config.database.url, poolSize: config.database.poolSize }
       : { sqliteFile: join(config.dataDir, 'photovault.db') },
   );
+}
+
+/** The folder of each bucket: storage.buckets.<bucket>.path (relative to the data dir), else <dataDir>/blobs/<bucket>. */
+export function bucketRoots(config: ServerConfig): Record<Bucket, string> {
+  const roots = fsBucketRoots(config.dataDir);
+  for (const bucket of BUCKETS) {
+    const path = config.storage.buckets[bucket]?.path;
+    if (path !== undefined) roots[bucket] = resolve(config.dataDir, path);
+  }
+  return roots;
+}
+
+/** The blob store the config names. */
+export function openConfiguredBlobStore(config: ServerConfig): Promise<FsBlobStore> {
+  return FsBlobStore.open(bucketRoots(config));
+}
+
+/** The storage maintenance of a context: the tiering job and the verifier, on the same clock as everything else. */
+function storageMaintenance(db: Db, blobs: BlobStore, config: ServerConfig, now: () => number) {
+  const objects = new ObjectsRepository(db);
+  return {
+    tiering: new TieringJob(objects, blobs, new Leases(db, now), config.tiering, now),
+    integrity: new IntegrityService(objects, blobs),
+  };
+}
+
+/**
+ * Tiering and verify alone, for `photovault admin tier` and `photovault server verify` beside a
+ * live server: the metadata and the blobs, without the bus or the services.
+ */
+export async function openStorageAdministration(
+  config: ServerConfig,
+  options: ContextOptions = {},
+): Promise<{ tiering: TieringJob; integrity: IntegrityService; close(): Promise<void> }> {
+  const db = await openConfiguredDatabase(config);
+  try {
+    const blobs = await openConfiguredBlobStore(config);
+    return {
+      ...storageMaintenance(db, blobs, config, options.now ?? Date.now),
+      close: async () => {
+        await blobs.close();
+        await db.destroy();
+      },
+    };
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
 }
 
 /** The user service alone, for admin commands that run beside a live server (`photovault user`). */
@@ -83,7 +138,7 @@ export function workerCatalog(context: ServerContext): WorkerCatalog {
 export async function createContext(config: ServerConfig, options: ContextOptions = {}): Promise<ServerContext> {
   const now = options.now ?? Date.now;
   const db = await openConfiguredDatabase(config);
-  const blobs = await FsBlobStore.open(fsBucketRoots(config.dataDir));
+  const blobs = await openConfiguredBlobStore(config);
   const staging = new FsStagingArea(blobs);
   const kv = new MemoryKvStore();
   const bus = await SqliteEventBus.open(join(config.dataDir, 'bus.db'));
@@ -122,6 +177,7 @@ export async function createContext(config: ServerConfig, options: ContextOption
     filesRepository,
     processingJobs,
     processing: new ProcessingService(processingJobs, files, filesRepository, blobs, bus, notifier, now),
+    ...storageMaintenance(db, blobs, config, now),
     async close() {
       await bus.close();
       await kv.close();
