@@ -19,13 +19,3 @@ export function tierForAge(ageMs: number, policy: TierPolicy): TierBucket {
   if (ageMs >= policy.warmAfterDays * DAY_MS) return 'photos-warm';
   return 'uploads';
 }
-
-/** True when a move from one tier to the other goes colder (objects never move back up). */
-export function isColder(to: TierBucket, from: TierBucket): boolean {
-  return TIER_BUCKETS.indexOf(to) > TIER_BUCKETS.indexOf(from);
-}
-
-/** True when the bucket is one of the tiers (not a bucket of derived files). */
-export function isTierBucket(bucket: string): bucket is TierBucket {
-  return (TIER_BUCKETS as readonly string[]).includes(bucket);
-}

@@ -42,12 +42,6 @@ export class Leases {
     }
   }
 
-  /** The current holder of a lease that has not run out, if any. */
-  async holderOf(name: string): Promise<string | null> {
-    const row = await this.db.selectFrom('leases').select(['holder', 'expires_at']).where('name', '=', name).executeTakeFirst();
-    return row && row.expires_at > this.now() ? row.holder : null;
-  }
-
   /** Takes the lease if nobody holds it or its holder let it run out. */
   private async acquire(name: string, holder: string, ttlMs: number): Promise<boolean> {
     const at = this.now();
