@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { ServerConfig } from '../core/config.js';
+import type { StorageAdministration } from '../server/context.js';
 import type { VerifyReport } from '../server/storage/integrity.service.js';
 import { EXIT } from './exit-codes.js';
 import { action, formatBytes, printResult, stopSignal } from './io.js';
@@ -16,8 +17,6 @@ export async function configFromFlags(options: { data?: string; config?: string 
   const { loadServerConfig } = await import('../core/config.js');
   return loadServerConfig({ configFile: options.config, flags: { ...(options.data ? { dataDir: options.data } : {}), ...flags } });
 }
-
-type StorageAdministration = Awaited<ReturnType<typeof import('../server/context.js').openStorageAdministration>>;
 
 /** Runs work on the configured metadata and blobs (no bus, no services), then closes them. */
 export async function withStorageAdministration<T>(config: ServerConfig, work: (storage: StorageAdministration) => Promise<T>): Promise<T> {

@@ -89,14 +89,17 @@ function storageMaintenance(db: Db, blobs: BlobStore, config: ServerConfig, now:
   };
 }
 
+export interface StorageAdministration {
+  tiering: TieringJob;
+  integrity: IntegrityService;
+  close(): Promise<void>;
+}
+
 /**
  * Tiering and verify alone, for `photovault admin tier` and `photovault server verify` beside a
  * live server: the metadata and the blobs, without the bus or the services.
  */
-export async function openStorageAdministration(
-  config: ServerConfig,
-  options: ContextOptions = {},
-): Promise<{ tiering: TieringJob; integrity: IntegrityService; close(): Promise<void> }> {
+export async function openStorageAdministration(config: ServerConfig, options: ContextOptions = {}): Promise<StorageAdministration> {
   const db = await openConfiguredDatabase(config);
   try {
     const blobs = await openConfiguredBlobStore(config);

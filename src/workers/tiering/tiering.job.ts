@@ -114,11 +114,11 @@ export class TieringJob {
       const hashes = await this.catalog.unfinishedMoves(after, PAGE);
       for (const hash of hashes) {
         signal?.throwIfAborted();
-        report.recovered++;
-        if (!dryRun) {
-          await this.endMove(hash).catch((error: unknown) =>
-            report.failures.push({ contentHash: hash, from: null, to: null, error: reasonOf(error), leftForNextRun: messageOf(error) }),
-          );
+        try {
+          if (!dryRun) await this.endMove(hash);
+          report.recovered++;
+        } catch (error) {
+          report.failures.push({ contentHash: hash, from: null, to: null, error: reasonOf(error), leftForNextRun: messageOf(error) });
         }
       }
       if (hashes.length < PAGE) break;
@@ -137,9 +137,9 @@ export class TieringJob {
           const target = tierForAge(at - object.createdAt, this.policy);
           if (!dryRun) {
             try {
-              if (!(await this.move(object, target))) continue;
+              if (!(await this.move(object, target, signal))) continue;
             } catch (error) {
-              report.failures.push(await this.undo(object, target, error));
+              report.failures.push(await this.undo(object, target, error, signal));
               continue;
             }
           }
@@ -154,8 +154,11 @@ export class TieringJob {
     return report;
   }
 
-  /** Steps 1-5 of one move; false when the object went away (purged) before it began. */
-  private async move(object: TierableObject, target: TierBucket): Promise<boolean> {
+  /**
+   * Steps 1-5 of one move; false when the object went away (purged) before it began. A run that
+   * lost its lease stops before it changes the row again: the new holder finishes the move.
+   */
+  private async move(object: TierableObject, target: TierBucket, signal: AbortSignal | undefined): Promise<boolean> {
     const key = objectKey(object.hash);
     if (!(await this.catalog.beginMove(object.hash, object.bucket, target))) return false;
     const source = await this.blobs.get(object.bucket, key);
@@ -168,10 +171,12 @@ export class TieringJob {
     if (copy?.size !== object.size) {
       throw new PvError('PV_INTEGRITY', `The copy in ${target} has ${copy?.size ?? 'no'} bytes instead of ${object.size}.`);
     }
+    signal?.throwIfAborted();
     if (!(await this.catalog.switchMove(object.hash, object.bucket, target))) {
       // Only a run that outlived its lease can lose its mark to another's recovery.
       throw new PvError('PV_CONFLICT', 'Another tiering run took this move over.');
     }
+    signal?.throwIfAborted();
     await this.endMove(object.hash);
     return true;
   }
@@ -187,9 +192,10 @@ export class TieringJob {
   }
 
   /** Undoes what a failed move can (the next run does the rest) and describes the failure. */
-  private async undo(object: TierableObject, target: TierBucket, error: unknown): Promise<TieringFailure> {
+  private async undo(object: TierableObject, target: TierBucket, error: unknown, signal: AbortSignal | undefined): Promise<TieringFailure> {
     const failure: TieringFailure = { contentHash: object.hash, from: object.bucket, to: target, error: reasonOf(error) };
     try {
+      signal?.throwIfAborted();
       await this.endMove(object.hash);
     } catch (undoError) {
       failure.leftForNextRun = messageOf(undoError);
