@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerAdminCommands } from './admin.command.js';
 import { registerDeviceCommands } from './devices.command.js';
 import { EXIT } from './exit-codes.js';
 import { registerFilesCommands } from './files.command.js';
@@ -20,6 +21,7 @@ const program = new Command('photovault')
 registerServerCommands(program);
 registerWorkerCommands(program);
 registerUserCommands(program);
+registerAdminCommands(program);
 registerLoginCommands(program);
 registerUploadCommand(program);
 registerFilesCommands(program);

@@ -1,5 +1,9 @@
 import type { Command } from 'commander';
-import { action, stopSignal } from './io.js';
+import type { ServerConfig } from '../core/config.js';
+import type { StorageAdministration } from '../server/context.js';
+import type { VerifyReport } from '../server/storage/integrity.service.js';
+import { EXIT } from './exit-codes.js';
+import { action, formatBytes, printResult, stopSignal } from './io.js';
 
 /** Flags every command that opens the server's data accepts. */
 export function serverDataOptions(command: Command): Command {
@@ -12,6 +16,17 @@ export function serverDataOptions(command: Command): Command {
 export async function configFromFlags(options: { data?: string; config?: string }, flags: Record<string, unknown> = {}) {
   const { loadServerConfig } = await import('../core/config.js');
   return loadServerConfig({ configFile: options.config, flags: { ...(options.data ? { dataDir: options.data } : {}), ...flags } });
+}
+
+/** Runs work on the configured metadata and blobs (no bus, no services), then closes them. */
+export async function withStorageAdministration<T>(config: ServerConfig, work: (storage: StorageAdministration) => Promise<T>): Promise<T> {
+  const { openStorageAdministration } = await import('../server/context.js');
+  const storage = await openStorageAdministration(config);
+  try {
+    return await work(storage);
+  } finally {
+    await storage.close();
+  }
 }
 
 export function registerServerCommands(program: Command): void {
@@ -40,4 +55,43 @@ export function registerServerCommands(program: Command): void {
         await running.close();
       }),
     );
+
+  serverDataOptions(
+    server
+      .command('verify')
+      .description(
+        're-read every stored object and check its hash; report missing objects and blobs nothing records (also while the server runs)',
+      ),
+  )
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (options: { data?: string; config?: string; json?: boolean }) => {
+        const report = await withStorageAdministration(await configFromFlags(options), (storage) => storage.integrity.verify());
+        printResult(options.json, report, () => describeVerify(report));
+        return report.ok ? EXIT.ok : EXIT.integrity;
+      }),
+    );
+}
+
+function describeVerify(report: VerifyReport): string {
+  const lines = [`checked ${report.checked.objects} objects, ${formatBytes(report.checked.bytes)}`];
+  for (const m of report.mismatched) {
+    const read = m.error ?? `read ${m.actualSize} bytes with SHA-256 ${m.actualSha256}, expected ${m.expectedSize} bytes`;
+    lines.push(`mismatch: ${m.bucket}: ${m.contentHash}: ${read}`);
+  }
+  for (const m of report.missing) lines.push(`missing: ${m.bucket}: ${m.contentHash} (recorded there, not found)`);
+  for (const o of report.orphans) lines.push(`orphan: ${o.bucket}: ${o.key} (${formatBytes(o.size)}, recorded nowhere)`);
+  const { counts } = report;
+  if (counts.derivedWithoutContent > 0) {
+    lines.push(`${counts.derivedWithoutContent} derived file(s) of content no longer stored (left by trash purges; not an error)`);
+  }
+  if (counts.unfinishedMoves > 0)
+    lines.push(`${counts.unfinishedMoves} tiering move(s) under way or interrupted (the next run finishes them)`);
+  const listed = report.mismatched.length + report.missing.length + report.orphans.length;
+  const problems = counts.mismatched + counts.missing + counts.orphans;
+  if (problems > listed) lines.push(`(${problems - listed} more not listed; see --json counts)`);
+  lines.push(
+    report.ok ? 'OK' : `${problems} problem(s): ${counts.mismatched} mismatched, ${counts.missing} missing, ${counts.orphans} orphaned`,
+  );
+  return lines.join('\n');
 }

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { BUCKETS } from './buckets.js';
 import { PvError } from './errors.js';
 
 /**
@@ -17,6 +18,28 @@ const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 /** A boolean from JSON, or 'true'/'false' from the environment. */
 const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((value) => value === 'true')]);
+
+/**
+ * Where one bucket lives. For now a folder (embedded mode); an S3 endpoint with its credentials
+ * and bucket name will be the other choice, beside `path`.
+ */
+const bucketSettings = z.object({
+  path: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Folder of the bucket (absolute, or relative to the data dir); default <dataDir>/blobs/<bucket>.'),
+  // With s3.endpoint set, each bucket may live on an S3 endpoint of its own (a MinIO on slow disks for the cold tier).
+  endpoint: z
+    .string()
+    .regex(/^https?:\/\//, 'must be an http:// or https:// URL')
+    .optional()
+    .describe("This bucket's S3 endpoint; default s3.endpoint."),
+  accessKey: z.string().optional().describe("This bucket's S3 access key; default s3.accessKey."),
+  secretKey: z.string().optional().describe("This bucket's S3 secret key; default s3.secretKey."),
+  name: z.string().optional().describe("This bucket's S3 bucket name; default s3.bucketPrefix + the bucket."),
+});
+type BucketSettingsShape = Record<(typeof BUCKETS)[number], z.ZodOptional<typeof bucketSettings>>;
 
 export const serverConfigSchema = z.object({
   dataDir: z.string().min(1).describe('Folder holding the SQLite database, the blobs and the bus.'),
@@ -118,6 +141,32 @@ export const serverConfigSchema = z.object({
         .describe("How long a killed worker's job waits before another worker takes it (a live worker renews its lease)."),
     })
     .default({ inProcess: true, thumbnails: 2, metadata: 2, transcode: 1, maxAttempts: 4, leaseSeconds: 30 }),
+  tiering: z
+    .object({
+      warmAfterDays: positiveInt.default(30).describe('Days after which an object moves from `uploads` to `photos-warm`.'),
+      coldAfterDays: positiveInt.default(180).describe('Days after which an object moves to `photos-cold`.'),
+      intervalHours: z.coerce
+        .number()
+        .min(0)
+        .max(168)
+        .default(24)
+        .describe(
+          'Hours between the tiering runs of `server start` (the first a minute after start); 0: only `photovault admin tier` runs it.',
+        ),
+    })
+    .refine((tiering) => tiering.coldAfterDays > tiering.warmAfterDays, {
+      message: 'must be greater than tiering.warmAfterDays',
+      path: ['coldAfterDays'],
+    })
+    .default({ warmAfterDays: 30, coldAfterDays: 180, intervalHours: 24 }),
+  storage: z
+    .object({
+      // Strict, so a misspelt bucket name fails the start instead of being ignored.
+      buckets: z
+        .strictObject(Object.fromEntries(BUCKETS.map((bucket) => [bucket, bucketSettings.optional()])) as BucketSettingsShape)
+        .default({}),
+    })
+    .default({ buckets: {} }),
   log: z
     .object({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level.'),
@@ -171,7 +220,14 @@ export function loadServerConfig(sources: ServerConfigSources = {}): ServerConfi
 
 /** The environment variable that sets a config key, e.g. ['server','port'] -> PHOTOVAULT_SERVER_PORT. */
 export function envName(path: string[]): string {
-  return `PHOTOVAULT_${path.map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`;
+  return `PHOTOVAULT_${path
+    .map((part) =>
+      part
+        .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+        .replaceAll('-', '_')
+        .toUpperCase(),
+    )
+    .join('_')}`;
 }
 
 function readConfigFile(file: string, required: boolean): Record<string, unknown> {

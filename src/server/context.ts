@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { BUCKETS, type Bucket } from '../core/buckets.js';
 import type { ServerConfig } from '../core/config.js';
 import type { BlobStore } from '../infra/blobs/blob-store.js';
 import { FsBlobStore, fsBucketRoots } from '../infra/blobs/fs.blob-store.js';
@@ -7,8 +8,10 @@ import type { StagingArea } from '../infra/blobs/staging-area.js';
 import type { ChangeFanout } from '../infra/bus/change-fanout.js';
 import type { EventBus } from '../infra/bus/event-bus.js';
 import type { WorkerCatalog } from '../workers/processing.worker.js';
+import { TieringJob } from '../workers/tiering/tiering.job.js';
 import { SqliteEventBus } from '../infra/bus/sqlite.event-bus.js';
 import { type Db, openDatabase } from '../infra/db/database.js';
+import { Leases } from '../infra/db/leases.js';
 import type { KvStore } from '../infra/kv/kv-store.js';
 import { MemoryKvStore } from '../infra/kv/memory.kv-store.js';
 import { FilesRepository } from './files/files.repository.js';
@@ -16,6 +19,8 @@ import { FilesService } from './files/files.service.js';
 import { VersionDeltas } from './files/version-deltas.js';
 import { ProcessingRepository } from './processing/processing.repository.js';
 import { ProcessingService } from './processing/processing.service.js';
+import { IntegrityService } from './storage/integrity.service.js';
+import { ObjectsRepository } from './storage/objects.repository.js';
 import { ServerMetrics } from './http/metrics.js';
 import { ChangeFeedRepository } from './sync/change-feed.repository.js';
 import { ChangeNotifier } from './sync/change-notifier.js';
@@ -45,6 +50,8 @@ export interface ServerContext {
   filesRepository: FilesRepository;
   notifier: ChangeNotifier;
   presence: DevicePresence;
+  tiering: TieringJob;
+  integrity: IntegrityService;
   close(): Promise<void>;
 }
 
@@ -62,16 +69,42 @@ export function openConfiguredDatabase(config: ServerConfig): Promise<Db> {
   );
 }
 
-/** Object storage the config names: S3 when s3.endpoint is set, else one folder per bucket under the data dir. */
+/** The folder of each bucket: storage.buckets.<bucket>.path (relative to the data dir), else <dataDir>/blobs/<bucket>. */
+export function bucketRoots(config: ServerConfig): Record<Bucket, string> {
+  const roots = fsBucketRoots(config.dataDir);
+  for (const bucket of BUCKETS) {
+    const path = config.storage.buckets[bucket]?.path;
+    if (path !== undefined) roots[bucket] = resolve(config.dataDir, path);
+  }
+  return roots;
+}
+
+/**
+ * Object storage the config names: S3 when s3.endpoint is set (each bucket on s3.* or its own
+ * storage.buckets.<bucket> endpoint, credentials and name), else a folder per bucket (bucketRoots).
+ */
 export async function openConfiguredStorage(config: ServerConfig): Promise<{ blobs: BlobStore; staging: StagingArea }> {
   const { endpoint, accessKey, secretKey, region, bucketPrefix } = config.s3;
   if (endpoint && accessKey && secretKey) {
     const { S3BlobStore, s3BucketLocations } = await import('../infra/blobs/s3.blob-store.js');
     const { S3StagingArea } = await import('../infra/blobs/s3.staging-area.js');
-    const blobs = await S3BlobStore.open({ buckets: s3BucketLocations({ endpoint, accessKey, secretKey, region }, bucketPrefix) });
+    const buckets = s3BucketLocations({ endpoint, accessKey, secretKey, region }, bucketPrefix);
+    for (const bucket of BUCKETS) {
+      const own = config.storage.buckets[bucket];
+      if (!own) continue;
+      const location = buckets[bucket];
+      buckets[bucket] = {
+        ...location,
+        endpoint: own.endpoint ?? location.endpoint,
+        accessKey: own.accessKey ?? location.accessKey,
+        secretKey: own.secretKey ?? location.secretKey,
+        bucket: own.name ?? location.bucket,
+      };
+    }
+    const blobs = await S3BlobStore.open({ buckets });
     return { blobs, staging: new S3StagingArea(blobs) };
   }
-  const blobs = await FsBlobStore.open(fsBucketRoots(config.dataDir));
+  const blobs = await FsBlobStore.open(bucketRoots(config));
   return { blobs, staging: new FsStagingArea(blobs) };
 }
 
@@ -93,6 +126,43 @@ export async function openConfiguredKv(config: ServerConfig): Promise<KvStore> {
   return new MemoryKvStore();
 }
 
+/** The storage maintenance of a context: the tiering job and the verifier, on the same clock as everything else. */
+function storageMaintenance(db: Db, blobs: BlobStore, config: ServerConfig, now: () => number) {
+  const objects = new ObjectsRepository(db);
+  return {
+    tiering: new TieringJob(objects, blobs, new Leases(db, now), config.tiering, now),
+    integrity: new IntegrityService(objects, blobs),
+  };
+}
+
+export interface StorageAdministration {
+  tiering: TieringJob;
+  integrity: IntegrityService;
+  close(): Promise<void>;
+}
+
+/**
+ * Tiering and verify alone, for `photovault admin tier` and `photovault server verify` beside a
+ * live server: the metadata and the blobs, without the bus or the services.
+ */
+export async function openStorageAdministration(config: ServerConfig, options: ContextOptions = {}): Promise<StorageAdministration> {
+  const db = await openConfiguredDatabase(config);
+  try {
+    const { blobs, staging } = await openConfiguredStorage(config);
+    return {
+      ...storageMaintenance(db, blobs, config, options.now ?? Date.now),
+      close: async () => {
+        await staging.close();
+        await blobs.close();
+        await db.destroy();
+      },
+    };
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+}
+
 /** The user service alone, for admin commands that run beside a live server (`photovault user`). */
 export async function openUserAdministration(config: ServerConfig): Promise<{ users: UserService; close(): Promise<void> }> {
   const db = await openConfiguredDatabase(config);
@@ -112,7 +182,7 @@ export async function openUserAdministration(config: ServerConfig): Promise<{ us
 /** What the processing workers of this process ask of the metadata. */
 export function workerCatalog(context: ServerContext): WorkerCatalog {
   return {
-    bucketOf: async (contentHash) => (await context.filesRepository.findObject(contentHash))?.bucket ?? null,
+    bucketOf: (contentHash) => context.filesRepository.bucketOf(contentHash),
     stateOf: async (contentHash, job) => (await context.processingJobs.find(contentHash, job))?.state ?? null,
   };
 }
@@ -177,6 +247,7 @@ export async function createContext(config: ServerConfig, options: ContextOption
     filesRepository,
     processingJobs,
     processing: new ProcessingService(processingJobs, files, filesRepository, blobs, bus, notifier, now),
+    ...storageMaintenance(db, blobs, config, now),
     async close() {
       notifier.stop();
       for (const closeBackend of opened) await closeBackend();

@@ -13,6 +13,7 @@ export interface RunningServer {
 }
 
 const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
+const TIERING_FIRST_RUN_MS = 60 * 1000;
 
 /** Builds the context and the app, listens, and runs the housekeeping timers of the embedded server. */
 export async function startServer(config: ServerConfig, options: ContextOptions & { log?: boolean } = {}): Promise<RunningServer> {
@@ -38,6 +39,28 @@ export async function startServer(config: ServerConfig, options: ContextOptions 
   timer.unref();
   void housekeeping();
 
+  // Storage tiering: a minute after start (a server restarted more often than the interval still
+  // tiers), then every tiering.intervalHours. Its lease keeps it to one process at a time.
+  const tieringStop = new AbortController();
+  let tiering: Promise<void> | null = null;
+  const tier = () => {
+    tiering ??= context.tiering
+      .run({ signal: tieringStop.signal })
+      .then(
+        (report) => {
+          const moved = report.transitions.reduce((sum, t) => sum + t.objects, 0);
+          if (moved > 0 || report.recovered > 0 || report.failures.length > 0) app.log.info({ tiering: report }, 'tiering run finished');
+        },
+        (error: unknown) => {
+          if (!tieringStop.signal.aborted) app.log.error({ err: error }, 'tiering run failed');
+        },
+      )
+      .finally(() => (tiering = null));
+  };
+  const tieringMs = config.tiering.intervalHours * 3_600_000;
+  const tieringTimers = tieringMs > 0 ? [setTimeout(tier, TIERING_FIRST_RUN_MS), setInterval(tier, tieringMs)] : [];
+  for (const timer of tieringTimers) timer.unref();
+
   // The processing pipeline: the server turns uploads into jobs and records outcomes; the
   // workers run here too unless `photovault worker start` processes run them.
   const pipeline = await context.processing.start();
@@ -51,6 +74,9 @@ export async function startServer(config: ServerConfig, options: ContextOptions 
     url,
     async close() {
       clearInterval(timer);
+      for (const timer of tieringTimers) clearTimeout(timer);
+      tieringStop.abort();
+      await tiering;
       await workers?.stop();
       await Promise.all(pipeline.map((subscription) => subscription.stop()));
       await app.close();

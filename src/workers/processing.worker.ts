@@ -4,16 +4,14 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { isPvError } from '../core/errors.js';
 import { type JobKind, type JobState, jobQueue, type ProcessingOutcome, RESULTS_QUEUE } from '../core/media.js';
-import type { BlobStore, Bucket } from '../infra/blobs/blob-store.js';
-import { objectKey } from '../infra/blobs/object-keys.js';
+import type { BlobStore } from '../infra/blobs/blob-store.js';
+import { type ObjectLocator, openObject } from '../infra/blobs/object-reader.js';
 import { ownScratchFolder, removeAbandonedScratch } from '../infra/process/scratch-folders.js';
 import type { BusMessage, EventBus, EventPayloads, Subscription } from '../infra/bus/event-bus.js';
 import type { JobHandlers } from './job-handler.js';
 
 /** The few things a worker asks of the metadata, whichever process it runs in. */
-export interface WorkerCatalog {
-  /** The tier bucket holding a content's original, or null when it is gone (purged). */
-  bucketOf(contentHash: string): Promise<Bucket | null>;
+export interface WorkerCatalog extends ObjectLocator {
   /** The recorded state of a job, to skip one already done. */
   stateOf(contentHash: string, job: JobKind): Promise<JobState | null>;
 }
@@ -112,7 +110,7 @@ export class ProcessingWorker {
         };
       } else {
         const source = join(workDir, 'source');
-        await pipeline(await this.blobs.get(bucket, objectKey(contentHash)), createWriteStream(source));
+        await pipeline(await openObject(this.blobs, this.catalog, contentHash, { bucket }), createWriteStream(source));
         const output = await (this.handlers[job] as (typeof this.handlers)[JobKind])({
           contentHash,
           mediaKind: request.mediaKind,

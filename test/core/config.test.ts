@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { clientConfigDir } from '../../src/core/client-config.js';
 import { envName, loadServerConfig } from '../../src/core/config.js';
+import { bucketRoots } from '../../src/server/context.js';
 
 describe('server config', () => {
   let dir: string;
@@ -93,6 +94,45 @@ describe('server config', () => {
   it('derives environment names from key paths', () => {
     expect(envName(['dataDir'])).toBe('PHOTOVAULT_DATA_DIR');
     expect(envName(['uploads', 'maxFileBytes'])).toBe('PHOTOVAULT_UPLOADS_MAX_FILE_BYTES');
+    expect(envName(['storage', 'buckets', 'photos-cold', 'path'])).toBe('PHOTOVAULT_STORAGE_BUCKETS_PHOTOS_COLD_PATH');
+  });
+
+  it('places each bucket in its own folder, by default under the data dir, relative paths from the data dir', async () => {
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ storage: { buckets: { 'photos-warm': { path: 'warm-disk' } } } }));
+    const config = loadServerConfig({
+      env: { PHOTOVAULT_STORAGE_BUCKETS_PHOTOS_COLD_PATH: '/mnt/cold/photovault' },
+      flags: { dataDir: dir },
+    });
+    expect(bucketRoots(config)).toEqual({
+      uploads: join(dir, 'blobs', 'uploads'),
+      'photos-warm': join(dir, 'warm-disk'),
+      'photos-cold': '/mnt/cold/photovault',
+      thumbnails: join(dir, 'blobs', 'thumbnails'),
+      'videos-transcoded': join(dir, 'blobs', 'videos-transcoded'),
+    });
+  });
+
+  it.each([
+    [{ storage: { buckets: { 'photos-frozen': { path: '/x' } } } }, 'storage.buckets'],
+    [{ tiering: { warmAfterDays: 60, coldAfterDays: 30 } }, 'tiering.coldAfterDays'],
+    [{ tiering: { intervalHours: -1 } }, 'tiering.intervalHours'],
+  ])('rejects a misspelt bucket and inconsistent tiering: %j', (flags, named) => {
+    expect(() => loadServerConfig({ env: {}, flags: { dataDir: dir, ...flags } })).toThrowError(
+      expect.objectContaining({ code: 'PV_CONFIG_INVALID', message: expect.stringContaining(named) }),
+    );
+  });
+
+  it('tiers after 30 and 180 days and runs every 24 hours unless configured otherwise', () => {
+    expect(loadServerConfig({ env: {}, flags: { dataDir: dir } }).tiering).toEqual({
+      warmAfterDays: 30,
+      coldAfterDays: 180,
+      intervalHours: 24,
+    });
+    const config = loadServerConfig({
+      env: { PHOTOVAULT_TIERING_INTERVAL_HOURS: '0', PHOTOVAULT_TIERING_WARM_AFTER_DAYS: '7' },
+      flags: { dataDir: dir },
+    });
+    expect(config.tiering).toEqual({ warmAfterDays: 7, coldAfterDays: 180, intervalHours: 0 });
   });
 
   it('puts client credentials under PHOTOVAULT_CONFIG_DIR or the XDG config home', () => {

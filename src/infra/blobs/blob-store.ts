@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
+import type { Bucket } from '../../core/buckets.js';
 
-/** The buckets of DESIGN section 7. Each may live on its own disk or endpoint. */
-export const BUCKETS = ['uploads', 'photos-warm', 'photos-cold', 'thumbnails', 'videos-transcoded'] as const;
-export type Bucket = (typeof BUCKETS)[number];
+// The bucket names are part of the configuration too, so core defines them.
+export { BUCKETS, type Bucket } from '../../core/buckets.js';
 
 /** An inclusive byte range, as in HTTP Range. */
 export interface ByteRange {

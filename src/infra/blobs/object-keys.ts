@@ -18,3 +18,13 @@ export function thumbnailKey(contentHash: string, size: number): string {
 export function hlsKey(contentHash: string, file: string): string {
   return `${contentHash.slice(0, 2)}/${contentHash}/hls/${file}`;
 }
+
+/** The content hash an object key names (the inverse of objectKey), or null for any other key. */
+export function contentHashOfObjectKey(key: string): string | null {
+  return /^content\/([0-9a-f]{2})\/([0-9a-f]{64})$/.exec(key)?.[2] ?? null;
+}
+
+/** The content hash a thumbnail or HLS key belongs to, or null for a key of neither form. */
+export function contentHashOfDerivedKey(key: string): string | null {
+  return /^[0-9a-f]{2}\/([0-9a-f]{64})\//.exec(key)?.[1] ?? null;
+}

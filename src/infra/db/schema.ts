@@ -20,6 +20,7 @@ export interface Database {
   changes: ChangesTable;
   device_cursors: DeviceCursorsTable;
   processing_jobs: ProcessingJobsTable;
+  leases: LeasesTable;
 }
 
 export interface UsersTable {
@@ -60,8 +61,11 @@ export interface TokensTable {
 export interface ObjectsTable {
   hash: string;
   size: number;
+  /** The bucket holding the recorded copy: the one every reader reads. */
   bucket: string;
   created_at: number;
+  /** While a tiering move is under way, the bucket of its other, unrecorded copy (docs/architecture.md). */
+  extra_copy_bucket: string | null;
 }
 
 /** The chunk index: which chunk lies where in which object. */
@@ -184,6 +188,13 @@ export interface ProcessingJobsTable {
   output: string | null;
   created_at: number;
   updated_at: number;
+}
+
+/** A named lease: at most one holder at a time, until it expires unless renewed. */
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  expires_at: number;
 }
 
 export type ChangeRow = Selectable<ChangesTable>;

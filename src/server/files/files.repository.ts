@@ -73,18 +73,10 @@ export class FilesRepository {
     return this.db.selectFrom('file_versions').selectAll().where('owner_id', '=', ownerId).where('id', '=', versionId).executeTakeFirst();
   }
 
-  /** The bucket that holds the object with this content. */
-  async objectBucket(contentHash: string): Promise<string> {
-    const row = await this.findObject(contentHash);
-    if (!row) throw new PvError('PV_BLOB_NOT_FOUND', `No stored object with content ${contentHash}.`);
-    return row.bucket;
-  }
-
-  /** Where the object with this content is stored, if it still is. */
-  findObject(contentHash: string): Promise<{ bucket: Bucket } | undefined> {
-    return this.db.selectFrom('objects').select('bucket').where('hash', '=', contentHash).executeTakeFirst() as Promise<
-      { bucket: Bucket } | undefined
-    >;
+  /** The tier bucket holding the object with this content, or null when none is stored (an ObjectLocator). */
+  async bucketOf(contentHash: string): Promise<Bucket | null> {
+    const row = await this.db.selectFrom('objects').select('bucket').where('hash', '=', contentHash).executeTakeFirst();
+    return (row?.bucket as Bucket | undefined) ?? null;
   }
 
   /** The chunks of stored content, in file order. */
@@ -325,6 +317,7 @@ export class FilesRepository {
    * Deletes trash entries for good (all of the user's, or those deleted before a time) and
    * returns the objects no version references any more, already removed from the metadata:
    * the caller deletes their blobs. Metadata goes first so it never points at a missing object.
+   * Objects under a tiering move stay; the tiering job removes them when it ends the move.
    */
   async purgeTrash(
     ownerId: string | null,
@@ -355,9 +348,12 @@ export class FilesRepository {
       }
       const orphans: { hash: string; bucket: string }[] = [];
       for (const hash of candidates) {
+        // An object under a tiering move is left to the mover, which deletes it once the move ends
+        // (a purge now could let a new upload write the key the mover is about to delete).
         const deleted = await trx
           .deleteFrom('objects')
           .where('hash', '=', hash)
+          .where('extra_copy_bucket', 'is', null)
           .where((eb) => eb.not(eb.exists(eb.selectFrom('file_versions').select('id').where('content_hash', '=', hash))))
           .returning(['hash', 'bucket'])
           .executeTakeFirst();

@@ -5,6 +5,7 @@ import { normalizePath } from '../../core/paths.js';
 import type { FileEntry, FileList, FileVersionView, TrashEntry, VersionPatch } from '../../core/protocol.js';
 import type { BlobStore, Bucket, ByteRange } from '../../infra/blobs/blob-store.js';
 import { objectKey } from '../../infra/blobs/object-keys.js';
+import { openObject } from '../../infra/blobs/object-reader.js';
 import type { ChangeNotifier } from '../sync/change-notifier.js';
 import type { Principal } from '../user/user.service.js';
 import { toFileEntry, toTrashEntry, toVersionView } from './file-views.js';
@@ -91,8 +92,7 @@ export class FilesService {
   async read(principal: Principal, version: FileVersionView, range?: ByteRange): Promise<Readable> {
     // Ownership is checked again here so no caller can read a version by id alone.
     if (!(await this.files.findVersion(principal.userId, version.id))) throw new PvError('PV_NOT_FOUND', 'No such version.');
-    const bucket = (await this.files.objectBucket(version.contentHash)) as Bucket;
-    return this.blobs.get(bucket, objectKey(version.contentHash), range);
+    return openObject(this.blobs, this.files, version.contentHash, { range });
   }
 
   async remove(principal: Principal, path: string): Promise<TrashEntry> {

@@ -3,9 +3,9 @@ import { PvError } from '../../core/errors.js';
 import { entryOffsets, type Manifest } from '../../core/manifest.js';
 import { changedRegions, diffManifests, encodeManifestDiff, type ManifestDiff } from '../../core/manifest-diff.js';
 import type { FileVersionView, UploadStatus, VersionPatch } from '../../core/protocol.js';
-import type { BlobStore, Bucket } from '../../infra/blobs/blob-store.js';
+import type { BlobStore } from '../../infra/blobs/blob-store.js';
 import type { FileVersionRow } from '../../infra/db/schema.js';
-import { objectKey } from '../../infra/blobs/object-keys.js';
+import { openObject } from '../../infra/blobs/object-reader.js';
 import type { FilesRepository } from './files.repository.js';
 
 export type DeltaBase = NonNullable<UploadStatus['deltaBases']>[number];
@@ -93,8 +93,7 @@ export class VersionDeltas {
   private async readEntries(contentHash: string, offsets: number[], start: number, count: number): Promise<Buffer> {
     const offset = offsets[start]!;
     const length = offsets[start + count]! - offset;
-    const bucket = (await this.files.objectBucket(contentHash)) as Bucket;
-    return readAll(await this.blobs.get(bucket, objectKey(contentHash), { start: offset, end: offset + length - 1 }), length);
+    return readAll(await openObject(this.blobs, this.files, contentHash, { range: { start: offset, end: offset + length - 1 } }), length);
   }
 }
 

@@ -17,6 +17,7 @@ import { toFileEntry, toVersionView } from '../files/file-views.js';
 import type { FilesRepository, RecordedVersion } from '../files/files.repository.js';
 import { readAll, type VersionDeltas } from '../files/version-deltas.js';
 import { objectKey } from '../../infra/blobs/object-keys.js';
+import { openObject } from '../../infra/blobs/object-reader.js';
 import type { ChangeNotifier } from '../sync/change-notifier.js';
 import type { Principal } from '../user/user.service.js';
 import type { ChunkLocation, ChunkPlace, UploadRepository } from './upload.repository.js';
@@ -219,12 +220,8 @@ export class UploadService {
         throw new PvError('PV_DELTA_INVALID', `A delta base holds at most ${MAX_SIGNED_BYTES} bytes.`, {
           fix: 'Send the chunk whole.',
         });
-      parts.push(
-        await readAll(
-          await this.blobs.get(at.bucket as Bucket, objectKey(at.objectHash), { start: at.offset, end: at.offset + at.length - 1 }),
-          at.length,
-        ),
-      );
+      const range = { start: at.offset, end: at.offset + at.length - 1 };
+      parts.push(await readAll(await openObject(this.blobs, this.files, at.objectHash, { range, bucket: at.bucket as Bucket }), at.length));
     }
     return Buffer.concat(parts, total);
   }
@@ -329,7 +326,11 @@ export class UploadService {
     for (const run of copyPlan(fromObjects, owned)) {
       // Streamed piece by piece: a run can be most of a file of many gigabytes.
       let at = run.fileOffset;
-      for await (const piece of await this.blobs.get(run.bucket, objectKey(run.objectHash), { start: run.start, end: run.end })) {
+      const source = await openObject(this.blobs, this.files, run.objectHash, {
+        range: { start: run.start, end: run.end },
+        bucket: run.bucket,
+      });
+      for await (const piece of source) {
         await this.staging.write(uploadId, piece as Uint8Array, [at]);
         at += (piece as Uint8Array).length;
       }
