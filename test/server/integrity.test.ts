@@ -1,9 +1,6 @@
-import { open } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { Bucket } from '../../src/core/buckets.js';
-import type { FsBlobStore } from '../../src/infra/blobs/fs.blob-store.js';
 import { objectKey, thumbnailKey } from '../../src/infra/blobs/object-keys.js';
 import { describeEachDatabase } from '../support/databases.js';
 import { createTestServer, type TestServer } from '../support/server.js';
@@ -36,10 +33,15 @@ describeEachDatabase('server verify', (kind) => {
     await server.close();
   });
 
-  const blobs = () => server.context.blobs as FsBlobStore;
+  const blobs = () => server.context.blobs;
   const bucketOf = async (hash: string) =>
     (await server.context.db.selectFrom('objects').select('bucket').where('hash', '=', hash).executeTakeFirstOrThrow()).bucket as Bucket;
-  const fileOf = (bucket: Bucket, key: string) => join(blobs().rootOf(bucket), ...key.split('/'));
+  /** Damage as a failing disk or a hand in the bucket would do it, through whichever store the run uses: the object is replaced unchecked. */
+  const damage = async (bucket: Bucket, key: string, change: (bytes: Buffer) => Buffer) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of await blobs().get(bucket, key)) chunks.push(chunk as Buffer);
+    await blobs().put(bucket, key, Readable.from([change(Buffer.concat(chunks))]));
+  };
 
   it('is clean on a healthy store, having read every object in every tier', async () => {
     const report = await server.context.integrity.verify();
@@ -57,9 +59,10 @@ describeEachDatabase('server verify', (kind) => {
     const [cold, warm, , hot] = stored;
     const coldBucket = await bucketOf(cold!.hash);
     expect(coldBucket).toBe('photos-cold');
-    const file = await open(fileOf(coldBucket, objectKey(cold!.hash)), 'r+');
-    await file.write(Buffer.from([cold!.bytes[12_345]! ^ 0x01]), 0, 1, 12_345);
-    await file.close();
+    await damage(coldBucket, objectKey(cold!.hash), (bytes) => {
+      bytes[12_345] ^= 0x01;
+      return bytes;
+    });
 
     const warmBucket = await bucketOf(warm!.hash);
     await blobs().delete(warmBucket, objectKey(warm!.hash));
@@ -92,9 +95,7 @@ describeEachDatabase('server verify', (kind) => {
 
   it('reports a truncated object as a mismatch of size', async () => {
     const [, , , hot] = stored;
-    const file = await open(fileOf('uploads', objectKey(hot!.hash)), 'r+');
-    await file.truncate(1000);
-    await file.close();
+    await damage('uploads', objectKey(hot!.hash), (bytes) => bytes.subarray(0, 1000));
     const report = await server.context.integrity.verify();
     expect(report.mismatched).toEqual([expect.objectContaining({ contentHash: hot!.hash, expectedSize: 70_000, actualSize: 1000 })]);
   });

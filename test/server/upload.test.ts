@@ -355,9 +355,11 @@ describeEachDatabase('upload protocol', (kind) => {
     const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
     for (const hash of status.missing) await putChunk(server.app, alice.auth, status.uploadId!, hash, prepared.chunkBytes.get(hash)!);
     const [lost, damaged] = status.missing.map((hash) => prepared.fingerprint.chunks.find((c) => c.hash === hash)!);
-    // What a crash can do to unflushed staged bytes: leave a hole (zeros) or a torn write.
+    // What a crash can do to unflushed staged bytes: leave a hole (zeros) or a torn write (the
+    // start of the chunk, then garbage).
     await server.context.staging.write(status.uploadId!, Buffer.alloc(lost!.length), [lost!.offset]);
-    await server.context.staging.write(status.uploadId!, Buffer.from('torn write'), [damaged!.offset + 100]);
+    const torn = Buffer.concat([prepared.chunkBytes.get(damaged!.hash)!.subarray(0, 100), Buffer.from('torn write')]);
+    await server.context.staging.write(status.uploadId!, torn, [damaged!.offset]);
 
     const answer = await commit(server.app, alice.auth, status.uploadId!);
     expect(answer.statusCode).toBe(409);

@@ -50,8 +50,13 @@ export class ChangeNotifier {
     };
   }
 
-  /** Fire and forget: the commit is already durable, and a lost signal only delays a device until its next read. */
+  /**
+   * Fire and forget: the commit is already durable, and a lost signal only delays a device until
+   * its next read. Once stopped (the server closing) there is nobody left to tell.
+   */
   private announce(announcement: Announcement): void {
-    this.fanout.announce(announcement).catch(this.onError);
+    this.fanout.announce(announcement).catch((error: unknown) => {
+      if (this.stopListening) this.onError(error);
+    });
   }
 }
