@@ -79,6 +79,11 @@ function installCleanup(): void {
   }
 }
 
+/** Starts a long-running helper process (a peer, a test server) that is killed when the bench ends. */
+export function spawnBackground(command: string, args: string[]): ChildProcess {
+  return track(spawn(command, args, { stdio: 'ignore' }));
+}
+
 function track(child: ChildProcess): ChildProcess {
   installCleanup();
   liveChildren.add(child);

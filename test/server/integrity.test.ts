@@ -60,7 +60,7 @@ describeEachDatabase('server verify', (kind) => {
     const coldBucket = await bucketOf(cold!.hash);
     expect(coldBucket).toBe('photos-cold');
     await damage(coldBucket, objectKey(cold!.hash), (bytes) => {
-      bytes[12_345] ^= 0x01;
+      bytes.writeUInt8(bytes.readUInt8(12_345) ^ 0x01, 12_345);
       return bytes;
     });
 
