@@ -8,6 +8,7 @@ import { backendUnreachable, isPvError, PvError } from '../../core/errors.js';
 import * as initial from './migrations/0001-initial.js';
 import * as changeFeed from './migrations/0002-change-feed.js';
 import * as processing from './migrations/0003-processing.js';
+import * as folderStatistics from './migrations/0004-folder-statistics.js';
 import type { Database } from './schema.js';
 import { withStatementCache } from './statement-cache.js';
 
@@ -33,6 +34,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': initial,
   '0002-change-feed': changeFeed,
   '0003-processing': processing,
+  '0004-folder-statistics': folderStatistics,
 };
 
 const migrationProvider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
