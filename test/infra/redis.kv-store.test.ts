@@ -2,9 +2,9 @@ import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, expect, it } from 'vitest';
-import { isPvError } from '../../src/core/errors.js';
 import { RedisKvStore } from '../../src/infra/kv/redis.kv-store.js';
 import { describeWithRedis, REDIS_TEST_URL, testKeyPrefix } from '../support/redis.js';
+import { expectUnreachable, freePort, startSilentServer } from '../support/unreachable.js';
 import { kvStoreContract } from './kv-store.contract.js';
 
 const run = testKeyPrefix();
@@ -51,36 +51,30 @@ describeWithRedis('RedisKvStore', () => {
 
   it('fails to open at once, naming the URL, when nothing listens there', async () => {
     const url = `redis://127.0.0.1:${await freePort()}`;
-    const started = Date.now();
-    const error = await RedisKvStore.open({ url, keyPrefix: run.keyPrefix }).catch((e: unknown) => e);
-    expect(isPvError(error, 'PV_BACKEND_UNREACHABLE')).toBe(true);
-    expect((error as Error).message).toContain(url);
-    expect((error as Error).message).toMatch(/ECONNREFUSED/);
-    expect(Date.now() - started).toBeLessThan(2_000);
+    const error = await expectUnreachable(() => RedisKvStore.open({ url, keyPrefix: run.keyPrefix }), { names: url, withinMs: 2_000 });
+    expect(error.message).toMatch(/ECONNREFUSED/);
   });
 
   it('fails to open within its timeout when the peer accepts but never answers', async () => {
-    const silent = createServer((socket) => socket.on('error', () => {}));
-    silent.listen(0, '127.0.0.1');
-    await once(silent, 'listening');
+    const silent = await startSilentServer();
     try {
-      const url = `redis://127.0.0.1:${(silent.address() as AddressInfo).port}`;
-      const started = Date.now();
-      const error = await RedisKvStore.open({ url, keyPrefix: run.keyPrefix, connectTimeoutMs: 300 }).catch((e: unknown) => e);
-      expect(isPvError(error, 'PV_BACKEND_UNREACHABLE')).toBe(true);
-      expect((error as Error).message).toContain(url);
-      expect(Date.now() - started).toBeLessThan(2_000);
+      const url = `redis://127.0.0.1:${silent.port}`;
+      await expectUnreachable(() => RedisKvStore.open({ url, keyPrefix: run.keyPrefix, connectTimeoutMs: 300 }), {
+        names: url,
+        withinMs: 2_000,
+      });
     } finally {
       silent.close();
     }
   });
 
   it('leaves the password of the URL out of the error', async () => {
-    const error = await RedisKvStore.open({ url: `redis://:s3cret@127.0.0.1:${await freePort()}`, keyPrefix: run.keyPrefix }).catch(
-      (e: unknown) => e,
-    );
-    expect((error as Error).message).not.toContain('s3cret');
-    expect((error as Error).message).toContain('***@127.0.0.1');
+    const port = await freePort();
+    const error = await expectUnreachable(() => RedisKvStore.open({ url: `redis://:s3cret@127.0.0.1:${port}`, keyPrefix: run.keyPrefix }), {
+      names: `redis://:***@127.0.0.1:${port}`,
+      withinMs: 2_000,
+    });
+    expect(error.message).not.toContain('s3cret');
   });
 
   it('reconnects after losing its connection, and fails fast naming Redis while it is gone', async () => {
@@ -92,23 +86,10 @@ describeWithRedis('RedisKvStore', () => {
     expect(await store.get('survivor')).toBe('still here');
 
     await proxy.close();
-    const started = Date.now();
-    const error = await store.get('survivor').catch((e: unknown) => e);
-    expect(isPvError(error, 'PV_BACKEND_UNREACHABLE')).toBe(true);
-    expect((error as Error).message).toContain(proxy.url);
-    expect(Date.now() - started).toBeLessThan(6_000);
+    // Three reconnection attempts (0.2 + 0.4 + 0.6 s) and the command fails.
+    await expectUnreachable(() => store.get('survivor'), { names: proxy.url, withinMs: 6_000 });
   });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 /** A TCP proxy in front of Redis whose connections the test can cut, and which it can take away. */
 class TcpProxy {

@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { describe } from 'vitest';
+import { createScratchDatabase } from '../../bench/scratch-database.js';
 import { type Db, openDatabase } from '../../src/infra/db/database.js';
 
 /**
@@ -66,21 +66,8 @@ export async function createTestDatabase(kind: DatabaseKind): Promise<TestDataba
 }
 
 /** A new, empty PostgreSQL database of its own, and how to drop it. */
-export async function createPostgresDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `pv_test_${randomBytes(6).toString('hex')}`;
-  const adminQuery = async (statement: string) => {
-    const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
-    await admin.connect();
-    try {
-      await admin.query(statement);
-    } finally {
-      await admin.end();
-    }
-  };
-  await adminQuery(`CREATE DATABASE ${name}`);
-  const url = new URL(POSTGRES_ADMIN_URL);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+export function createPostgresDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  return createScratchDatabase(POSTGRES_ADMIN_URL, 'pv_test');
 }
 
 /** Defines the suite once per database kind; the PostgreSQL one is skipped (and says so) only outside CI. */

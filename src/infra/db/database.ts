@@ -9,6 +9,7 @@ import * as initial from './migrations/0001-initial.js';
 import * as changeFeed from './migrations/0002-change-feed.js';
 import * as processing from './migrations/0003-processing.js';
 import * as tiering from './migrations/0004-tiering.js';
+import * as folderStatistics from './migrations/0005-folder-statistics.js';
 import type { Database } from './schema.js';
 import { withStatementCache } from './statement-cache.js';
 
@@ -35,6 +36,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002-change-feed': changeFeed,
   '0003-processing': processing,
   '0004-tiering': tiering,
+  '0005-folder-statistics': folderStatistics,
 };
 
 const migrationProvider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

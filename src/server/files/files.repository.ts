@@ -48,6 +48,11 @@ export class FilesRepository {
 
   /** Live entries of a folder in name order, after the cursor name. */
   list(ownerId: string, dir: string, after: string | null, limit: number): Promise<FileRow[]> {
+    return this.listQuery(ownerId, dir, after, limit).execute();
+  }
+
+  /** The query of list(), which bench/explain.bench.ts and the plan test run EXPLAIN on. */
+  listQuery(ownerId: string, dir: string, after: string | null, limit: number) {
     let query = this.db
       .selectFrom('files')
       .selectAll()
@@ -55,7 +60,7 @@ export class FilesRepository {
       .where('dir', '=', dir)
       .where('deleted_at', 'is', null);
     if (after !== null) query = query.where('name', '>', after);
-    return query.orderBy('name').limit(limit).execute();
+    return query.orderBy('name').limit(limit);
   }
 
   versions(ownerId: string, fileId: string): Promise<FileVersionRow[]> {
@@ -81,12 +86,16 @@ export class FilesRepository {
 
   /** The chunks of stored content, in file order. */
   manifestOf(contentHash: string): Promise<{ hash: string; length: number }[]> {
+    return this.manifestQuery(contentHash).execute();
+  }
+
+  /** The query of manifestOf(), which bench/explain.bench.ts and the plan test run EXPLAIN on. */
+  manifestQuery(contentHash: string) {
     return this.db
       .selectFrom('object_chunks')
       .select(['chunk_hash as hash', 'length'])
       .where('object_hash', '=', contentHash)
-      .orderBy('offset')
-      .execute();
+      .orderBy('offset');
   }
 
   /** The latest version of this user with this content, if the user holds it. */
