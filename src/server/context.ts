@@ -60,11 +60,19 @@ export interface ContextOptions {
   now?: () => number;
 }
 
+/**
+ * Where backends report failures that no caller is waiting for (a dropped connection being
+ * reopened, a fan-out announcement that could not be sent): stderr, beside the JSON log on stdout.
+ */
+function reportTo(backend: string): (error: unknown) => void {
+  return (error) => console.error(`photovault: ${backend}:`, error);
+}
+
 /** The metadata database the config names: PostgreSQL when database.url is set, else SQLite in the data dir. */
 export function openConfiguredDatabase(config: ServerConfig): Promise<Db> {
   return openDatabase(
     config.database.url
-      ? { postgresUrl: config.database.url, poolSize: config.database.poolSize }
+      ? { postgresUrl: config.database.url, poolSize: config.database.poolSize, onConnectionError: reportTo('PostgreSQL') }
       : { sqliteFile: join(config.dataDir, 'photovault.db') },
   );
 }
@@ -112,7 +120,7 @@ export async function openConfiguredStorage(config: ServerConfig): Promise<{ blo
 export async function openConfiguredBus(config: ServerConfig): Promise<EventBus & ChangeFanout> {
   if (config.nats.url) {
     const { NatsEventBus } = await import('../infra/bus/nats.event-bus.js');
-    return NatsEventBus.open({ url: config.nats.url, prefix: config.nats.prefix });
+    return NatsEventBus.open({ url: config.nats.url, prefix: config.nats.prefix, onError: reportTo('NATS') });
   }
   return SqliteEventBus.open(join(config.dataDir, 'bus.db'));
 }
@@ -121,7 +129,7 @@ export async function openConfiguredBus(config: ServerConfig): Promise<EventBus 
 export async function openConfiguredKv(config: ServerConfig): Promise<KvStore> {
   if (config.redis.url) {
     const { RedisKvStore } = await import('../infra/kv/redis.kv-store.js');
-    return RedisKvStore.open({ url: config.redis.url, keyPrefix: config.redis.keyPrefix });
+    return RedisKvStore.open({ url: config.redis.url, keyPrefix: config.redis.keyPrefix, onConnectionError: reportTo('Redis') });
   }
   return new MemoryKvStore();
 }
@@ -212,7 +220,7 @@ export async function createContext(config: ServerConfig, options: ContextOption
   const bus = await open(openConfiguredBus(config), (bus) => bus.close());
   const metrics = new ServerMetrics();
   const changeFeed = new ChangeFeedRepository(db);
-  const notifier = new ChangeNotifier(bus, (error) => console.error('photovault: sync fan-out:', error));
+  const notifier = new ChangeNotifier(bus, reportTo('sync fan-out'));
   await notifier.start();
   const filesRepository = new FilesRepository(db, changeFeed);
   const versionDeltas = new VersionDeltas(filesRepository, blobs);
