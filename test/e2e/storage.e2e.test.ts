@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
-import { open, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import SQLite from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import type { UploadSummary } from '../../src/daemon/uploader.js';
 import { objectKey } from '../../src/infra/blobs/object-keys.js';
 import type { VerifyReport } from '../../src/server/storage/integrity.service.js';
 import type { TieringReport } from '../../src/workers/tiering/tiering.job.js';
+import { CLUSTER_BACKENDS } from '../support/backends.js';
 import { type CliResult, CliSandbox, describeResult } from '../support/cli.js';
 import { CORPUS_DIR } from '../support/corpus.js';
 
@@ -78,15 +79,16 @@ describe('photovault admin tier and server verify', () => {
     }
 
     // Age the objects in the database, as months going by would.
-    const db = new SQLite(join(data, 'photovault.db'));
-    try {
-      db.pragma('busy_timeout = 10000');
-      const age = db.prepare('UPDATE objects SET created_at = created_at - ? WHERE hash = ?');
-      for (const file of warm) age.run(40 * DAY, file.hash);
-      for (const file of cold) age.run(200 * DAY, file.hash);
-    } finally {
-      db.close();
-    }
+    const backends = await sandbox.openBackends(data);
+    onTestFinished(() => backends.close());
+    const age = (days: number, hash: string) =>
+      backends.db
+        .updateTable('objects')
+        .set((eb) => ({ created_at: eb('created_at', '-', days * DAY) }))
+        .where('hash', '=', hash)
+        .execute();
+    for (const file of warm) await age(40, file.hash);
+    for (const file of cold) await age(200, file.hash);
     const expected = [
       { from: 'uploads', to: 'photos-warm', objects: warm.length, bytes: bytesOf(warm) },
       { from: 'uploads', to: 'photos-cold', objects: cold.length, bytes: bytesOf(cold) },
@@ -101,8 +103,11 @@ describe('photovault admin tier and server verify', () => {
     expect(human.code, describeResult(human)).toBe(0);
     expect(human.stdout).toContain('uploads -> photos-warm: moved 0 objects');
 
-    // The cold tier is the folder the config named; the running server reads from both tiers.
-    for (const file of cold) await expect(readFile(join(coldDisk, ...objectKey(file.hash).split('/')))).resolves.toHaveLength(file.size);
+    // The cold tier holds them (embedded: the folder the config named); the running server reads from both tiers.
+    for (const file of cold) {
+      expect(await backends.blobs.head('photos-cold', objectKey(file.hash))).toEqual({ key: objectKey(file.hash), size: file.size });
+      if (!CLUSTER_BACKENDS) await expect(readFile(join(coldDisk, ...objectKey(file.hash).split('/')))).resolves.toHaveLength(file.size);
+    }
     const downloads = await sandbox.dir('downloads');
     for (const [i, file] of [warm[0]!, cold[0]!].entries()) {
       const out = join(downloads, `${i}.jpg`);
@@ -117,13 +122,13 @@ describe('photovault admin tier and server verify', () => {
       counts: { mismatched: 0, missing: 0, orphans: 0 },
     });
 
-    // One flipped bit on the cold disk.
+    // One flipped bit in the cold tier, replaced unchecked as a failing disk would leave it.
     const damaged = cold[1]!;
-    const handle = await open(join(coldDisk, ...objectKey(damaged.hash).split('/')), 'r+');
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, 100);
-    await handle.write(Buffer.from([byte[0]! ^ 0x80]), 0, 1, 100);
-    await handle.close();
+    const chunks: Buffer[] = [];
+    for await (const chunk of await backends.blobs.get('photos-cold', objectKey(damaged.hash))) chunks.push(chunk as Buffer);
+    const flipped = Buffer.concat(chunks);
+    flipped.writeUInt8(flipped.readUInt8(100) ^ 0x80, 100);
+    await backends.blobs.put('photos-cold', objectKey(damaged.hash), Readable.from([flipped]));
     const broken = await sandbox.run(['server', 'verify', '--json', '--data', data]);
     expect(broken.code, describeResult(broken)).toBe(EXIT_INTEGRITY);
     const report = jsonOf<VerifyReport>(broken);

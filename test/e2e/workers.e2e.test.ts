@@ -3,7 +3,6 @@ import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { MediaView } from '../../src/core/protocol.js';
@@ -118,12 +117,17 @@ describe('processing workers as processes', () => {
     expect(movie.hls!.renditions.map((rendition) => rendition.height)).toEqual([360, 480]);
 
     // Completed once in effect: one 'processed' change per job, whatever ran twice.
-    const db = new Database(join(dataDir, 'photovault.db'), { readonly: true });
+    const backends = await sandbox.openBackends(dataDir);
     try {
-      const processed = db.prepare("select count(*) as n from changes where kind = 'processed' and path = 'movie.mp4'").get();
-      expect(processed).toEqual({ n: 3 });
+      const processed = await backends.db
+        .selectFrom('changes')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('kind', '=', 'processed')
+        .where('path', '=', 'movie.mp4')
+        .executeTakeFirstOrThrow();
+      expect(Number(processed.n)).toBe(3);
     } finally {
-      db.close();
+      await backends.close();
     }
 
     // The poster frame's thumbnail, through the CLI.

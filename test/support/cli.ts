@@ -5,6 +5,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { loadServerConfig } from '../../src/core/config.js';
+import type { BlobStore } from '../../src/infra/blobs/blob-store.js';
+import type { Db } from '../../src/infra/db/database.js';
+import { openConfiguredDatabase, openConfiguredStorage } from '../../src/server/context.js';
 import { CLUSTER_BACKENDS, type ClusterBackends, createClusterBackends } from './backends.js';
 
 /**
@@ -288,6 +292,25 @@ export class CliSandbox {
       configDir: options.configDir ?? this.configDir,
       env: { ...this.serverEnv, XDG_RUNTIME_DIR: join(this.root, 'run'), ...options.env },
       tracker: this.tracker,
+    };
+  }
+
+  /**
+   * The metadata and the blob store of a data dir, opened the way its server opens them (SQLite
+   * and folders, or the cluster run's PostgreSQL and S3), for a test to look into or damage.
+   */
+  async openBackends(dataDir: string): Promise<{ db: Db; blobs: BlobStore; close(): Promise<void> }> {
+    const config = loadServerConfig({ env: this.serverEnv, flags: { dataDir } });
+    const db = await openConfiguredDatabase(config);
+    const { blobs, staging } = await openConfiguredStorage(config);
+    return {
+      db,
+      blobs,
+      close: async () => {
+        await staging.close();
+        await blobs.close();
+        await db.destroy();
+      },
     };
   }
 

@@ -1,10 +1,9 @@
-import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, expect, it, onTestFinished, vi } from 'vitest';
 import { type Bucket, TIER_BUCKETS, type TierBucket } from '../../src/core/buckets.js';
 import type { BlobStore } from '../../src/infra/blobs/blob-store.js';
-import { FsBlobStore } from '../../src/infra/blobs/fs.blob-store.js';
 import { objectKey } from '../../src/infra/blobs/object-keys.js';
 import { Leases } from '../../src/infra/db/leases.js';
-import { bucketRoots } from '../../src/server/context.js';
+import { openConfiguredStorage } from '../../src/server/context.js';
 import { ObjectsRepository } from '../../src/server/storage/objects.repository.js';
 import { type TieringCatalog, TieringJob, type TieringReport } from '../../src/workers/tiering/tiering.job.js';
 import { describeEachDatabase } from '../support/databases.js';
@@ -178,7 +177,9 @@ describeEachDatabase('storage tiering', (kind) => {
 
   it('serves reads whose bucket lookup came just before the switch, whole, as ranges and as chunk sources of an upload', async () => {
     // The job runs as another process would: its own blob store on the same folders.
-    const mover = job({ blobs: new FsBlobStore({ roots: bucketRoots(server.config) }) });
+    const moverStorage = await openConfiguredStorage(server.config);
+    onTestFinished(() => moverStorage.blobs.close());
+    const mover = job({ blobs: moverStorage.blobs });
     const blobs = server.context.blobs;
     const get = blobs.get.bind(blobs);
     // A reader that has looked up 'uploads' for a watched object sees the whole move happen before it opens the blob.
