@@ -10,6 +10,7 @@ import type { FileEntry, TrashEntry, UploadRequest, UploadStatus } from '../../s
 import type { UploadSummary } from '../../src/daemon/uploader.js';
 import { type CliResult, CliSandbox, type CliServer, collectOutput, describeResult, exited, REPO_ROOT } from '../support/cli.js';
 import { pseudoRandomBytes } from '../support/uploads.js';
+import { TIME_SCALE } from '../support/time-scale.js';
 
 /**
  * The CLI end to end: a real `photovault server start` on port 0 and the real client commands as
@@ -139,7 +140,7 @@ describe('photovault CLI against a running server', () => {
     });
 
     expect(await server.stop()).toEqual({ code: 0, signal: null });
-  }, 120_000);
+  }, 120_000 * TIME_SCALE);
 
   it('resumes an upload killed mid-transfer, across a server restart, sending only the chunks still missing', async () => {
     const size = 50 * MiB;
@@ -226,7 +227,7 @@ describe('photovault CLI against a running server', () => {
     await expectSameBytes(out, file);
 
     expect(await server.stop()).toEqual({ code: 0, signal: null });
-  }, 120_000);
+  }, 120_000 * TIME_SCALE);
 
   it('moves a removed file to the trash, restores it byte-identical, and deletes it for good when the trash is emptied', async () => {
     const photo = join(CORPUS, 'images', 'gps', 'DSCN0010.jpg');
@@ -256,7 +257,7 @@ describe('photovault CLI against a running server', () => {
     expect(restoreEmptied.stderr).toContain(removedAgain.id);
 
     expect(await server.stop()).toEqual({ code: 0, signal: null });
-  }, 90_000);
+  }, 90_000 * TIME_SCALE);
 
   it('exits with the documented codes and says how to fix it: not logged in, wrong password, missing file, invalid path', async () => {
     const photo = join(CORPUS, 'images', 'gps', 'DSCN0012.jpg');
@@ -291,5 +292,5 @@ describe('photovault CLI against a running server', () => {
     expect(dotDot.stderr).toMatch(/'\.\.'/);
 
     expect(await server.stop()).toEqual({ code: 0, signal: null });
-  }, 60_000);
+  }, 60_000 * TIME_SCALE);
 });

@@ -7,6 +7,7 @@ import type { LoginResponse, MediaView } from '../../src/core/protocol.js';
 import { CLUSTER_BACKENDS } from '../support/backends.js';
 import { CliSandbox, type CliServer } from '../support/cli.js';
 import { CORPUS_DIR } from '../support/corpus.js';
+import { TIME_SCALE } from '../support/time-scale.js';
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -83,5 +84,5 @@ describe.runIf(CLUSTER_BACKENDS)('several processes on the cluster backends', ()
     } finally {
       watching.close();
     }
-  }, 120_000);
+  }, 120_000 * TIME_SCALE);
 });

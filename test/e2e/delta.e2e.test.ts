@@ -5,6 +5,7 @@ import type { SyncSummary } from '../../src/daemon/sync-engine.js';
 import { CliSandbox, type CliServer } from '../support/cli.js';
 import { pseudoRandomBytes } from '../support/random.js';
 import { WireMeter } from '../support/wire-meter.js';
+import { TIME_SCALE } from '../support/time-scale.js';
 
 const PASSWORD = 'correct horse battery staple';
 const MiB = 1024 * 1024;
@@ -65,5 +66,5 @@ describe('block-level delta sync as processes', () => {
     expect(up.bytesSent).toBeLessThan(4 * 1024);
     expect(down.bytesReceived).toBeLessThan(4 * 1024);
     expect(wire).toBeLessThanOrEqual(16 * 1024);
-  }, 300_000);
+  }, 300_000 * TIME_SCALE);
 });

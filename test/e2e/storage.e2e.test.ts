@@ -10,6 +10,7 @@ import type { TieringReport } from '../../src/workers/tiering/tiering.job.js';
 import { CLUSTER_BACKENDS } from '../support/backends.js';
 import { type CliResult, CliSandbox, describeResult } from '../support/cli.js';
 import { CORPUS_DIR } from '../support/corpus.js';
+import { TIME_SCALE } from '../support/time-scale.js';
 
 /**
  * Storage maintenance end to end: real camera files uploaded to a running `photovault server
@@ -141,5 +142,5 @@ describe('photovault admin tier and server verify', () => {
     expect(text.stdout).toContain(`mismatch: photos-cold: ${damaged.hash}`);
 
     await server.stop();
-  }, 120_000);
+  }, 120_000 * TIME_SCALE);
 });

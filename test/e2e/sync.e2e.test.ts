@@ -10,6 +10,7 @@ import type { FolderStatus } from '../../src/daemon/control-socket.js';
 import type { SyncSummary } from '../../src/daemon/sync-engine.js';
 import { CliSandbox, type CliServer, collectOutput, describeResult, exited } from '../support/cli.js';
 import { pseudoRandomBytes, xorshift } from '../support/random.js';
+import { TIME_SCALE } from '../support/time-scale.js';
 
 const PASSWORD = 'correct horse battery staple';
 const MiB = 1024 * 1024;
@@ -20,7 +21,7 @@ async function eventually(
   check: () => Promise<boolean>,
   options: { timeoutMs?: number; detail?: () => string | Promise<string> } = {},
 ): Promise<void> {
-  const timeoutMs = options.timeoutMs ?? 30_000;
+  const timeoutMs = (options.timeoutMs ?? 30_000) * TIME_SCALE;
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs / 1000} s\n${(await options.detail?.()) ?? ''}`);
@@ -208,7 +209,7 @@ describe('photovault sync as processes', () => {
       await watcher;
     }
     expect(partials).toEqual([]);
-  }, 120_000);
+  }, 120_000 * TIME_SCALE);
 
   it('still propagates a delete made in the same pass as an upload whose daemon was killed', async () => {
     await writeFile(join(laptop, 'old.txt'), 'old');
@@ -231,7 +232,7 @@ describe('photovault sync as processes', () => {
     await restarted.stop();
     await syncOnce(desktop);
     expect(await tree(desktop)).toEqual({ 'movie.mp4': sha256(big) });
-  }, 120_000);
+  }, 120_000 * TIME_SCALE);
 
   it('propagates creates, edits, deletes, renames and moves both ways between two running daemons, in nested folders, with empty files and non-ASCII names', async () => {
     const daemons = [startDaemon(laptop), startDaemon(desktop)];
@@ -299,7 +300,7 @@ describe('photovault sync as processes', () => {
         .sort(),
     );
     for (const daemon of daemons) await daemon.stop();
-  }, 120_000);
+  }, 120_000 * TIME_SCALE);
 
   it('keeps both contents of a file edited on both sides while one daemon was stopped, the late one under a conflict name', async () => {
     await writeFile(join(laptop, 'notes.md'), 'first');
@@ -332,7 +333,7 @@ describe('photovault sync as processes', () => {
     }
     await online.stop();
     await offline.stop();
-  }, 90_000);
+  }, 90_000 * TIME_SCALE);
 
   it('keeps a modification over a delete made on the other side, whichever side was offline', async () => {
     await writeFile(join(laptop, 'deleted offline.txt'), 'v1');
@@ -369,7 +370,7 @@ describe('photovault sync as processes', () => {
     expect(await remoteHashes()).toEqual(expected);
     await online.stop();
     await offline.stop();
-  }, 90_000);
+  }, 90_000 * TIME_SCALE);
 
   it('reconnects after a server restart and catches up', async () => {
     await writeFile(join(laptop, 'before.txt'), 'before');

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { MediaView } from '../../src/core/protocol.js';
 import { CliSandbox, type CliServer, exited } from '../support/cli.js';
 import { CORPUS_DIR } from '../support/corpus.js';
+import { TIME_SCALE } from '../support/time-scale.js';
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -146,5 +147,5 @@ describe('processing workers as processes', () => {
       worker.process.kill('SIGTERM');
       expect(await exited(worker.process)).toEqual({ code: 0, signal: null });
     }
-  }, 240_000);
+  }, 240_000 * TIME_SCALE);
 });

@@ -10,6 +10,7 @@ import type { BlobStore } from '../../src/infra/blobs/blob-store.js';
 import type { Db } from '../../src/infra/db/database.js';
 import { openConfiguredDatabase, openConfiguredStorage } from '../../src/server/context.js';
 import { CLUSTER_BACKENDS, type ClusterBackends, createClusterBackends } from './backends.js';
+import { TIME_SCALE } from './time-scale.js';
 
 /**
  * Runs the built CLI (`bin/photovault` -> dist/src/cli/main.js) as a child process, the way a
@@ -45,7 +46,7 @@ export interface CliOptions {
   stdin?: string | Buffer;
   /** Extra environment variables. */
   env?: Record<string, string>;
-  /** The process is killed (SIGKILL) and the call fails after this long. Default 60 s. */
+  /** The process is killed (SIGKILL) and the call fails after this long (times TIME_SCALE). Default 60 s. */
   timeoutMs?: number;
   /** Processes to kill when the test ends, whether it passed or not. */
   tracker?: ProcessTracker;
@@ -118,7 +119,7 @@ export function collectOutput(child: ChildProcess): { stdout: () => string; stde
 export async function runCli(args: string[], options: CliOptions): Promise<CliResult> {
   const child = spawnCli(args, options);
   const output = collectOutput(child);
-  const timeoutMs = options.timeoutMs ?? 60_000;
+  const timeoutMs = (options.timeoutMs ?? 60_000) * TIME_SCALE;
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -181,7 +182,7 @@ export async function startServer(
   child.stderr!.setEncoding('utf8').on('data', (piece: string) => lines.push(piece));
   const log = () => lines.join('\n');
 
-  const timeoutMs = options.timeoutMs ?? 30_000;
+  const timeoutMs = (options.timeoutMs ?? 30_000) * TIME_SCALE;
   let timer: NodeJS.Timeout | undefined;
   try {
     const url = await new Promise<string>((resolve, reject) => {
