@@ -44,6 +44,8 @@ const uploadNotFound = (uploadId: string) =>
  * assembling one object from new chunks and ranges of objects the user already holds.
  */
 export class UploadService {
+  private readonly bodyBuffers = new BodyBuffers();
+
   constructor(
     private readonly db: Db,
     private readonly uploads: UploadRepository,
@@ -264,14 +266,18 @@ export class UploadService {
     const lengths = hashes.map((hash) => found.chunks.get(hash)!.length);
     const receipts: ChunkReceipt[] = [];
     const stored = new Set<string>();
+    // Where the verified bytes go: file offset, and their range in the body buffer.
+    const writes: StagedRange[] = [];
+    const buffer = this.bodyBuffers.take(lengths.reduce((sum, length) => sum + length, 0));
+    let failure: { error: unknown } | null = null;
     try {
-      const { delivered, partial, surplus } = await splitBody(body, lengths, async (index, bytes) => {
+      const { delivered, partial, surplus } = await splitBody(body, lengths, buffer, (index, start, end) => {
         const hash = hashes[index]!;
         const chunk = found.chunks.get(hash)!;
-        checkChunk(hash, chunk.length, bytes);
+        checkChunk(hash, chunk.length, buffer.subarray(start, end));
         const fresh = !chunk.received && !stored.has(hash);
         if (fresh) {
-          await this.staging.write(uploadId, bytes, chunk.offsets);
+          for (const offset of chunk.offsets) writes.push({ offset, start, end });
           stored.add(hash);
           this.metrics.chunkReceived(chunk.length);
         }
@@ -289,12 +295,20 @@ export class UploadService {
           fix: 'Send exactly the named chunks, back to back, in the order of ?hashes=.',
         });
       }
-    } finally {
+    } catch (error) {
+      failure = { error };
+    }
+    // The chunks checked before a failure are kept.
+    try {
       if (stored.size > 0) {
+        for (const run of contiguousRuns(writes)) await this.staging.write(uploadId, buffer.subarray(run.start, run.end), [run.offset]);
         await this.uploads.markReceived(uploadId, [...stored], this.now());
         if (found.expiresAt < this.expiry() - 60_000) await this.uploads.extendExpiry(uploadId, this.expiry());
       }
+    } finally {
+      this.bodyBuffers.give(buffer);
     }
+    if (failure) throw failure.error;
     return receipts;
   }
 
@@ -551,19 +565,20 @@ function checkChunk(hash: string, length: number, bytes: Buffer): void {
 }
 
 /**
- * Hands a body to onChunk as consecutive chunks of these lengths, each gathered whole in one
- * reused buffer (a chunk is at most 256 KiB) before it is handed on. After a failure it still
- * reads the body to its end, so the connection stays usable for the answer, and then throws.
- * Returns how many chunks were handed on, the bytes of the next one that arrived, and the bytes
- * past the last one.
+ * Reads a body of chunks of these lengths, back to back, into buffer (at least their total long)
+ * and hands each to onChunk as its range in buffer once it is whole. After onChunk throws it
+ * still reads the body to its end, so the connection stays usable for the answer, and then
+ * throws. Returns how many chunks were handed on, the bytes of the next one that arrived, and
+ * the bytes past the last one.
  */
 async function splitBody(
   body: Readable,
   lengths: number[],
-  onChunk: (index: number, bytes: Buffer) => Promise<void>,
+  buffer: Buffer,
+  onChunk: (index: number, start: number, end: number) => void,
 ): Promise<{ delivered: number; partial: number; surplus: number }> {
-  const buffer = Buffer.allocUnsafe(Math.max(0, ...lengths));
   let delivered = 0;
+  let start = 0;
   let filled = 0;
   let surplus = 0;
   let failure: { error: unknown } | null = null;
@@ -571,16 +586,17 @@ async function splitBody(
     let at = 0;
     while (failure === null && at < piece.length && delivered < lengths.length) {
       const n = Math.min(lengths[delivered]! - filled, piece.length - at);
-      piece.copy(buffer, filled, at, at + n);
+      piece.copy(buffer, start + filled, at, at + n);
       filled += n;
       at += n;
       if (filled < lengths[delivered]!) continue;
       try {
-        await onChunk(delivered, buffer.subarray(0, filled));
+        onChunk(delivered, start, start + filled);
       } catch (error) {
         failure = { error };
       }
       delivered++;
+      start += filled;
       filled = 0;
     }
     if (failure === null) surplus += piece.length - at;
@@ -588,6 +604,47 @@ async function splitBody(
   if (failure !== null) throw failure.error;
   return { delivered, partial: filled, surplus };
 }
+
+/** Verified bytes to stage: at offset in the file, from buffer[start, end). */
+interface StagedRange {
+  offset: number;
+  start: number;
+  end: number;
+}
+
+/** The ranges in file order, those adjacent both in the file and in the buffer merged: one write per run. */
+function contiguousRuns(ranges: StagedRange[]): StagedRange[] {
+  const runs: StagedRange[] = [];
+  for (const range of [...ranges].sort((a, b) => a.offset - b.offset)) {
+    const last = runs.at(-1);
+    if (last && last.offset + (last.end - last.start) === range.offset && last.end === range.start) last.end = range.end;
+    else runs.push({ ...range });
+  }
+  return runs;
+}
+
+/**
+ * Buffers for request bodies, reused: a fresh megabyte per request counts as external memory to
+ * V8, which answers a stream of them with full collections. Small ones only are kept.
+ */
+class BodyBuffers {
+  private readonly spare: Buffer[] = [];
+
+  take(length: number): Buffer {
+    const at = this.spare.findIndex((buffer) => buffer.length >= length);
+    if (at >= 0) return this.spare.splice(at, 1)[0]!;
+    return Buffer.allocUnsafe(length <= BODY_BUFFER_KEPT_BYTES ? Math.max(length, BODY_BUFFER_MIN_BYTES) : length);
+  }
+
+  give(buffer: Buffer): void {
+    if (buffer.length <= BODY_BUFFER_KEPT_BYTES && this.spare.length < BODY_BUFFERS_KEPT) this.spare.push(buffer);
+  }
+}
+
+/** A client sends about 1 MiB per request (src/daemon/uploader.ts); 8 requests in flight. */
+const BODY_BUFFER_MIN_BYTES = 1024 * 1024;
+const BODY_BUFFER_KEPT_BYTES = 2 * 1024 * 1024;
+const BODY_BUFFERS_KEPT = 8;
 
 /** Reads a stream into memory, stopping once more than limit bytes arrived (the rest is drained). */
 async function readAtMost(body: Readable, limit: number): Promise<Buffer> {
