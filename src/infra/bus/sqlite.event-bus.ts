@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { Kysely, sql, SqliteDialect, type Generated } from 'kysely';
+import { Batcher } from '../../core/batcher.js';
 import { PvError } from '../../core/errors.js';
 import { withStatementCache } from '../db/statement-cache.js';
 import {
@@ -92,6 +93,15 @@ export class SqliteEventBus implements EventBus {
   private readonly dispatchers = new Set<Dispatcher>();
   private readonly pruner: NodeJS.Timeout;
   private closed = false;
+  /**
+   * Publishes made while another is being committed go together in the next transaction: one
+   * WAL flush (an fsync on the event loop) for a burst, where each took its own.
+   */
+  private readonly publishes = new Batcher<{ stream: StreamName; event: EventName; payload: unknown }, void>((batch) =>
+    this.insertMessages(batch),
+  );
+  /** Acks, per durable, likewise: one statement for those that come together. */
+  private readonly acks = new Map<string, Batcher<number, void>>();
 
   private constructor(
     private readonly db: Kysely<BusTables>,
@@ -139,29 +149,39 @@ export class SqliteEventBus implements EventBus {
         fix: 'Add the event to EventPayloads and EVENT_STREAM in src/infra/bus/event-bus.ts.',
       });
     }
-    // One transaction: a message is never visible without the deliveries owed to every durable
-    // that existed when it was published, and a durable created later never gets it.
+    await this.publishes.add({ stream, event, payload });
+    this.published.emit(stream);
+  }
+
+  /**
+   * Stores messages with the deliveries owed to every durable of their streams, in one
+   * transaction: a message is never visible without them, and a durable created later never
+   * gets it.
+   */
+  private async insertMessages(batch: { stream: StreamName; event: EventName; payload: unknown }[]): Promise<{ value: void }[]> {
     await retryWhileLocked(() =>
       this.db.transaction().execute(async (trx) => {
         const now = this.now();
-        const { id } = await trx
-          .insertInto('messages')
-          .values({ stream, event, payload: JSON.stringify(payload), published_at: now })
-          .returning('id')
-          .executeTakeFirstOrThrow();
-        await trx
-          .insertInto('deliveries')
-          .columns(['durable', 'message_id', 'available_at'])
-          .expression((eb) =>
-            eb
-              .selectFrom('consumers')
-              .select((eb) => ['durable', eb.val(id).as('message_id'), eb.val(now).as('available_at')])
-              .where('stream', '=', stream),
-          )
-          .execute();
+        for (const { stream, event, payload } of batch) {
+          const { id } = await trx
+            .insertInto('messages')
+            .values({ stream, event, payload: JSON.stringify(payload), published_at: now })
+            .returning('id')
+            .executeTakeFirstOrThrow();
+          await trx
+            .insertInto('deliveries')
+            .columns(['durable', 'message_id', 'available_at'])
+            .expression((eb) =>
+              eb
+                .selectFrom('consumers')
+                .select((eb) => ['durable', eb.val(id).as('message_id'), eb.val(now).as('available_at')])
+                .where('stream', '=', stream),
+            )
+            .execute();
+        }
       }),
     );
-    this.published.emit(stream);
+    return batch.map(() => ({ value: undefined }));
   }
 
   async declare(durable: string, stream: StreamName): Promise<void> {
@@ -325,11 +345,19 @@ export class SqliteEventBus implements EventBus {
   }
 
   private async ack(consumer: Consumer, message: BusMessage): Promise<void> {
-    // Unconditional: the message has been handled, even if our lease ran out meanwhile and
-    // another claim holds it now (that claim's own ack or nack then finds no row).
-    await this.settling((db) =>
-      db.deleteFrom('deliveries').where('durable', '=', consumer.durable).where('message_id', '=', Number(message.id)).execute(),
-    );
+    let acks = this.acks.get(consumer.durable);
+    if (!acks) {
+      acks = new Batcher<number, void>(async (ids) => {
+        // Unconditional: the message has been handled, even if our lease ran out meanwhile and
+        // another claim holds it now (that claim's own ack or nack then finds no row).
+        await this.settling((db) =>
+          db.deleteFrom('deliveries').where('durable', '=', consumer.durable).where('message_id', 'in', ids).execute(),
+        );
+        return ids.map(() => ({ value: undefined }));
+      });
+      this.acks.set(consumer.durable, acks);
+    }
+    await acks.add(Number(message.id));
   }
 
   private async renew(consumer: Consumer, message: BusMessage): Promise<void> {

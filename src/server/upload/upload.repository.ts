@@ -30,18 +30,19 @@ export interface NewObject {
 export class UploadRepository {
   constructor(private readonly db: Db) {}
 
-  /** Records a new upload and the places it needs chunks for; false if one for the same content and path exists. */
-  async insertUpload(upload: UploadRow, places: ChunkPlace[]): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
-      const inserted = await trx
-        .insertInto('uploads')
-        .values(upload)
-        .onConflict((oc) => oc.columns(['owner_id', 'content_hash', 'path']).doNothing())
-        .executeTakeFirst();
-      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
-      await insertPlaces(trx, upload.id, places);
-      return true;
-    });
+  /**
+   * Records a new upload and the places it needs chunks for, inside the caller's transaction;
+   * false if one for the same content and path exists.
+   */
+  async insertUpload(trx: Kysely<Database>, upload: UploadRow, places: ChunkPlace[]): Promise<boolean> {
+    const inserted = await trx
+      .insertInto('uploads')
+      .values(upload)
+      .onConflict((oc) => oc.columns(['owner_id', 'content_hash', 'path']).doNothing())
+      .executeTakeFirst();
+    if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
+    await insertPlaces(trx, upload.id, places);
+    return true;
   }
 
   findUpload(ownerId: string, uploadId: string): Promise<UploadRow | undefined> {

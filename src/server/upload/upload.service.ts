@@ -12,7 +12,8 @@ import type { BlobStore, Bucket } from '../../infra/blobs/blob-store.js';
 import type { StagingArea } from '../../infra/blobs/staging-area.js';
 import type { EventBus } from '../../infra/bus/event-bus.js';
 import type { Db } from '../../infra/db/database.js';
-import type { UploadRow } from '../../infra/db/schema.js';
+import { GroupCommit } from '../../infra/db/group-commit.js';
+import type { Database, UploadRow } from '../../infra/db/schema.js';
 import { toFileEntry, toVersionView } from '../files/file-views.js';
 import type { FilesRepository, RecordedVersion } from '../files/files.repository.js';
 import { readAll, type VersionDeltas } from '../files/version-deltas.js';
@@ -45,6 +46,8 @@ const uploadNotFound = (uploadId: string) =>
  */
 export class UploadService {
   private readonly bodyBuffers = new BodyBuffers();
+  /** Commits arrive together (a client sends several files at once): they share transactions. */
+  private readonly transactions: GroupCommit<Database>;
 
   constructor(
     private readonly db: Db,
@@ -58,7 +61,9 @@ export class UploadService {
     private readonly policy: UploadPolicy,
     private readonly metrics: UploadMetrics,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.transactions = new GroupCommit(db);
+  }
 
   /**
    * Starts (or resumes) an upload. Content the user already holds is committed at once; else
@@ -78,7 +83,7 @@ export class UploadService {
 
     const held = await this.files.findVersionByContent(principal.userId, contentHash);
     if (held) {
-      const recorded = await this.db.transaction().execute((trx) =>
+      const recorded = await this.transactions.run((trx) =>
         this.recordVersion(trx, principal, {
           path,
           contentHash,
@@ -114,7 +119,7 @@ export class UploadService {
       created_at: at,
       expires_at: this.expiry(),
     };
-    if (!(await this.uploads.insertUpload(upload, needed))) {
+    if (!(await this.transactions.run((trx) => this.uploads.insertUpload(trx, upload, needed)))) {
       // An identical negotiation got there first: resume that one.
       return this.pendingStatus((await this.uploads.findResumable(principal.userId, path, contentHash))!);
     }
@@ -382,7 +387,7 @@ export class UploadService {
     }
 
     const at = this.now();
-    const recorded = await this.db.transaction().execute(async (trx) => {
+    const recorded = await this.transactions.run(async (trx) => {
       if (existing) {
         if (!(await this.uploads.findObject(upload.content_hash, trx))) {
           throw new PvError('PV_CONFLICT', 'The stored copy of this content was deleted while committing.', { fix: 'Commit again.' });
