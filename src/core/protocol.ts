@@ -94,6 +94,30 @@ export const UploadStatusSchema = Type.Object({
 });
 export type UploadStatus = Static<typeof UploadStatusSchema>;
 
+/** Negotiations one POST /uploads/batch may carry. */
+export const UPLOADS_PER_BATCH_MAX = 64;
+
+export const UploadBatchRequestSchema = Type.Object({
+  uploads: Type.Array(UploadRequestSchema, { minItems: 1, maxItems: UPLOADS_PER_BATCH_MAX }),
+});
+export type UploadBatchRequest = Static<typeof UploadBatchRequestSchema>;
+
+/** One negotiation of a batch that failed on its own, as POST /uploads would have answered it (a problem). */
+export const UploadFailureSchema = Type.Object({
+  state: Type.Literal('failed'),
+  code: Type.String(),
+  detail: Type.String(),
+  fix: Type.Optional(Type.String()),
+});
+export type UploadFailure = Static<typeof UploadFailureSchema>;
+
+export const UploadBatchResultSchema = Type.Object({
+  results: Type.Array(Type.Union([UploadStatusSchema, UploadFailureSchema]), {
+    description: 'one per negotiation, in order: what POST /uploads would have answered for it',
+  }),
+});
+export type UploadBatchResult = Static<typeof UploadBatchResultSchema>;
+
 export const ChunkReceiptSchema = Type.Object({ hash: Hash, stored: Type.Boolean({ description: 'false when it was already stored' }) });
 export type ChunkReceipt = Static<typeof ChunkReceiptSchema>;
 

@@ -14,6 +14,7 @@ import type {
   LoginResponse,
   MediaView,
   TrashEntry,
+  UploadBatchResult,
   UploadRequest,
   UploadStatus,
   VersionManifest,
@@ -63,6 +64,19 @@ export class ApiClient {
 
   beginUpload(body: UploadRequest): Promise<UploadStatus> {
     return this.json({ method: 'POST', path: '/uploads', json: body });
+  }
+
+  /**
+   * Several negotiations in one request (POST /uploads/batch): per request, its status or the
+   * PvError POST /uploads would have answered with.
+   */
+  async beginUploads(requests: UploadRequest[]): Promise<(UploadStatus | PvError)[]> {
+    const { results } = await this.json<UploadBatchResult>({ method: 'POST', path: '/uploads/batch', json: { uploads: requests } });
+    return results.map((result) =>
+      result.state === 'failed'
+        ? new PvError(result.code as PvErrorCode, result.detail, result.fix === undefined ? {} : { fix: result.fix })
+        : result,
+    );
   }
 
   uploadStatus(uploadId: string): Promise<UploadStatus> {

@@ -66,7 +66,7 @@ export class SyncEngine {
     private readonly stateFile: string,
     options: SyncEngineOptions = {},
   ) {
-    this.uploader = new Uploader(api);
+    this.uploader = new Uploader(api, { fileConcurrency: TRANSFERS });
     this.settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
     this.now = options.now ?? Date.now;
   }
@@ -144,23 +144,40 @@ export class SyncEngine {
       uploads = uploads.filter((file) => !paired.has(file));
       deleted = deleted.filter((file) => !paired.has(file));
     }
-    // Distinct paths, so the uploads need no order among themselves.
-    await runPool(uploads, TRANSFERS, (head) =>
-      this.attempt(summary, head.path, async () => {
-        // The manifests are read only now, a file at a time: a first pass may upload 100,000 files.
+    // Distinct paths, so the uploads need no order among themselves. The manifests are read from
+    // the index only when a file's group is negotiated: a first pass may upload 100,000 files.
+    const loaded = new Map<IndexedFileHead, IndexedFile>();
+    await this.uploader.uploadInGroups(
+      uploads,
+      async (head) => {
         const file = await this.index.get(head.path);
-        if (!file) return;
-        const result = await this.uploader.uploadFile(join(this.root, file.path), this.remotePath(file.path), {
+        if (!file) return null;
+        loaded.set(head, file);
+        return {
+          localPath: join(this.root, file.path),
+          remotePath: this.remotePath(file.path),
           base: file.syncedVersionId === null ? null : { versionId: file.syncedVersionId, manifest: decodedOrNull(syncedManifestOf(file)) },
           fingerprint: fingerprintOf(file),
+        };
+      },
+      async (head, outcome) => {
+        const file = loaded.get(head)!;
+        loaded.delete(head);
+        await this.attempt(summary, file.path, async () => {
+          if ('error' in outcome) throw outcome.error;
+          summary.uploaded++;
+          summary.bytesSent += outcome.sent;
+          if (outcome.status.conflictPath) summary.conflicts++;
+          // After a conflict this content lives on at the conflict path; the path itself is taken
+          // over by the remote head in the pull, as the local file holds nothing unsynced any more.
+          await this.index.put({
+            ...file,
+            syncedVersionId: outcome.status.version!.id,
+            syncedHash: file.contentHash,
+            syncedManifest: null,
+          });
         });
-        summary.uploaded++;
-        summary.bytesSent += result.sent;
-        if (result.status.conflictPath) summary.conflicts++;
-        // After a conflict this content lives on at the conflict path; the path itself is taken
-        // over by the remote head in the pull, as the local file holds nothing unsynced any more.
-        await this.index.put({ ...file, syncedVersionId: result.status.version!.id, syncedHash: file.contentHash, syncedManifest: null });
-      }),
+      },
     );
     // A vanished file leaves the index only once dealt with: a pass cut short retries the delete.
     const deletes = options.deletes ? deleted.filter((file) => file.syncedVersionId !== null) : [];

@@ -60,6 +60,45 @@ export class UploadRepository {
       .executeTakeFirst();
   }
 
+  /**
+   * The unfinished uploads of these (path, content) pairs, by `${contentHash}/${path}`: the
+   * batch form of findResumable.
+   */
+  async findResumables(ownerId: string, keys: { path: string; contentHash: string }[]): Promise<Map<string, UploadRow>> {
+    const found = new Map<string, UploadRow>();
+    const wanted = new Set(keys.map((key) => `${key.contentHash}/${key.path}`));
+    const hashes = [...new Set(keys.map((key) => key.contentHash))];
+    for (let i = 0; i < hashes.length; i += BATCH) {
+      const rows = await this.db
+        .selectFrom('uploads')
+        .selectAll()
+        .where('owner_id', '=', ownerId)
+        .where('content_hash', 'in', hashes.slice(i, i + BATCH))
+        .execute();
+      for (const row of rows) {
+        const key = `${row.content_hash}/${row.path}`;
+        if (wanted.has(key)) found.set(key, row);
+      }
+    }
+    return found;
+  }
+
+  /** Which of these contents the user holds in any of their versions (live, trashed or old). */
+  async heldContents(ownerId: string, hashes: string[]): Promise<Set<string>> {
+    const held = new Set<string>();
+    for (let i = 0; i < hashes.length; i += BATCH) {
+      const rows = await this.db
+        .selectFrom('file_versions')
+        .select('content_hash')
+        .distinct()
+        .where('owner_id', '=', ownerId)
+        .where('content_hash', 'in', hashes.slice(i, i + BATCH))
+        .execute();
+      for (const row of rows) held.add(row.content_hash);
+    }
+    return held;
+  }
+
   async extendExpiry(uploadId: string, expiresAt: number): Promise<void> {
     await this.db.updateTable('uploads').set({ expires_at: expiresAt }).where('id', '=', uploadId).execute();
   }

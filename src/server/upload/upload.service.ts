@@ -7,7 +7,7 @@ import { applyDelta, MAX_SIGNED_BYTES } from '../../core/delta.js';
 import { decodeManifest, encodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../../core/manifest.js';
 import { applyManifestDiff, decodeManifestDiff } from '../../core/manifest-diff.js';
 import { normalizePath } from '../../core/paths.js';
-import type { ChunkReceipt, UploadRequest, UploadStatus } from '../../core/protocol.js';
+import type { ChunkReceipt, UploadFailure, UploadRequest, UploadStatus } from '../../core/protocol.js';
 import type { BlobStore, Bucket } from '../../infra/blobs/blob-store.js';
 import type { StagingArea } from '../../infra/blobs/staging-area.js';
 import type { EventBus } from '../../infra/bus/event-bus.js';
@@ -70,6 +70,60 @@ export class UploadService {
    * the answer lists the chunks to send: all but those in the user's own stored versions.
    */
   async begin(principal: Principal, request: UploadRequest): Promise<UploadStatus> {
+    const base = request.baseVersionId ? await this.deltas.baseOf(principal.userId, request.baseVersionId).catch(notFoundAsNull) : null;
+    const negotiation = this.negotiation(request, base);
+    if (await this.files.findVersionByContent(principal.userId, negotiation.contentHash)) return this.commitHeld(principal, negotiation);
+    const resumable = await this.uploads.findResumable(principal.userId, negotiation.path, negotiation.contentHash);
+    if (resumable) return this.resume(resumable);
+    const owned = await this.uploads.locateOwnedChunks(principal.userId, [...new Set(negotiation.manifest.map((c) => c.hash))]);
+    const created = await this.create(principal, negotiation, owned);
+    return created.fresh ? this.withDeltaBases(created.status, base, negotiation.manifest) : created.status;
+  }
+
+  /**
+   * Several negotiations in one: the answer for each is what begin() would have given, or the
+   * error it would have thrown, as a failure of that one alone. The lookups are made once for
+   * all, and the uploads created (or content committed) in one transaction.
+   */
+  async beginMany(principal: Principal, requests: UploadRequest[]): Promise<(UploadStatus | UploadFailure)[]> {
+    const outcomes: (UploadStatus | UploadFailure)[] = new Array(requests.length);
+    const settle = async (at: number, work: () => Promise<UploadStatus>) => {
+      try {
+        outcomes[at] = await work();
+      } catch (error) {
+        outcomes[at] = failureOf(error);
+      }
+    };
+    // Edits of a version the user holds are negotiated as begin() does (manifest diffs, delta bases).
+    const based = [...requests.keys()].filter((at) => requests[at]!.baseVersionId || requests[at]!.manifestDiff !== undefined);
+    const plain: (Negotiation & { at: number })[] = [];
+    for (const [at, request] of requests.entries()) {
+      if (based.includes(at)) continue;
+      try {
+        plain.push({ at, ...this.negotiation(request, null) });
+      } catch (error) {
+        outcomes[at] = failureOf(error);
+      }
+    }
+    const held = await this.uploads.heldContents(principal.userId, [...new Set(plain.map((n) => n.contentHash))]);
+    const toCreate = plain.filter((n) => !held.has(n.contentHash));
+    const resumable = await this.uploads.findResumables(principal.userId, toCreate);
+    const fresh = toCreate.filter((n) => !resumable.has(resumeKey(n)));
+    const owned = await this.uploads.locateOwnedChunks(principal.userId, [
+      ...new Set(fresh.flatMap((n) => n.manifest.map((chunk) => chunk.hash))),
+    ]);
+    // Started in one turn, so their transactions are grouped into one.
+    await Promise.all([
+      ...plain.filter((n) => held.has(n.contentHash)).map((n) => settle(n.at, () => this.commitHeld(principal, n))),
+      ...toCreate.filter((n) => resumable.has(resumeKey(n))).map((n) => settle(n.at, () => this.resume(resumable.get(resumeKey(n))!))),
+      ...fresh.map((n) => settle(n.at, async () => (await this.create(principal, n, owned)).status)),
+      ...based.map((at) => settle(at, () => this.begin(principal, requests[at]!))),
+    ]);
+    return outcomes;
+  }
+
+  /** Checks a negotiation and reads its manifest; throws what the client must fix. */
+  private negotiation(request: UploadRequest, base: { manifest: Manifest } | null): Negotiation {
     const path = normalizePath(request.path);
     const contentHash = parseContentHash(request.contentHash, 'contentHash');
     if (request.size > this.policy.maxFileBytes) {
@@ -77,53 +131,57 @@ export class UploadService {
         fix: 'Ask the administrator to raise uploads.maxFileBytes.',
       });
     }
-    const base = request.baseVersionId ? await this.deltas.baseOf(principal.userId, request.baseVersionId).catch(notFoundAsNull) : null;
     const manifest = this.manifestOf(request, base);
     checkManifest(manifest, request.size);
+    return { path, contentHash, size: request.size, mtime: request.mtime, baseVersionId: request.baseVersionId ?? null, manifest };
+  }
 
-    const held = await this.files.findVersionByContent(principal.userId, contentHash);
-    if (held) {
-      const recorded = await this.transactions.run((trx) =>
-        this.recordVersion(trx, principal, {
-          path,
-          contentHash,
-          size: request.size,
-          mtime: request.mtime,
-          baseVersionId: request.baseVersionId ?? null,
-        }),
-      );
-      this.metrics.committed('whole-file-dedup', request.size);
-      await this.announce(principal, recorded);
-      return committedStatus(recorded);
-    }
+  /** Records the version of content the user already holds: nothing to send (whole-file dedup). */
+  private async commitHeld(principal: Principal, negotiation: Negotiation): Promise<UploadStatus> {
+    const { path, contentHash, size, mtime, baseVersionId } = negotiation;
+    const recorded = await this.transactions.run((trx) =>
+      this.recordVersion(trx, principal, { path, contentHash, size, mtime, baseVersionId }),
+    );
+    this.metrics.committed('whole-file-dedup', size);
+    await this.announce(principal, recorded);
+    return committedStatus(recorded);
+  }
 
-    const resumable = await this.uploads.findResumable(principal.userId, path, contentHash);
-    if (resumable) {
-      await this.uploads.extendExpiry(resumable.id, this.expiry());
-      return this.pendingStatus(resumable);
-    }
+  /** An unfinished upload of the same content to the same path: what it still needs. */
+  private async resume(upload: UploadRow): Promise<UploadStatus> {
+    await this.uploads.extendExpiry(upload.id, this.expiry());
+    return this.pendingStatus(upload);
+  }
 
-    const owned = await this.uploads.locateOwnedChunks(principal.userId, [...new Set(manifest.map((c) => c.hash))]);
+  /**
+   * Records a new upload needing every chunk the user does not hold (owned: where the user's
+   * chunks are). fresh is false when an identical negotiation got there first: then its status.
+   */
+  private async create(
+    principal: Principal,
+    negotiation: Negotiation,
+    owned: Map<string, ChunkLocation>,
+  ): Promise<{ status: UploadStatus; fresh: boolean }> {
+    const { path, contentHash, manifest } = negotiation;
     const needed = placesOf(manifest).filter((place) => !owned.has(place.hash));
-    const at = this.now();
     const upload: UploadRow = {
       id: randomUUID(),
       owner_id: principal.userId,
       device_id: principal.deviceId,
       path,
-      size: request.size,
-      mtime: request.mtime,
+      size: negotiation.size,
+      mtime: negotiation.mtime,
       content_hash: contentHash,
       manifest: encodeManifest(manifest).toString('base64'),
-      base_version_id: request.baseVersionId ?? null,
-      created_at: at,
+      base_version_id: negotiation.baseVersionId,
+      created_at: this.now(),
       expires_at: this.expiry(),
     };
     if (!(await this.transactions.run((trx) => this.uploads.insertUpload(trx, upload, needed)))) {
       // An identical negotiation got there first: resume that one.
-      return this.pendingStatus((await this.uploads.findResumable(principal.userId, path, contentHash))!);
+      return { status: await this.pendingStatus((await this.uploads.findResumable(principal.userId, path, contentHash))!), fresh: false };
     }
-    return this.withDeltaBases(pendingStatus(upload.id, needed), base, manifest);
+    return { status: pendingStatus(upload.id, needed), fresh: true };
   }
 
   /** The upload's manifest: sent whole, or as a diff against the base version's. */
@@ -548,6 +606,26 @@ function copyPlan(places: ChunkPlace[], owned: Map<string, ChunkLocation>): Copy
     }
   }
   return runs;
+}
+
+/** A checked negotiation. */
+interface Negotiation {
+  path: string;
+  contentHash: string;
+  size: number;
+  mtime: number;
+  baseVersionId: string | null;
+  manifest: Manifest;
+}
+
+function resumeKey(negotiation: { path: string; contentHash: string }): string {
+  return `${negotiation.contentHash}/${negotiation.path}`;
+}
+
+/** A negotiation's own error, for the batch's answer; anything but a domain error fails the whole request. */
+function failureOf(error: unknown): UploadFailure {
+  if (!isPvError(error)) throw error;
+  return { state: 'failed', code: error.code, detail: error.message, ...(error.fix ? { fix: error.fix } : {}) };
 }
 
 function pendingStatus(uploadId: string, missing: { hash: string; length: number }[]): UploadStatus {
