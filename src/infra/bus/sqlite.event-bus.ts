@@ -7,6 +7,7 @@ import { Kysely, sql, SqliteDialect, type Generated } from 'kysely';
 import { Batcher } from '../../core/batcher.js';
 import { PvError } from '../../core/errors.js';
 import { withStatementCache } from '../db/statement-cache.js';
+import { checkpointInBackground } from '../db/wal-checkpointer.js';
 import {
   EVENT_STREAM,
   type BusMessage,
@@ -125,7 +126,13 @@ export class SqliteEventBus implements EventBus {
     // cannot run until the wait ends. Writers wait asynchronously instead (retryWhileLocked).
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('busy_timeout = 0');
-    const db = new Kysely<BusTables>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    const stopCheckpoints = checkpointInBackground(sqlite, file);
+    const database = withStatementCache(sqlite);
+    const close = () => {
+      stopCheckpoints();
+      database.close();
+    };
+    const db = new Kysely<BusTables>({ dialect: new SqliteDialect({ database: { prepare: (sql) => database.prepare(sql), close } }) });
     try {
       await retryWhileLocked(() => createTables(db));
     } catch (error) {

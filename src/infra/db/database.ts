@@ -10,6 +10,7 @@ import * as changeFeed from './migrations/0002-change-feed.js';
 import * as processing from './migrations/0003-processing.js';
 import type { Database } from './schema.js';
 import { withStatementCache } from './statement-cache.js';
+import { checkpointInBackground } from './wal-checkpointer.js';
 
 export type Db = Kysely<Database>;
 
@@ -49,7 +50,13 @@ function openSqlite(file: string): Db {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('busy_timeout = 10000');
   sqlite.pragma('foreign_keys = ON');
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const stopCheckpoints = checkpointInBackground(sqlite, file);
+  const database = withStatementCache(sqlite);
+  const close = () => {
+    stopCheckpoints();
+    database.close();
+  };
+  return new Kysely<Database>({ dialect: new SqliteDialect({ database: { prepare: (sql) => database.prepare(sql), close } }) });
 }
 
 function openPostgres(url: string, poolSize: number): Db {
