@@ -39,6 +39,24 @@ export const VersionManifestSchema = Type.Object({
 });
 export type VersionManifest = Static<typeof VersionManifestSchema>;
 
+/** Paths one POST /files/manifests may name. */
+export const MANIFESTS_PER_REQUEST_MAX = 256;
+
+export const ManifestsRequestSchema = Type.Object({
+  paths: Type.Array(Type.String({ maxLength: 4096 }), { minItems: 1, maxItems: MANIFESTS_PER_REQUEST_MAX }),
+});
+
+export const ManifestsResultSchema = Type.Object({
+  manifests: Type.Array(
+    Type.Union([
+      Type.Object({ path: Type.String(), ...VersionManifestSchema.properties }),
+      Type.Object({ path: Type.String(), code: Type.String(), detail: Type.String() }),
+    ]),
+    { description: 'one per path, in order: what GET /files/manifest would answer for it, or its error' },
+  ),
+});
+export type ManifestsResult = Static<typeof ManifestsResultSchema>;
+
 export const VersionPatchSchema = Type.Object({
   version: FileVersionSchema,
   manifestDiff: Type.String({

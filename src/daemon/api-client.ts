@@ -12,6 +12,7 @@ import type {
   FileVersionView,
   LoginRequest,
   LoginResponse,
+  ManifestsResult,
   MediaView,
   TrashEntry,
   UploadBatchResult,
@@ -190,6 +191,18 @@ export class ApiClient {
 
   manifest(path: string, version?: string): Promise<VersionManifest> {
     return this.json({ method: 'GET', path: '/files/manifest', query: { path, version } });
+  }
+
+  /** The manifests of several files' heads in one request: per path, its manifest or the PvError GET /files/manifest would give. */
+  async manifests(paths: string[]): Promise<Map<string, VersionManifest | PvError>> {
+    const { manifests } = await this.json<ManifestsResult>({ method: 'POST', path: '/files/manifests', json: { paths } });
+    return new Map<string, VersionManifest | PvError>(
+      manifests.map((entry): [string, VersionManifest | PvError] =>
+        'code' in entry
+          ? [entry.path, new PvError(entry.code as PvErrorCode, entry.detail)]
+          : [entry.path, { version: entry.version, manifest: entry.manifest }],
+      ),
+    );
   }
 
   /** A file (or a version of it) as a patch of the version this client holds. */

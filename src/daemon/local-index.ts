@@ -143,6 +143,20 @@ export class LocalIndex {
     }));
   }
 
+  /** Which of these paths have an entry. */
+  async existing(paths: string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    for (let at = 0; at < paths.length; at += 500) {
+      const rows = await this.db
+        .selectFrom('files')
+        .select('path')
+        .where('path', 'in', paths.slice(at, at + 500))
+        .execute();
+      for (const row of rows) found.add(row.path);
+    }
+    return found;
+  }
+
   async get(path: string): Promise<IndexedFile | undefined> {
     const row = await this.db.selectFrom('files').selectAll().where('path', '=', path).executeTakeFirst();
     return row && fromRow(row);
