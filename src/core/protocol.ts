@@ -39,6 +39,24 @@ export const VersionManifestSchema = Type.Object({
 });
 export type VersionManifest = Static<typeof VersionManifestSchema>;
 
+/** Paths one POST /files/manifests may name. */
+export const MANIFESTS_PER_REQUEST_MAX = 256;
+
+export const ManifestsRequestSchema = Type.Object({
+  paths: Type.Array(Type.String({ maxLength: 4096 }), { minItems: 1, maxItems: MANIFESTS_PER_REQUEST_MAX }),
+});
+
+export const ManifestsResultSchema = Type.Object({
+  manifests: Type.Array(
+    Type.Union([
+      Type.Object({ path: Type.String(), ...VersionManifestSchema.properties }),
+      Type.Object({ path: Type.String(), code: Type.String(), detail: Type.String() }),
+    ]),
+    { description: 'one per path, in order: what GET /files/manifest would answer for it, or its error' },
+  ),
+});
+export type ManifestsResult = Static<typeof ManifestsResultSchema>;
+
 export const VersionPatchSchema = Type.Object({
   version: FileVersionSchema,
   manifestDiff: Type.String({
@@ -93,6 +111,30 @@ export const UploadStatusSchema = Type.Object({
   conflictPath: Type.Optional(Type.Union([Type.String(), Type.Null()])),
 });
 export type UploadStatus = Static<typeof UploadStatusSchema>;
+
+/** Negotiations one POST /uploads/batch may carry. */
+export const UPLOADS_PER_BATCH_MAX = 64;
+
+export const UploadBatchRequestSchema = Type.Object({
+  uploads: Type.Array(UploadRequestSchema, { minItems: 1, maxItems: UPLOADS_PER_BATCH_MAX }),
+});
+export type UploadBatchRequest = Static<typeof UploadBatchRequestSchema>;
+
+/** One negotiation of a batch that failed on its own, as POST /uploads would have answered it (a problem). */
+export const UploadFailureSchema = Type.Object({
+  state: Type.Literal('failed'),
+  code: Type.String(),
+  detail: Type.String(),
+  fix: Type.Optional(Type.String()),
+});
+export type UploadFailure = Static<typeof UploadFailureSchema>;
+
+export const UploadBatchResultSchema = Type.Object({
+  results: Type.Array(Type.Union([UploadStatusSchema, UploadFailureSchema]), {
+    description: 'one per negotiation, in order: what POST /uploads would have answered for it',
+  }),
+});
+export type UploadBatchResult = Static<typeof UploadBatchResultSchema>;
 
 export const ChunkReceiptSchema = Type.Object({ hash: Hash, stored: Type.Boolean({ description: 'false when it was already stored' }) });
 export type ChunkReceipt = Static<typeof ChunkReceiptSchema>;

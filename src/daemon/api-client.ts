@@ -12,8 +12,10 @@ import type {
   FileVersionView,
   LoginRequest,
   LoginResponse,
+  ManifestsResult,
   MediaView,
   TrashEntry,
+  UploadBatchResult,
   UploadRequest,
   UploadStatus,
   VersionManifest,
@@ -63,6 +65,19 @@ export class ApiClient {
 
   beginUpload(body: UploadRequest): Promise<UploadStatus> {
     return this.json({ method: 'POST', path: '/uploads', json: body });
+  }
+
+  /**
+   * Several negotiations in one request (POST /uploads/batch): per request, its status or the
+   * PvError POST /uploads would have answered with.
+   */
+  async beginUploads(requests: UploadRequest[]): Promise<(UploadStatus | PvError)[]> {
+    const { results } = await this.json<UploadBatchResult>({ method: 'POST', path: '/uploads/batch', json: { uploads: requests } });
+    return results.map((result) =>
+      result.state === 'failed'
+        ? new PvError(result.code as PvErrorCode, result.detail, result.fix === undefined ? {} : { fix: result.fix })
+        : result,
+    );
   }
 
   uploadStatus(uploadId: string): Promise<UploadStatus> {
@@ -176,6 +191,18 @@ export class ApiClient {
 
   manifest(path: string, version?: string): Promise<VersionManifest> {
     return this.json({ method: 'GET', path: '/files/manifest', query: { path, version } });
+  }
+
+  /** The manifests of several files' heads in one request: per path, its manifest or the PvError GET /files/manifest would give. */
+  async manifests(paths: string[]): Promise<Map<string, VersionManifest | PvError>> {
+    const { manifests } = await this.json<ManifestsResult>({ method: 'POST', path: '/files/manifests', json: { paths } });
+    return new Map<string, VersionManifest | PvError>(
+      manifests.map((entry): [string, VersionManifest | PvError] =>
+        'code' in entry
+          ? [entry.path, new PvError(entry.code as PvErrorCode, entry.detail)]
+          : [entry.path, { version: entry.version, manifest: entry.manifest }],
+      ),
+    );
   }
 
   /** A file (or a version of it) as a patch of the version this client holds. */

@@ -4,6 +4,7 @@ import { applyDelta } from '../core/delta.js';
 import { isPvError, notFoundAsNull, PvError } from '../core/errors.js';
 import { decodeManifest, encodeManifest, entryOffsets, type Manifest, MAX_MANIFEST_CHUNKS, manifestSize } from '../core/manifest.js';
 import { applyManifestDiff, decodeManifestDiff } from '../core/manifest-diff.js';
+import type { VersionManifest } from '../core/protocol.js';
 import type { ApiClient } from './api-client.js';
 import type { LocalChunk } from './local-chunks.js';
 import { tempPathBeside } from './downloader.js';
@@ -32,16 +33,18 @@ export interface DownloadBase {
  * holds an older version (base), the manifest comes as a diff and changed regions as binary
  * deltas rebuilt from the target's own bytes. Writes a temp file beside the target, checks the
  * whole-content hash, and renames it into place: the target is never half-written. A local chunk
- * whose file changed since it was indexed is fetched instead.
+ * whose file changed since it was indexed is fetched instead. A manifest fetched already (with
+ * others in one request) saves asking for it; the download is then of exactly that version.
  */
 export async function downloadReusingChunks(
   api: ApiClient,
   remotePath: string,
   localPath: string,
   localChunks: Map<string, LocalChunk>,
-  options: { version?: string; base?: DownloadBase } = {},
+  options: { version?: string; base?: DownloadBase; manifest?: VersionManifest } = {},
 ): Promise<DeltaDownloadResult> {
-  const { version, manifest, deltas } = await fetchPlan(api, remotePath, options);
+  const { version, manifest, deltas } =
+    options.manifest && !options.base ? planOf(options.manifest) : await fetchPlan(api, remotePath, options);
   const sources = options.base ? withBaseChunks(localChunks, options.base.manifest, localPath) : localChunks;
   const temp = tempPathBeside(localPath);
   const out = await open(temp, 'w+', 0o644);
@@ -126,6 +129,15 @@ interface RegionDelta {
   baseStart: number;
   baseCount: number;
   delta: Buffer;
+}
+
+/** A download plan from a manifest fetched already (POST /files/manifests): no deltas. */
+function planOf(fetched: VersionManifest) {
+  return {
+    version: fetched.version,
+    manifest: decodeManifest(Buffer.from(fetched.manifest, 'base64'), MAX_MANIFEST_CHUNKS),
+    deltas: [] as RegionDelta[],
+  };
 }
 
 /** The version to write, its manifest, and the deltas to rebuild changed regions from the base. */

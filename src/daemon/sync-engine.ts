@@ -1,10 +1,10 @@
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
-import { isPvError, notFoundAsNull } from '../core/errors.js';
+import { isPvError, notFoundAsNull, PvError } from '../core/errors.js';
 import { decodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../core/manifest.js';
 import { joinPath } from '../core/paths.js';
 import { runPool } from '../core/pool.js';
-import type { Change } from '../core/protocol.js';
+import { type Change, MANIFESTS_PER_REQUEST_MAX, type VersionManifest } from '../core/protocol.js';
 import type { ApiClient } from './api-client.js';
 import { downloadReusingChunks } from './delta-download.js';
 import { loadIgnoreRules } from './ignore-rules.js';
@@ -57,6 +57,10 @@ export class SyncEngine {
   private readonly uploader: Uploader;
   /** The chunks of the local files, for downloads to take from: read from the index once per pull. */
   private chunksOnDisk: Promise<Map<string, LocalChunk>> | undefined;
+  /** Manifests of files a page of changes brings, fetched together (prefetchManifests), by remote path. */
+  private readonly prefetched = new Map<string, VersionManifest>();
+  /** Cleared when the server turns out not to know POST /files/manifests. */
+  private manifestsInBatches = true;
 
   constructor(
     private readonly api: ApiClient,
@@ -66,7 +70,7 @@ export class SyncEngine {
     private readonly stateFile: string,
     options: SyncEngineOptions = {},
   ) {
-    this.uploader = new Uploader(api);
+    this.uploader = new Uploader(api, { fileConcurrency: TRANSFERS });
     this.settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
     this.now = options.now ?? Date.now;
   }
@@ -144,23 +148,40 @@ export class SyncEngine {
       uploads = uploads.filter((file) => !paired.has(file));
       deleted = deleted.filter((file) => !paired.has(file));
     }
-    // Distinct paths, so the uploads need no order among themselves.
-    await runPool(uploads, TRANSFERS, (head) =>
-      this.attempt(summary, head.path, async () => {
-        // The manifests are read only now, a file at a time: a first pass may upload 100,000 files.
+    // Distinct paths, so the uploads need no order among themselves. The manifests are read from
+    // the index only when a file's group is negotiated: a first pass may upload 100,000 files.
+    const loaded = new Map<IndexedFileHead, IndexedFile>();
+    await this.uploader.uploadInGroups(
+      uploads,
+      async (head) => {
         const file = await this.index.get(head.path);
-        if (!file) return;
-        const result = await this.uploader.uploadFile(join(this.root, file.path), this.remotePath(file.path), {
+        if (!file) return null;
+        loaded.set(head, file);
+        return {
+          localPath: join(this.root, file.path),
+          remotePath: this.remotePath(file.path),
           base: file.syncedVersionId === null ? null : { versionId: file.syncedVersionId, manifest: decodedOrNull(syncedManifestOf(file)) },
           fingerprint: fingerprintOf(file),
+        };
+      },
+      async (head, outcome) => {
+        const file = loaded.get(head)!;
+        loaded.delete(head);
+        await this.attempt(summary, file.path, async () => {
+          if ('error' in outcome) throw outcome.error;
+          summary.uploaded++;
+          summary.bytesSent += outcome.sent;
+          if (outcome.status.conflictPath) summary.conflicts++;
+          // After a conflict this content lives on at the conflict path; the path itself is taken
+          // over by the remote head in the pull, as the local file holds nothing unsynced any more.
+          await this.index.put({
+            ...file,
+            syncedVersionId: outcome.status.version!.id,
+            syncedHash: file.contentHash,
+            syncedManifest: null,
+          });
         });
-        summary.uploaded++;
-        summary.bytesSent += result.sent;
-        if (result.status.conflictPath) summary.conflicts++;
-        // After a conflict this content lives on at the conflict path; the path itself is taken
-        // over by the remote head in the pull, as the local file holds nothing unsynced any more.
-        await this.index.put({ ...file, syncedVersionId: result.status.version!.id, syncedHash: file.contentHash, syncedManifest: null });
-      }),
+      },
     );
     // A vanished file leaves the index only once dealt with: a pass cut short retries the delete.
     const deletes = options.deletes ? deleted.filter((file) => file.syncedVersionId !== null) : [];
@@ -239,15 +260,44 @@ export class SyncEngine {
     for (let more = true; more;) {
       const page = await this.api.changes(cursor, 500);
       // A processing result changes derived files on the server only: nothing to do on disk.
-      await this.applyInOrder(
-        page.changes.filter((change) => change.kind !== 'processed'),
-        summary,
-      );
+      const changes = page.changes.filter((change) => change.kind !== 'processed');
+      await this.prefetchManifests(changes);
+      await this.applyInOrder(changes, summary);
+      this.prefetched.clear();
       cursor = page.next;
       more = page.hasMore;
       await this.writeState({ cursor });
     }
     if (cursor > 0) await this.api.acknowledge(cursor);
+  }
+
+  /**
+   * Fetches, many to a request, the manifests of the files these changes bring that this device
+   * has no entry for: each such download then takes one request (its bytes) instead of two.
+   * Edits of files held go as patches of the local copy and fetch their own plan.
+   */
+  private async prefetchManifests(changes: Change[]): Promise<void> {
+    const candidates = new Set<string>();
+    for (const change of changes) {
+      if (change.kind === 'upsert' && change.entryKind === 'file' && change.size <= PREFETCH_MAX_BYTES) {
+        if (this.localPath(change.path) !== null) candidates.add(change.path);
+      }
+    }
+    if (candidates.size === 0 || !this.manifestsInBatches) return;
+    const held = await this.index.existing([...candidates].map((path) => this.localPath(path)!));
+    const wanted = [...candidates].filter((path) => !held.has(this.localPath(path)!));
+    for (let at = 0; at < wanted.length; at += MANIFESTS_PER_REQUEST_MAX) {
+      const fetched = await this.api.manifests(wanted.slice(at, at + MANIFESTS_PER_REQUEST_MAX)).catch((error: unknown) => {
+        // A server from before POST /files/manifests: each download asks for its own.
+        if (!isPvError(error, 'PV_NOT_FOUND')) throw error;
+        this.manifestsInBatches = false;
+        return new Map<string, VersionManifest | PvError>();
+      });
+      for (const [path, manifest] of fetched) {
+        // A file gone since is skipped when its change is applied, as without the prefetch.
+        if (!(manifest instanceof PvError)) this.prefetched.set(path, manifest);
+      }
+    }
   }
 
   /**
@@ -326,7 +376,9 @@ export class SyncEngine {
     // The local copy is the synced version unchanged: the download is a patch of it.
     const base = local?.syncedVersionId ? { versionId: local.syncedVersionId, manifest: decodedOrNull(local.manifest)! } : undefined;
     const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
-    const result = await downloadReusingChunks(this.api, change.path, absolute, chunks, { base }).catch(notFoundAsNull);
+    const manifest = this.prefetched.get(change.path);
+    this.prefetched.delete(change.path);
+    const result = await downloadReusingChunks(this.api, change.path, absolute, chunks, { base, manifest }).catch(notFoundAsNull);
     if (!result) {
       // Removed (or made a folder) since: nothing to fetch, and no folder left behind for it.
       if (created) await removeEmptyFolders(created);
@@ -406,6 +458,9 @@ export class SyncEngine {
  * flush on either side: with several in flight, client, server and disk all keep busy.
  */
 const TRANSFERS = 8;
+
+/** Files up to this size have their manifests fetched ahead, many to a request (a manifest of 64 MiB is ~60 KB). */
+const PREFETCH_MAX_BYTES = 64 * 1024 * 1024;
 
 /** Whether one path is the other or lies inside it. */
 function overlaps(a: string, b: string): boolean {

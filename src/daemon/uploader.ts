@@ -42,6 +42,38 @@ interface LocalFile {
   size: number;
 }
 
+/** A file to upload: where it is, where it goes, and what the caller knows of it already. */
+export interface UploadJob {
+  localPath: string;
+  remotePath: string;
+  base?: UploadBase | null;
+  /** Saves reading the file once more when the caller has it (the daemon's index). */
+  fingerprint?: Fingerprint;
+  onBytes?: (bytes: number) => void;
+}
+
+/** A file uploaded: its committed status, the chunk bytes sent, and those the server did not need. */
+export interface UploadResult {
+  status: UploadStatus;
+  sent: number;
+  deduplicated: number;
+  size: number;
+}
+
+export type UploadOutcome = UploadResult | { error: unknown };
+
+/** A file read and its negotiation built. */
+interface PreparedUpload {
+  fingerprint: Fingerprint;
+  request: UploadRequest;
+  /** Whether request carries a manifest diff; whole() is the same request with the whole manifest. */
+  diffed: boolean;
+  whole: () => UploadRequest;
+}
+
+/** Files negotiated in one request. */
+const UPLOAD_GROUP = 32;
+
 /**
  * Uploads local files and folders through the protocol of docs/protocol.md. Keeps no state of
  * its own: an interrupted run resumes because the server finds the unfinished upload of the same
@@ -50,6 +82,8 @@ interface LocalFile {
 export class Uploader {
   private readonly chunkConcurrency: number;
   private readonly fileConcurrency: number;
+  /** Cleared when the server turns out not to know POST /uploads/batch. */
+  private batchNegotiation = true;
 
   constructor(
     private readonly api: ApiClient,
@@ -71,27 +105,122 @@ export class Uploader {
       filesTotal: files.length,
     };
     this.options.onProgress?.(progress);
-
-    await runPool(files, this.fileConcurrency, async (file) => {
-      try {
-        const { sent, deduplicated, size } = await this.uploadFile(file.localPath, file.remotePath, {
-          onBytes: (bytes) => {
-            progress.bytesDone += bytes;
-            this.options.onProgress?.(progress);
-          },
-        });
-        summary.files += 1;
-        summary.bytesTotal += size;
-        summary.bytesSent += sent;
-        summary.bytesDeduplicated += deduplicated;
-      } catch (error) {
-        if (!isPvError(error) || error.code === 'PV_SERVER_UNREACHABLE' || error.code.startsWith('PV_AUTH')) throw error;
-        summary.failed.push({ path: file.localPath, code: error.code, message: error.message });
-      }
-      progress.filesDone += 1;
+    const onBytes = (bytes: number) => {
+      progress.bytesDone += bytes;
       this.options.onProgress?.(progress);
-    });
+    };
+
+    await this.uploadInGroups(
+      files,
+      async (file) => ({ localPath: file.localPath, remotePath: file.remotePath, onBytes }),
+      async (file, outcome) => {
+        if ('error' in outcome) {
+          const { error } = outcome;
+          if (!isPvError(error) || isFatal(error)) throw error;
+          summary.failed.push({ path: file.localPath, code: error.code, message: error.message });
+        } else {
+          summary.files += 1;
+          summary.bytesTotal += outcome.size;
+          summary.bytesSent += outcome.sent;
+          summary.bytesDeduplicated += outcome.deduplicated;
+        }
+        progress.filesDone += 1;
+        this.options.onProgress?.(progress);
+      },
+    );
     return summary;
+  }
+
+  /**
+   * Uploads many files: negotiated UPLOAD_GROUP at a time in one request each, the chunks and
+   * commits of fileConcurrency files in flight, the next group negotiated meanwhile. load makes an
+   * item a job when its group starts (null: nothing to upload), so a long list holds no
+   * fingerprints; onDone gets each item's outcome as it is known. What onDone throws stops the
+   * rest, as does an error that is no file's own (the server unreachable, the login refused).
+   */
+  async uploadInGroups<T>(
+    items: T[],
+    load: (item: T) => Promise<UploadJob | null>,
+    onDone: (item: T, outcome: UploadOutcome) => Promise<void>,
+  ): Promise<void> {
+    const groups: T[][] = [];
+    for (let at = 0; at < items.length; at += UPLOAD_GROUP) groups.push(items.slice(at, at + UPLOAD_GROUP));
+    // Two groups in flight: one's files transfer while the next is read and negotiated.
+    await runPool(groups, 2, async (group) => {
+      const jobs = new Map<UploadJob, T>();
+      for (const item of group) {
+        const job = await load(item);
+        if (job) jobs.set(job, item);
+      }
+      await this.uploadFiles([...jobs.keys()], Math.max(1, Math.ceil(this.fileConcurrency / 2)), (job, outcome) =>
+        onDone(jobs.get(job)!, outcome),
+      );
+    });
+  }
+
+  /**
+   * Uploads several files, negotiated in one request (POST /uploads/batch), then the chunks and
+   * commit of each pending one, concurrency at a time. onDone gets each file's outcome.
+   */
+  async uploadFiles(
+    jobs: UploadJob[],
+    concurrency: number,
+    onDone: (job: UploadJob, outcome: UploadOutcome) => Promise<void>,
+  ): Promise<void> {
+    const prepared = new Map<UploadJob, PreparedUpload>();
+    const ready: UploadJob[] = [];
+    for (const job of jobs) {
+      try {
+        prepared.set(job, await prepare(job));
+        ready.push(job);
+      } catch (error) {
+        if (!isFileError(error)) throw error;
+        await onDone(job, { error });
+      }
+    }
+    const answers = await this.negotiate(ready.map((job) => prepared.get(job)!));
+    const answerOf = new Map(ready.map((job, at) => [job, answers[at]!]));
+    await runPool(ready, concurrency, async (job) => {
+      let outcome: UploadOutcome;
+      try {
+        outcome = await this.finish(job, prepared.get(job)!, answerOf.get(job)!);
+      } catch (error) {
+        if (!isFileError(error)) throw error;
+        outcome = { error };
+      }
+      await onDone(job, outcome);
+    });
+  }
+
+  /** One status (or its error) per prepared upload, in order: negotiated together, or one by one with a server that cannot. */
+  private async negotiate(uploads: PreparedUpload[]): Promise<(UploadStatus | PvError)[]> {
+    if (uploads.length === 0) return [];
+    if (uploads.length === 1 || !this.batchNegotiation)
+      return Promise.all(uploads.map((upload) => this.negotiateOne(upload).catch(asFileError)));
+    let answers: (UploadStatus | PvError)[];
+    try {
+      answers = await this.api.beginUploads(uploads.map((upload) => upload.request));
+    } catch (error) {
+      // A server from before POST /uploads/batch: the route is unknown there.
+      if (!isPvError(error, 'PV_NOT_FOUND')) throw error;
+      this.batchNegotiation = false;
+      return this.negotiate(uploads);
+    }
+    // An edit whose base the server no longer holds (purged from the trash, say) goes again with its manifest whole.
+    return Promise.all(
+      answers.map((answer, at) =>
+        isPvError(answer, 'PV_MANIFEST_INVALID') && uploads[at]!.diffed
+          ? this.api.beginUpload(uploads[at]!.whole()).catch(asFileError)
+          : answer,
+      ),
+    );
+  }
+
+  private async negotiateOne(upload: PreparedUpload): Promise<UploadStatus> {
+    return this.api.beginUpload(upload.request).catch((error: unknown) => {
+      if (upload.diffed && isPvError(error, 'PV_MANIFEST_INVALID')) return this.api.beginUpload(upload.whole());
+      throw error;
+    });
   }
 
   /**
@@ -104,34 +233,25 @@ export class Uploader {
     localPath: string,
     remotePath: string,
     options: { base?: UploadBase | null; fingerprint?: Fingerprint; onBytes?: (bytes: number) => void } = {},
-  ): Promise<{ status: UploadStatus; sent: number; deduplicated: number; size: number }> {
-    const onBytes = options.onBytes ?? (() => undefined);
-    const info = await stat(localPath);
-    const fingerprint = options.fingerprint ?? (await fingerprintFile(localPath));
-    const manifest = fingerprint.chunks.map(({ hash, length }) => ({ hash, length }));
-    const request: UploadRequest = {
-      path: remotePath,
-      size: fingerprint.size,
-      mtime: Math.floor(info.mtimeMs),
-      contentHash: fingerprint.contentHash,
-      baseVersionId: options.base?.versionId ?? null,
-    };
-    const diff = options.base?.manifest ? encodeManifestDiff(diffManifests(options.base.manifest, manifest)) : null;
-    const whole = () => ({ ...request, manifest: encodeManifest(manifest).toString('base64') });
-    let status = await this.api
-      .beginUpload(diff ? { ...request, manifestDiff: diff.toString('base64') } : whole())
-      .catch((error: unknown) => {
-        // The server no longer holds the base (purged from the trash, say): send the manifest whole.
-        if (diff && isPvError(error, 'PV_MANIFEST_INVALID')) return this.api.beginUpload(whole());
-        throw error;
-      });
+  ): Promise<UploadResult> {
+    const job: UploadJob = { localPath, remotePath, ...options };
+    const upload = await prepare(job);
+    return this.finish(job, upload, await this.negotiateOne(upload));
+  }
+
+  /** Sends what a negotiated file still needs and commits it. */
+  private async finish(job: UploadJob, upload: PreparedUpload, negotiated: UploadStatus | PvError): Promise<UploadResult> {
+    if (negotiated instanceof PvError) throw negotiated;
+    const onBytes = job.onBytes ?? (() => undefined);
+    const { fingerprint } = upload;
+    let status = negotiated;
     const deduplicated = fingerprint.size - status.missingBytes;
     onBytes(deduplicated);
     let sent = 0;
     // A commit can find chunks missing again (their source file was deleted meanwhile): send
     // those and commit once more.
     for (let attempt = 0; status.state === 'pending'; attempt++) {
-      const { spent, last } = await this.sendChunks(localPath, status, fingerprint.chunks, onBytes);
+      const { spent, last } = await this.sendChunks(job.localPath, status, fingerprint.chunks, onBytes);
       sent += spent;
       try {
         status = await this.api.commitUpload(status.uploadId!, last);
@@ -223,6 +343,40 @@ export class Uploader {
     await this.api.putChunk(uploadId, hash, bytes);
     return spent + bytes.length;
   }
+}
+
+/** Reads a file's fingerprint (unless the job has it) and builds its negotiation. */
+async function prepare(job: UploadJob): Promise<PreparedUpload> {
+  const info = await stat(job.localPath);
+  const fingerprint = job.fingerprint ?? (await fingerprintFile(job.localPath));
+  const manifest = fingerprint.chunks.map(({ hash, length }) => ({ hash, length }));
+  const request: UploadRequest = {
+    path: job.remotePath,
+    size: fingerprint.size,
+    mtime: Math.floor(info.mtimeMs),
+    contentHash: fingerprint.contentHash,
+    baseVersionId: job.base?.versionId ?? null,
+  };
+  const whole = () => ({ ...request, manifest: encodeManifest(manifest).toString('base64') });
+  const diff = job.base?.manifest ? encodeManifestDiff(diffManifests(job.base.manifest, manifest)) : null;
+  return { fingerprint, request: diff ? { ...request, manifestDiff: diff.toString('base64') } : whole(), diffed: diff !== null, whole };
+}
+
+/** Errors that stop every upload, not one file's: the server is unreachable, or the login is refused. */
+function isFatal(error: PvError): boolean {
+  return error.code === 'PV_SERVER_UNREACHABLE' || error.code.startsWith('PV_AUTH');
+}
+
+/** An error of one file's own (the server refused it, or it vanished or cannot be read), not of the whole run. */
+function isFileError(error: unknown): boolean {
+  if (isPvError(error)) return !isFatal(error);
+  return typeof (error as NodeJS.ErrnoException | null)?.code === 'string' && !(error instanceof PvError);
+}
+
+/** For .catch() of a negotiation: the file's own error as its answer; others are thrown. */
+function asFileError(error: unknown): PvError {
+  if (isPvError(error) && !isFatal(error)) return error;
+  throw error;
 }
 
 /** The version a local file derives from, and its manifest when known. */

@@ -86,6 +86,39 @@ describe('two-way folder sync, one pass at a time', () => {
     expect(await contents(desktop.root)).toEqual(await contents(laptop.root));
   });
 
+  it('sends and fetches each of many new files with one request of its own, their negotiations and manifests going many to a request', async () => {
+    const requests = async () => {
+      const counts = new Map<string, number>();
+      for (const value of (await server.context.metrics.httpDuration.get()).values) {
+        if (!String(value.metricName).endsWith('_count')) continue;
+        const key = `${value.labels.method} ${value.labels.route}`;
+        counts.set(key, (counts.get(key) ?? 0) + value.value);
+      }
+      return counts;
+    };
+    const delta = (before: Map<string, number>, after: Map<string, number>, key: string) => (after.get(key) ?? 0) - (before.get(key) ?? 0);
+    // Written a while ago, so that none is left to settle for a later pass.
+    const past = new Date(Date.now() - 60_000);
+    for (let i = 0; i < 40; i++) {
+      await writeFile(join(laptop.root, `many-${i}.bin`), pseudoRandomBytes(100_000 + i, 100 + i));
+      await utimes(join(laptop.root, `many-${i}.bin`), past, past);
+    }
+    const beforeUp = await requests();
+    expect(await laptop.sync()).toMatchObject({ uploaded: 40, failed: [] });
+    const afterUp = await requests();
+    expect(delta(beforeUp, afterUp, 'POST /api/v1/uploads/batch')).toBe(2);
+    expect(delta(beforeUp, afterUp, 'POST /api/v1/uploads')).toBe(0);
+    expect(delta(beforeUp, afterUp, 'POST /api/v1/uploads/:id/commit')).toBe(40);
+    expect(await desktop.sync()).toMatchObject({ downloaded: 40, failed: [] });
+    const afterDown = await requests();
+    expect(delta(afterUp, afterDown, 'POST /api/v1/files/manifests')).toBe(1);
+    expect(delta(afterUp, afterDown, 'GET /api/v1/files/manifest')).toBe(0);
+    expect(delta(afterUp, afterDown, 'GET /api/v1/files/content')).toBe(40);
+    expect(await contents(desktop.root)).toEqual(await contents(laptop.root));
+    for (let i = 0; i < 40; i++) await rm(join(laptop.root, `many-${i}.bin`));
+    await converge();
+  });
+
   it('propagates edits, deletes and local renames the other way, a rename as a move that keeps the history', async () => {
     const before = await desktop.api.stat('Sync/Photos/2024/Été/plage.jpg');
     await writeFile(join(desktop.root, 'notes.md'), '# notes\n- more');

@@ -118,6 +118,27 @@ export function eventBusContract(name: string, open: () => Promise<{ bus: EventB
       expect(new Set(thumbnails.received.map((m) => m.id)).size).toBe(3);
     });
 
+    it('delivers each of many publishes made at once exactly once, in publish order, and acks them all', async () => {
+      const { bus, restart } = await start();
+      const options = consumer({ concurrency: 4 });
+      const { received, subscription } = await collect(bus, options);
+      const numbers = Array.from({ length: 40 }, (_, i) => i + 1);
+      await Promise.all(numbers.map((n) => bus.publish('file.uploaded', uploaded(n))));
+
+      await waitFor(() => received.length === numbers.length);
+      expect(new Set(fileIds(received))).toEqual(new Set(numbers.map((n) => `file-${n}`)));
+      // Publish order is the order of the publish calls, whatever batches they were stored in.
+      expect([...received].sort((a, b) => Number(a.id) - Number(b.id)).map((m) => (m.payload as Uploaded).fileId)).toEqual(
+        numbers.map((n) => `file-${n}`),
+      );
+      await sleep(100);
+      await subscription.stop();
+      // Acked: a fresh subscription under the same durable gets none of them again.
+      const again = await collect(await restart(), options);
+      await sleep(300);
+      expect(again.received).toEqual([]);
+    });
+
     it('does not deliver messages published before the durable first existed', async () => {
       const { bus } = await start();
       await bus.publish('file.uploaded', uploaded(1));

@@ -20,6 +20,47 @@ describeEachDatabase('files API', (kind) => {
   const get = (url: string, headers: Record<string, string> = {}) => server.app.inject({ url, headers: { ...auth, ...headers } });
   const del = (url: string) => server.app.inject({ method: 'DELETE', url, headers: auth });
 
+  it('gives the manifests of several files in one request, as GET /files/manifest would, and each missing one its error alone', async () => {
+    const big = pseudoRandomBytes(600_000, 70);
+    await uploadBytes(server.app, auth, 'manifests/big.bin', big);
+    await uploadBytes(server.app, auth, 'manifests/deeper/small.txt', Buffer.from('small'));
+    await uploadBytes(server.app, auth, 'manifests/empty.txt', Buffer.alloc(0));
+    await uploadBytes(server.app, auth, 'manifests/edited.bin', Buffer.from('first'));
+    await uploadBytes(server.app, auth, 'manifests/edited.bin', Buffer.from('second'));
+    const paths = ['manifests/big.bin', 'manifests/deeper/small.txt', 'manifests/empty.txt', 'manifests/edited.bin'];
+    const answer = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/files/manifests',
+      headers: auth,
+      payload: { paths: [...paths, 'manifests/none.bin', 'manifests/deeper', '../escape'] },
+    });
+    expect(answer.statusCode, answer.body).toBe(200);
+    const { manifests } = answer.json<{ manifests: { path: string; code?: string }[] }>();
+    for (const [at, path] of paths.entries()) {
+      const one = (await get(`/api/v1/files/manifest?path=${encodeURIComponent(path)}`)).json();
+      expect(manifests[at]).toEqual({ path, ...one });
+    }
+    expect(manifests.slice(paths.length)).toEqual([
+      expect.objectContaining({ path: 'manifests/none.bin', code: 'PV_NOT_FOUND' }),
+      expect.objectContaining({ path: 'manifests/deeper', code: 'PV_NOT_FOUND' }),
+      expect.objectContaining({ path: '../escape', code: 'PV_PATH_INVALID' }),
+    ]);
+    const empty = await server.app.inject({ method: 'POST', url: '/api/v1/files/manifests', headers: auth, payload: { paths: [] } });
+    expect(empty.statusCode).toBe(400);
+  });
+
+  it("never gives another user's manifests", async () => {
+    await uploadBytes(server.app, auth, 'manifests/private.bin', Buffer.from('private'));
+    const bob = await server.login('bob');
+    const answer = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/files/manifests',
+      headers: bob.auth,
+      payload: { paths: ['manifests/private.bin'] },
+    });
+    expect(answer.json().manifests).toEqual([expect.objectContaining({ path: 'manifests/private.bin', code: 'PV_NOT_FOUND' })]);
+  });
+
   it('lists a folder in pages, folders and files together in name order', async () => {
     for (const name of ['e', 'a', 'c', 'b', 'd']) await uploadBytes(server.app, auth, `paged/${name}.txt`, Buffer.from(name));
     await uploadBytes(server.app, auth, 'paged/sub/inner.txt', Buffer.from('inner'));

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHUNK_MAX_SIZE } from '../../src/core/chunker.js';
 import { sha256Hex } from '../../src/core/hash.js';
 import { encodeManifest, MAX_MANIFEST_CHUNKS } from '../../src/core/manifest.js';
-import type { UploadStatus } from '../../src/core/protocol.js';
+import { diffManifests, encodeManifestDiff } from '../../src/core/manifest-diff.js';
+import { type UploadFailure, type UploadRequest, type UploadStatus, UPLOADS_PER_BATCH_MAX } from '../../src/core/protocol.js';
 import { describeEachDatabase } from '../support/databases.js';
 import { createTestServer, type TestServer } from '../support/server.js';
 import { begin, commit, download, prepareUpload, pseudoRandomBytes, putChunk, uploadBytes } from '../support/uploads.js';
@@ -225,6 +226,98 @@ describeEachDatabase('upload protocol', (kind) => {
       const unexpected = await putChunks(status.uploadId!, [sha256Hex(stranger)], stranger);
       expect(unexpected.statusCode).toBe(409);
       expect(unexpected.json()).toMatchObject({ code: 'PV_UPLOAD_CHUNK_NOT_EXPECTED' });
+    });
+  });
+
+  describe('several negotiations in one request', () => {
+    const beginBatch = (auth: { authorization: string }, uploads: UploadRequest[]) =>
+      server.app.inject({ method: 'POST', url: '/api/v1/uploads/batch', headers: auth, payload: { uploads } });
+    const sendAndCommit = async (status: UploadStatus, prepared: Awaited<ReturnType<typeof prepareUpload>>) => {
+      for (const hash of status.missing) await putChunk(server.app, alice.auth, status.uploadId!, hash, prepared.chunkBytes.get(hash)!);
+      const committed = await commit(server.app, alice.auth, status.uploadId!);
+      expect(committed.statusCode, committed.body).toBe(200);
+    };
+
+    it('answers each as POST /uploads would: held content committed, new content pending, an unfinished upload resumed, a bad one failed alone', async () => {
+      const held = pseudoRandomBytes(200_000, 40);
+      await uploadBytes(server.app, alice.auth, 'many/held.bin', held);
+      const copy = await prepareUpload('many/copy-of-held.bin', held);
+      const fresh = await prepareUpload('many/fresh.bin', pseudoRandomBytes(700_000, 41));
+      const unfinished = await prepareUpload('many/unfinished.bin', pseudoRandomBytes(500_000, 42));
+      const started = (await begin(server.app, alice.auth, unfinished.request)).json<UploadStatus>();
+      const [sent, ...rest] = started.missing;
+      await putChunk(server.app, alice.auth, started.uploadId!, sent!, unfinished.chunkBytes.get(sent!)!);
+      const badManifest = await prepareUpload('many/bad.bin', pseudoRandomBytes(100_000, 43));
+      const badPath = await prepareUpload('many/bad\u0000.bin', pseudoRandomBytes(1000, 44));
+
+      const answer = await beginBatch(alice.auth, [
+        copy.request,
+        fresh.request,
+        unfinished.request,
+        { ...badManifest.request, size: badManifest.request.size + 1 },
+        badPath.request,
+        fresh.request,
+      ]);
+      expect(answer.statusCode, answer.body).toBe(200);
+      const results = answer.json<{ results: (UploadStatus | UploadFailure)[] }>().results;
+      expect(results).toHaveLength(6);
+      expect(results[0]).toMatchObject({ state: 'committed', missing: [], missingBytes: 0, file: { path: 'many/copy-of-held.bin' } });
+      expect(results[1]).toMatchObject({ state: 'pending', missingBytes: 700_000 });
+      expect(new Set((results[1] as UploadStatus).missing)).toEqual(new Set(fresh.fingerprint.chunks.map((c) => c.hash)));
+      expect(results[2]).toMatchObject({ state: 'pending', uploadId: started.uploadId });
+      expect(new Set((results[2] as UploadStatus).missing)).toEqual(new Set(rest));
+      expect(results[3]).toMatchObject({ state: 'failed', code: 'PV_MANIFEST_INVALID' });
+      expect(results[4]).toMatchObject({ state: 'failed', code: 'PV_PATH_INVALID' });
+      // The same negotiation twice: one upload, as two POST /uploads would give.
+      expect((results[5] as UploadStatus).uploadId).toBe((results[1] as UploadStatus).uploadId);
+
+      await sendAndCommit(results[1] as UploadStatus, fresh);
+      await sendAndCommit(results[2] as UploadStatus, unfinished);
+      expect((await download(server.app, alice.auth, 'many/fresh.bin')).rawPayload.equals(fresh.bytes)).toBe(true);
+      expect((await download(server.app, alice.auth, 'many/unfinished.bin')).rawPayload.equals(unfinished.bytes)).toBe(true);
+      expect((await download(server.app, alice.auth, 'many/copy-of-held.bin')).rawPayload.equals(held)).toBe(true);
+    });
+
+    it('asks another user for every chunk of content only alice holds, as it would ask for content nobody has', async () => {
+      const bytes = pseudoRandomBytes(300_000, 45);
+      await uploadBytes(server.app, alice.auth, 'many/private.bin', bytes);
+      const bob = await server.login('bob');
+      const prepared = await prepareUpload('mine.bin', bytes);
+      const unknown = await prepareUpload('other.bin', pseudoRandomBytes(300_000, 46));
+      const answer = await beginBatch(bob.auth, [prepared.request, unknown.request]);
+      const [theirs, nobodys] = answer.json<{ results: UploadStatus[] }>().results;
+      expect(theirs).toMatchObject({ state: 'pending', missingBytes: bytes.length });
+      expect(new Set(theirs!.missing)).toEqual(new Set(prepared.fingerprint.chunks.map((c) => c.hash)));
+      expect(nobodys).toMatchObject({ state: 'pending', missingBytes: 300_000 });
+    });
+
+    it('takes edits against a held version with their manifest diff, and offers delta bases', async () => {
+      const original = pseudoRandomBytes(2 * 1024 * 1024, 47);
+      const first = await uploadBytes(server.app, alice.auth, 'many/edited.bin', original);
+      const edited = Buffer.concat([original.subarray(0, 1024 * 1024), pseudoRandomBytes(500, 48), original.subarray(1024 * 1024)]);
+      const next = await prepareUpload('many/edited.bin', edited);
+      const diff = encodeManifestDiff(diffManifests(first.prepared.fingerprint.chunks, next.fingerprint.chunks));
+      const { manifest: _whole, ...request } = next.request;
+      const answer = await beginBatch(alice.auth, [
+        { ...request, manifestDiff: diff.toString('base64'), baseVersionId: first.status.version!.id },
+      ]);
+      const [status] = answer.json<{ results: UploadStatus[] }>().results;
+      expect(status).toMatchObject({ state: 'pending' });
+      expect(status!.missingBytes).toBeLessThanOrEqual(2 * CHUNK_MAX_SIZE);
+      expect(status!.deltaBases?.length).toBeGreaterThan(0);
+      await sendAndCommit(status!, next);
+      expect((await download(server.app, alice.auth, 'many/edited.bin')).rawPayload.equals(edited)).toBe(true);
+    });
+
+    it('refuses an empty batch and one over the limit', async () => {
+      expect((await beginBatch(alice.auth, [])).json()).toMatchObject({ code: 'PV_INVALID_INPUT' });
+      const one = (await prepareUpload('many/limit.bin', Buffer.from('x'))).request;
+      const tooMany = await beginBatch(
+        alice.auth,
+        Array.from({ length: UPLOADS_PER_BATCH_MAX + 1 }, () => one),
+      );
+      expect(tooMany.statusCode).toBe(400);
+      expect(tooMany.json()).toMatchObject({ code: 'PV_INVALID_INPUT' });
     });
   });
 

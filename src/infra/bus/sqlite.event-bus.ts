@@ -4,7 +4,9 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { Kysely, sql, SqliteDialect, type Generated } from 'kysely';
+import { Batcher } from '../../core/batcher.js';
 import { withStatementCache } from '../db/statement-cache.js';
+import { checkpointInBackground } from '../db/wal-checkpointer.js';
 import {
   ACK_TIMEOUT_ERROR,
   checkDurableName,
@@ -88,13 +90,20 @@ const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 const LOCK_WAIT_MS = 5_000;
 
 export class SqliteEventBus implements EventBus, ChangeFanout {
-  /** In-process fan-out: emits the stream name after each committed publish. */
-  private readonly published = new EventEmitter().setMaxListeners(0);
   /** ChangeFanout: the embedded server is one process, so in-process is every process. */
   private readonly announcements = new EventEmitter().setMaxListeners(0);
   private readonly dispatchers = new Set<Dispatcher>();
   private readonly pruner: NodeJS.Timeout;
   private closed = false;
+  /**
+   * Publishes made while another is being committed go together in the next transaction: one
+   * WAL flush (an fsync on the event loop) for a burst, where each took its own.
+   */
+  private readonly publishes = new Batcher<{ stream: StreamName; event: EventName; payload: unknown }, void>((batch) =>
+    this.insertMessages(batch),
+  );
+  /** Acks, per durable, likewise: one statement for those that come together. */
+  private readonly acks = new Map<string, Batcher<number, void>>();
 
   private constructor(
     private readonly db: Kysely<BusTables>,
@@ -118,7 +127,13 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
     // cannot run until the wait ends. Writers wait asynchronously instead (retryWhileLocked).
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('busy_timeout = 0');
-    const db = new Kysely<BusTables>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    const stopCheckpoints = checkpointInBackground(sqlite, file);
+    const database = withStatementCache(sqlite);
+    const close = () => {
+      stopCheckpoints();
+      database.close();
+    };
+    const db = new Kysely<BusTables>({ dialect: new SqliteDialect({ database: { prepare: (sql) => database.prepare(sql), close } }) });
     try {
       await retryWhileLocked(() => createTables(db));
     } catch (error) {
@@ -136,30 +151,81 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
   }
 
   async publish<E extends EventName>(event: E, payload: EventPayloads[E]): Promise<void> {
-    const stream = streamOf(event);
-    // One transaction: a message is never visible without the deliveries owed to every durable
-    // that existed when it was published, and a durable created later never gets it.
-    await retryWhileLocked(() =>
-      this.db.transaction().execute(async (trx) => {
-        const now = this.now();
-        const { id } = await trx
-          .insertInto('messages')
-          .values({ stream, event, payload: JSON.stringify(payload), published_at: now })
-          .returning('id')
-          .executeTakeFirstOrThrow();
-        await trx
-          .insertInto('deliveries')
-          .columns(['durable', 'message_id', 'available_at'])
-          .expression((eb) =>
-            eb
-              .selectFrom('consumers')
-              .select((eb) => ['durable', eb.val(id).as('message_id'), eb.val(now).as('available_at')])
-              .where('stream', '=', stream),
-          )
-          .execute();
-      }),
-    );
-    this.published.emit(stream);
+    await this.publishes.add({ stream: streamOf(event), event, payload });
+  }
+
+  /**
+   * Stores messages with the deliveries owed to every durable of their streams, in one
+   * transaction: a message is never visible without them, and a durable created later never
+   * gets it. A subscriber of this process that is idle takes a message straight from here: its
+   * delivery is stored already claimed by it (attempt 1, leased), exactly as a claim would have
+   * left it, and handed over once committed, which spares the claim transaction. The others are
+   * woken to claim.
+   */
+  private async insertMessages(batch: { stream: StreamName; event: EventName; payload: unknown }[]): Promise<{ value: void }[]> {
+    const entries = batch.map(({ stream, event, payload }) => ({
+      stream,
+      event,
+      json: JSON.stringify(payload),
+      takers: [] as Dispatcher[],
+    }));
+    for (const entry of entries) {
+      const durables = new Set<string>();
+      for (const dispatcher of this.dispatchers) {
+        if (dispatcher.stream !== entry.stream || durables.has(dispatcher.durable) || !dispatcher.reserve()) continue;
+        durables.add(dispatcher.durable);
+        entry.takers.push(dispatcher);
+      }
+    }
+    const now = this.now();
+    let ids: number[];
+    try {
+      ids = await retryWhileLocked(() =>
+        this.db.transaction().execute(async (trx) => {
+          const stored: number[] = [];
+          for (const { stream, event, json, takers } of entries) {
+            const { id } = await trx
+              .insertInto('messages')
+              .values({ stream, event, payload: json, published_at: now })
+              .returning('id')
+              .executeTakeFirstOrThrow();
+            await trx
+              .insertInto('deliveries')
+              .columns(['durable', 'message_id', 'available_at'])
+              .expression((eb) =>
+                eb
+                  .selectFrom('consumers')
+                  .select((eb) => ['durable', eb.val(id).as('message_id'), eb.val(now).as('available_at')])
+                  .where('stream', '=', stream),
+              )
+              .execute();
+            for (const taker of takers) {
+              await trx
+                .updateTable('deliveries')
+                .set({ attempts: 1, lease_until: now + taker.ackWaitMs })
+                .where('durable', '=', taker.durable)
+                .where('message_id', '=', id)
+                .execute();
+            }
+            stored.push(id);
+          }
+          return stored;
+        }),
+      );
+    } catch (error) {
+      for (const entry of entries) for (const taker of entry.takers) taker.release();
+      throw error;
+    }
+    const woken = new Set<Dispatcher>();
+    for (const [at, entry] of entries.entries()) {
+      const message = toMessage({ id: ids[at]!, event: entry.event, payload: entry.json, published_at: now, attempts: 1 });
+      for (const taker of entry.takers) taker.deliver(message);
+      for (const dispatcher of this.dispatchers) {
+        if (dispatcher.stream === entry.stream && !entry.takers.includes(dispatcher)) woken.add(dispatcher);
+      }
+    }
+    for (const dispatcher of woken) dispatcher.wake();
+    return batch.map(() => ({ value: undefined }));
   }
 
   async declare(durable: string, stream: StreamName): Promise<void> {
@@ -191,13 +257,10 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
         if (!this.closed) this.onError(error);
       },
     });
-    const wake = () => dispatcher.wake();
-    this.published.on(consumer.stream, wake);
     this.dispatchers.add(dispatcher);
     dispatcher.start();
     return {
       stop: async () => {
-        this.published.off(consumer.stream, wake);
         this.dispatchers.delete(dispatcher);
         await dispatcher.stop();
       },
@@ -243,7 +306,6 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.pruner);
-    this.published.removeAllListeners();
     this.announcements.removeAllListeners();
     await Promise.all([...this.dispatchers].map((dispatcher) => dispatcher.halt()));
     this.dispatchers.clear();
@@ -340,11 +402,19 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
   }
 
   private async ack(consumer: ConsumerSettings, message: BusMessage): Promise<void> {
-    // Unconditional: the message has been handled, even if our lease ran out meanwhile and
-    // another claim holds it now (that claim's own ack or nack then finds no row).
-    await this.settling((db) =>
-      db.deleteFrom('deliveries').where('durable', '=', consumer.durable).where('message_id', '=', Number(message.id)).execute(),
-    );
+    let acks = this.acks.get(consumer.durable);
+    if (!acks) {
+      acks = new Batcher<number, void>(async (ids) => {
+        // Unconditional: the message has been handled, even if our lease ran out meanwhile and
+        // another claim holds it now (that claim's own ack or nack then finds no row).
+        await this.settling((db) =>
+          db.deleteFrom('deliveries').where('durable', '=', consumer.durable).where('message_id', 'in', ids).execute(),
+        );
+        return ids.map(() => ({ value: undefined }));
+      });
+      this.acks.set(consumer.durable, acks);
+    }
+    await acks.add(Number(message.id));
   }
 
   private async renew(consumer: ConsumerSettings, message: BusMessage): Promise<void> {
@@ -397,7 +467,10 @@ interface DispatchPort {
  * (by a publish in this process, a finished handler, or the poll timer).
  */
 class Dispatcher {
+  /** Handlers running: at most consumer.concurrency. */
   private readonly inFlight = new Set<Promise<void>>();
+  /** Acks and nacks of handled messages not yet stored. */
+  private readonly settling = new Set<Promise<void>>();
   private poller: NodeJS.Timeout | undefined;
   private pumping: Promise<void> | undefined;
   private pumpAgain = false;
@@ -409,6 +482,8 @@ class Dispatcher {
    * one upload at a time, each a write transaction).
    */
   private maybeMore = true;
+  /** Slots promised to messages being published in this process (see reserve()). */
+  private reserved = 0;
 
   constructor(
     private readonly consumer: ConsumerSettings,
@@ -416,6 +491,39 @@ class Dispatcher {
     private readonly pollIntervalMs: number,
     private readonly port: DispatchPort,
   ) {}
+
+  get stream(): StreamName {
+    return this.consumer.stream;
+  }
+
+  get durable(): string {
+    return this.consumer.durable;
+  }
+
+  get ackWaitMs(): number {
+    return this.consumer.ackWaitMs;
+  }
+
+  /**
+   * Promises a slot to a message about to be published in this process, if this dispatcher is
+   * idle enough: not claiming, nothing left to claim as far as it knows (so the message does not
+   * overtake older ones), and a free slot. deliver() or release() settles the promise.
+   */
+  reserve(): boolean {
+    if (this.halted || this.pumping || this.maybeMore || this.inFlight.size + this.reserved >= this.consumer.concurrency) return false;
+    this.reserved++;
+    return true;
+  }
+
+  release(): void {
+    this.reserved--;
+  }
+
+  /** Runs a message whose delivery was stored already claimed by this dispatcher. */
+  deliver(message: BusMessage): void {
+    this.reserved--;
+    this.run(message);
+  }
 
   start(): void {
     this.poller = setInterval(() => this.wake(), this.pollIntervalMs);
@@ -452,11 +560,12 @@ class Dispatcher {
   async stop(): Promise<void> {
     await this.halt();
     await Promise.all(this.inFlight);
+    await Promise.all(this.settling);
   }
 
   private async pump(): Promise<void> {
     while (!this.halted) {
-      const free = this.consumer.concurrency - this.inFlight.size;
+      const free = this.consumer.concurrency - this.inFlight.size - this.reserved;
       if (free <= 0) return;
       const messages = await this.port.claim(free);
       // Claimed deliveries are run even if halt() came meanwhile: they are leased to us now.
@@ -468,28 +577,46 @@ class Dispatcher {
     }
   }
 
+  /**
+   * Runs a message's handler in a slot; the slot frees as soon as the handler is done, and the
+   * ack (or nack) follows outside it: waiting for an ack's commit is no handling.
+   */
   private run(message: BusMessage): void {
-    const task = this.handle(message).finally(() => {
-      this.inFlight.delete(task);
+    const handled = this.handle(message);
+    const slot: Promise<void> = handled.then(() => {
+      this.inFlight.delete(slot);
       if (this.maybeMore) this.wake();
     });
-    this.inFlight.add(task);
+    this.inFlight.add(slot);
+    const settled: Promise<void> = handled
+      .then((failure) => this.settle(message, failure))
+      .then(() => {
+        this.settling.delete(settled);
+        if (this.maybeMore) this.wake();
+      });
+    this.settling.add(settled);
   }
 
-  private async handle(message: BusMessage): Promise<void> {
-    let failure: { error: unknown } | undefined;
+  /** Runs the handler; resolves with its failure, if it threw. */
+  private async handle(message: BusMessage): Promise<{ error: unknown } | undefined> {
     const renewer = this.consumer.renewLease
       ? setInterval(() => this.port.renew(message).catch((error: unknown) => this.port.onError(error)), this.consumer.ackWaitMs / 3)
       : undefined;
     try {
       await this.handler(message);
+      return undefined;
     } catch (error) {
-      failure = { error };
+      return { error };
     } finally {
       clearInterval(renewer);
     }
-    // Settled only after the handler returned: a crash before this line leaves the lease to
-    // expire and the message to be delivered again.
+  }
+
+  /**
+   * Acks or nacks a handled message. Only after the handler returned: a crash before this leaves
+   * the lease to expire and the message to be delivered again.
+   */
+  private async settle(message: BusMessage, failure: { error: unknown } | undefined): Promise<void> {
     try {
       if (failure) {
         await this.port.nack(message, failure.error);

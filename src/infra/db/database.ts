@@ -12,6 +12,7 @@ import * as tiering from './migrations/0004-tiering.js';
 import * as folderStatistics from './migrations/0005-folder-statistics.js';
 import type { Database } from './schema.js';
 import { withStatementCache } from './statement-cache.js';
+import { checkpointInBackground } from './wal-checkpointer.js';
 
 export type Db = Kysely<Database>;
 
@@ -67,7 +68,13 @@ function openSqlite(file: string): Db {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('busy_timeout = 10000');
   sqlite.pragma('foreign_keys = ON');
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const stopCheckpoints = checkpointInBackground(sqlite, file);
+  const database = withStatementCache(sqlite);
+  const close = () => {
+    stopCheckpoints();
+    database.close();
+  };
+  return new Kysely<Database>({ dialect: new SqliteDialect({ database: { prepare: (sql) => database.prepare(sql), close } }) });
 }
 
 // Long enough for a database under load, short enough that a dead one fails requests instead

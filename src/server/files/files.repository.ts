@@ -28,6 +28,9 @@ export interface RecordedVersion {
   conflictPath: string | null;
 }
 
+// Stay well under SQLite's and PostgreSQL's bound-parameter limits in IN lists.
+const BATCH = 500;
+
 /** Paths, folders, versions and trash of each user's namespace. Every query is scoped by owner. */
 export class FilesRepository {
   constructor(
@@ -96,6 +99,60 @@ export class FilesRepository {
       .select(['chunk_hash as hash', 'length'])
       .where('object_hash', '=', contentHash)
       .orderBy('offset');
+  }
+
+  /** The live entries at these paths (those that exist), by path. */
+  async findLiveMany(ownerId: string, paths: string[]): Promise<Map<string, FileRow>> {
+    const found = new Map<string, FileRow>();
+    const wanted = new Set(paths);
+    for (let i = 0; i < paths.length; i += BATCH) {
+      const slice = paths.slice(i, i + BATCH);
+      const rows = await this.db
+        .selectFrom('files')
+        .selectAll()
+        .where('owner_id', '=', ownerId)
+        .where('deleted_at', 'is', null)
+        .where('name', 'in', [...new Set(slice.map(baseName))])
+        .where('dir', 'in', [...new Set(slice.map(parentOf))])
+        .execute();
+      // dir IN and name IN match a few more than asked for: keep those asked for.
+      for (const row of rows) {
+        const path = row.dir === '' ? row.name : `${row.dir}/${row.name}`;
+        if (wanted.has(path)) found.set(path, row);
+      }
+    }
+    return found;
+  }
+
+  /** These versions of the user's (those that exist), by id. */
+  async findVersions(ownerId: string, versionIds: string[]): Promise<Map<string, FileVersionRow>> {
+    const found = new Map<string, FileVersionRow>();
+    for (let i = 0; i < versionIds.length; i += BATCH) {
+      const rows = await this.db
+        .selectFrom('file_versions')
+        .selectAll()
+        .where('owner_id', '=', ownerId)
+        .where('id', 'in', versionIds.slice(i, i + BATCH))
+        .execute();
+      for (const row of rows) found.set(row.id, row);
+    }
+    return found;
+  }
+
+  /** The chunks of several stored contents, each in file order, by content hash. */
+  async manifestsOf(contentHashes: string[]): Promise<Map<string, { hash: string; length: number }[]>> {
+    const found = new Map<string, { hash: string; length: number }[]>(contentHashes.map((hash) => [hash, []]));
+    for (let i = 0; i < contentHashes.length; i += BATCH) {
+      const rows = await this.db
+        .selectFrom('object_chunks')
+        .select(['object_hash', 'chunk_hash', 'length'])
+        .where('object_hash', 'in', contentHashes.slice(i, i + BATCH))
+        .orderBy('object_hash')
+        .orderBy('offset')
+        .execute();
+      for (const row of rows) found.get(row.object_hash)!.push({ hash: row.chunk_hash, length: row.length });
+    }
+    return found;
   }
 
   /** The latest version of this user with this content, if the user holds it. */

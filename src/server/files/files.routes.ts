@@ -4,6 +4,8 @@ import {
   FileEntrySchema,
   FileListSchema,
   FileVersionSchema,
+  ManifestsRequestSchema,
+  ManifestsResultSchema,
   TrashEntrySchema,
   VersionManifestSchema,
   VersionPatchSchema,
@@ -78,6 +80,19 @@ export function filesRoutes(files: FilesService): FastifyPluginAsyncTypebox {
         const version = await files.resolveVersion(principal, request.query.path, request.query.version ?? null);
         return { version, manifest: await files.manifest(principal, version) };
       },
+    );
+
+    app.post(
+      '/files/manifests',
+      {
+        schema: {
+          tags: ['files'],
+          summary: 'The manifests of several files in one request: for each path, what GET /files/manifest would answer, or its error',
+          body: ManifestsRequestSchema,
+          response: { 200: ManifestsResultSchema },
+        },
+      },
+      async (request) => ({ manifests: await files.manifests(principalOf(request), request.body.paths) }),
     );
 
     app.get(

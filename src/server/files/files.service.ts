@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
-import { PvError } from '../../core/errors.js';
+import { isPvError, PvError } from '../../core/errors.js';
 import { encodeManifest } from '../../core/manifest.js';
 import { normalizePath } from '../../core/paths.js';
-import type { FileEntry, FileList, FileVersionView, TrashEntry, VersionPatch } from '../../core/protocol.js';
+import type { FileEntry, FileList, FileVersionView, ManifestsResult, TrashEntry, VersionPatch } from '../../core/protocol.js';
 import type { BlobStore, Bucket, ByteRange } from '../../infra/blobs/blob-store.js';
 import { objectKey } from '../../infra/blobs/object-keys.js';
 import { openObject } from '../../infra/blobs/object-reader.js';
@@ -78,6 +78,37 @@ export class FilesService {
   async manifest(principal: Principal, version: FileVersionView): Promise<string> {
     if (!(await this.files.findVersion(principal.userId, version.id))) throw new PvError('PV_NOT_FOUND', 'No such version.');
     return encodeManifest(await this.files.manifestOf(version.contentHash)).toString('base64');
+  }
+
+  /**
+   * The manifests of the heads of several files in one go, for a client about to download them:
+   * per path what manifest() of its resolved head gives, or the error resolving it threw.
+   */
+  async manifests(principal: Principal, paths: string[]): Promise<ManifestsResult['manifests']> {
+    const normalized = paths.map((path) => {
+      try {
+        return normalizePath(path);
+      } catch (error) {
+        if (!isPvError(error)) throw error;
+        return error;
+      }
+    });
+    const wanted = normalized.filter((path): path is string => typeof path === 'string');
+    const entries = await this.files.findLiveMany(principal.userId, wanted);
+    const heads = [...entries.values()].filter((entry) => entry.kind === 'file').map((entry) => entry.head_version_id!);
+    const versions = await this.files.findVersions(principal.userId, heads);
+    const manifests = await this.files.manifestsOf([...new Set([...versions.values()].map((version) => version.content_hash))]);
+    return paths.map((path, at) => {
+      const resolved = normalized[at]!;
+      if (typeof resolved !== 'string') return { path, code: resolved.code, detail: resolved.message };
+      const entry = entries.get(resolved);
+      const version = entry?.kind === 'file' ? versions.get(entry.head_version_id!) : undefined;
+      if (!version) {
+        const error = fileNotFound(resolved);
+        return { path, code: error.code, detail: error.message };
+      }
+      return { path, version: toVersionView(version), manifest: encodeManifest(manifests.get(version.content_hash)!).toString('base64') };
+    });
   }
 
   /**

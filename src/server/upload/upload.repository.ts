@@ -30,18 +30,19 @@ export interface NewObject {
 export class UploadRepository {
   constructor(private readonly db: Db) {}
 
-  /** Records a new upload and the places it needs chunks for; false if one for the same content and path exists. */
-  async insertUpload(upload: UploadRow, places: ChunkPlace[]): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
-      const inserted = await trx
-        .insertInto('uploads')
-        .values(upload)
-        .onConflict((oc) => oc.columns(['owner_id', 'content_hash', 'path']).doNothing())
-        .executeTakeFirst();
-      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
-      await insertPlaces(trx, upload.id, places);
-      return true;
-    });
+  /**
+   * Records a new upload and the places it needs chunks for, inside the caller's transaction;
+   * false if one for the same content and path exists.
+   */
+  async insertUpload(trx: Kysely<Database>, upload: UploadRow, places: ChunkPlace[]): Promise<boolean> {
+    const inserted = await trx
+      .insertInto('uploads')
+      .values(upload)
+      .onConflict((oc) => oc.columns(['owner_id', 'content_hash', 'path']).doNothing())
+      .executeTakeFirst();
+    if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
+    await insertPlaces(trx, upload.id, places);
+    return true;
   }
 
   findUpload(ownerId: string, uploadId: string): Promise<UploadRow | undefined> {
@@ -57,6 +58,45 @@ export class UploadRepository {
       .where('content_hash', '=', contentHash)
       .where('path', '=', path)
       .executeTakeFirst();
+  }
+
+  /**
+   * The unfinished uploads of these (path, content) pairs, by `${contentHash}/${path}`: the
+   * batch form of findResumable.
+   */
+  async findResumables(ownerId: string, keys: { path: string; contentHash: string }[]): Promise<Map<string, UploadRow>> {
+    const found = new Map<string, UploadRow>();
+    const wanted = new Set(keys.map((key) => `${key.contentHash}/${key.path}`));
+    const hashes = [...new Set(keys.map((key) => key.contentHash))];
+    for (let i = 0; i < hashes.length; i += BATCH) {
+      const rows = await this.db
+        .selectFrom('uploads')
+        .selectAll()
+        .where('owner_id', '=', ownerId)
+        .where('content_hash', 'in', hashes.slice(i, i + BATCH))
+        .execute();
+      for (const row of rows) {
+        const key = `${row.content_hash}/${row.path}`;
+        if (wanted.has(key)) found.set(key, row);
+      }
+    }
+    return found;
+  }
+
+  /** Which of these contents the user holds in any of their versions (live, trashed or old). */
+  async heldContents(ownerId: string, hashes: string[]): Promise<Set<string>> {
+    const held = new Set<string>();
+    for (let i = 0; i < hashes.length; i += BATCH) {
+      const rows = await this.db
+        .selectFrom('file_versions')
+        .select('content_hash')
+        .distinct()
+        .where('owner_id', '=', ownerId)
+        .where('content_hash', 'in', hashes.slice(i, i + BATCH))
+        .execute();
+      for (const row of rows) held.add(row.content_hash);
+    }
+    return held;
   }
 
   async extendExpiry(uploadId: string, expiresAt: number): Promise<void> {

@@ -4,7 +4,14 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { CHUNK_MAX_SIZE } from '../../core/chunker.js';
 import { PvError } from '../../core/errors.js';
-import { CHUNKS_PER_REQUEST_MAX, ChunkReceiptSchema, UploadRequestSchema, UploadStatusSchema } from '../../core/protocol.js';
+import {
+  CHUNKS_PER_REQUEST_MAX,
+  ChunkReceiptSchema,
+  UploadBatchRequestSchema,
+  UploadBatchResultSchema,
+  UploadRequestSchema,
+  UploadStatusSchema,
+} from '../../core/protocol.js';
 import { principalOf } from '../http/authenticate.js';
 import type { UploadService } from './upload.service.js';
 
@@ -71,6 +78,21 @@ export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox 
         const status = await uploads.begin(principalOf(request), request.body);
         return reply.status(status.state === 'committed' ? 200 : 201).send(status);
       },
+    );
+
+    app.post(
+      '/uploads/batch',
+      {
+        bodyLimit: NEGOTIATE_BODY_LIMIT,
+        schema: {
+          tags: ['uploads'],
+          summary:
+            'Several negotiations in one request: for each, what POST /uploads would answer (or its error, as a failure of that one)',
+          body: UploadBatchRequestSchema,
+          response: { 200: UploadBatchResultSchema },
+        },
+      },
+      async (request) => ({ results: await uploads.beginMany(principalOf(request), request.body.uploads) }),
     );
 
     app.get(

@@ -7,12 +7,13 @@ import { applyDelta, MAX_SIGNED_BYTES } from '../../core/delta.js';
 import { decodeManifest, encodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../../core/manifest.js';
 import { applyManifestDiff, decodeManifestDiff } from '../../core/manifest-diff.js';
 import { normalizePath } from '../../core/paths.js';
-import type { ChunkReceipt, UploadRequest, UploadStatus } from '../../core/protocol.js';
+import type { ChunkReceipt, UploadFailure, UploadRequest, UploadStatus } from '../../core/protocol.js';
 import type { BlobStore, Bucket } from '../../infra/blobs/blob-store.js';
 import type { StagingArea } from '../../infra/blobs/staging-area.js';
 import type { EventBus } from '../../infra/bus/event-bus.js';
 import type { Db } from '../../infra/db/database.js';
-import type { UploadRow } from '../../infra/db/schema.js';
+import { GroupCommit } from '../../infra/db/group-commit.js';
+import type { Database, UploadRow } from '../../infra/db/schema.js';
 import { toFileEntry, toVersionView } from '../files/file-views.js';
 import type { FilesRepository, RecordedVersion } from '../files/files.repository.js';
 import { readAll, type VersionDeltas } from '../files/version-deltas.js';
@@ -45,6 +46,10 @@ const uploadNotFound = (uploadId: string) =>
  * assembling one object from new chunks and ranges of objects the user already holds.
  */
 export class UploadService {
+  private readonly bodyBuffers = new BodyBuffers();
+  /** Commits arrive together (a client sends several files at once): they share transactions. */
+  private readonly transactions: GroupCommit<Database>;
+
   constructor(
     private readonly db: Db,
     private readonly uploads: UploadRepository,
@@ -57,13 +62,69 @@ export class UploadService {
     private readonly policy: UploadPolicy,
     private readonly metrics: UploadMetrics,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.transactions = new GroupCommit(db);
+  }
 
   /**
    * Starts (or resumes) an upload. Content the user already holds is committed at once; else
    * the answer lists the chunks to send: all but those in the user's own stored versions.
    */
   async begin(principal: Principal, request: UploadRequest): Promise<UploadStatus> {
+    const base = request.baseVersionId ? await this.deltas.baseOf(principal.userId, request.baseVersionId).catch(notFoundAsNull) : null;
+    const negotiation = this.negotiation(request, base);
+    if (await this.files.findVersionByContent(principal.userId, negotiation.contentHash)) return this.commitHeld(principal, negotiation);
+    const resumable = await this.uploads.findResumable(principal.userId, negotiation.path, negotiation.contentHash);
+    if (resumable) return this.resume(resumable);
+    const owned = await this.uploads.locateOwnedChunks(principal.userId, [...new Set(negotiation.manifest.map((c) => c.hash))]);
+    const created = await this.create(principal, negotiation, owned);
+    return created.fresh ? this.withDeltaBases(created.status, base, negotiation.manifest) : created.status;
+  }
+
+  /**
+   * Several negotiations in one: the answer for each is what begin() would have given, or the
+   * error it would have thrown, as a failure of that one alone. The lookups are made once for
+   * all, and the uploads created (or content committed) in one transaction.
+   */
+  async beginMany(principal: Principal, requests: UploadRequest[]): Promise<(UploadStatus | UploadFailure)[]> {
+    const outcomes: (UploadStatus | UploadFailure)[] = new Array(requests.length);
+    const settle = async (at: number, work: () => Promise<UploadStatus>) => {
+      try {
+        outcomes[at] = await work();
+      } catch (error) {
+        outcomes[at] = failureOf(error);
+      }
+    };
+    // Edits of a version the user holds are negotiated as begin() does (manifest diffs, delta bases).
+    const based = [...requests.keys()].filter((at) => requests[at]!.baseVersionId || requests[at]!.manifestDiff !== undefined);
+    const plain: (Negotiation & { at: number })[] = [];
+    for (const [at, request] of requests.entries()) {
+      if (based.includes(at)) continue;
+      try {
+        plain.push({ at, ...this.negotiation(request, null) });
+      } catch (error) {
+        outcomes[at] = failureOf(error);
+      }
+    }
+    const held = await this.uploads.heldContents(principal.userId, [...new Set(plain.map((n) => n.contentHash))]);
+    const toCreate = plain.filter((n) => !held.has(n.contentHash));
+    const resumable = await this.uploads.findResumables(principal.userId, toCreate);
+    const fresh = toCreate.filter((n) => !resumable.has(resumeKey(n)));
+    const owned = await this.uploads.locateOwnedChunks(principal.userId, [
+      ...new Set(fresh.flatMap((n) => n.manifest.map((chunk) => chunk.hash))),
+    ]);
+    // Started in one turn, so their transactions are grouped into one.
+    await Promise.all([
+      ...plain.filter((n) => held.has(n.contentHash)).map((n) => settle(n.at, () => this.commitHeld(principal, n))),
+      ...toCreate.filter((n) => resumable.has(resumeKey(n))).map((n) => settle(n.at, () => this.resume(resumable.get(resumeKey(n))!))),
+      ...fresh.map((n) => settle(n.at, async () => (await this.create(principal, n, owned)).status)),
+      ...based.map((at) => settle(at, () => this.begin(principal, requests[at]!))),
+    ]);
+    return outcomes;
+  }
+
+  /** Checks a negotiation and reads its manifest; throws what the client must fix. */
+  private negotiation(request: UploadRequest, base: { manifest: Manifest } | null): Negotiation {
     const path = normalizePath(request.path);
     const contentHash = parseContentHash(request.contentHash, 'contentHash');
     if (request.size > this.policy.maxFileBytes) {
@@ -71,53 +132,57 @@ export class UploadService {
         fix: 'Ask the administrator to raise uploads.maxFileBytes.',
       });
     }
-    const base = request.baseVersionId ? await this.deltas.baseOf(principal.userId, request.baseVersionId).catch(notFoundAsNull) : null;
     const manifest = this.manifestOf(request, base);
     checkManifest(manifest, request.size);
+    return { path, contentHash, size: request.size, mtime: request.mtime, baseVersionId: request.baseVersionId ?? null, manifest };
+  }
 
-    const held = await this.files.findVersionByContent(principal.userId, contentHash);
-    if (held) {
-      const recorded = await this.db.transaction().execute((trx) =>
-        this.recordVersion(trx, principal, {
-          path,
-          contentHash,
-          size: request.size,
-          mtime: request.mtime,
-          baseVersionId: request.baseVersionId ?? null,
-        }),
-      );
-      this.metrics.committed('whole-file-dedup', request.size);
-      await this.announce(principal, recorded);
-      return committedStatus(recorded);
-    }
+  /** Records the version of content the user already holds: nothing to send (whole-file dedup). */
+  private async commitHeld(principal: Principal, negotiation: Negotiation): Promise<UploadStatus> {
+    const { path, contentHash, size, mtime, baseVersionId } = negotiation;
+    const recorded = await this.transactions.run((trx) =>
+      this.recordVersion(trx, principal, { path, contentHash, size, mtime, baseVersionId }),
+    );
+    this.metrics.committed('whole-file-dedup', size);
+    await this.announce(principal, recorded);
+    return committedStatus(recorded);
+  }
 
-    const resumable = await this.uploads.findResumable(principal.userId, path, contentHash);
-    if (resumable) {
-      await this.uploads.extendExpiry(resumable.id, this.expiry());
-      return this.pendingStatus(resumable);
-    }
+  /** An unfinished upload of the same content to the same path: what it still needs. */
+  private async resume(upload: UploadRow): Promise<UploadStatus> {
+    await this.uploads.extendExpiry(upload.id, this.expiry());
+    return this.pendingStatus(upload);
+  }
 
-    const owned = await this.uploads.locateOwnedChunks(principal.userId, [...new Set(manifest.map((c) => c.hash))]);
+  /**
+   * Records a new upload needing every chunk the user does not hold (owned: where the user's
+   * chunks are). fresh is false when an identical negotiation got there first: then its status.
+   */
+  private async create(
+    principal: Principal,
+    negotiation: Negotiation,
+    owned: Map<string, ChunkLocation>,
+  ): Promise<{ status: UploadStatus; fresh: boolean }> {
+    const { path, contentHash, manifest } = negotiation;
     const needed = placesOf(manifest).filter((place) => !owned.has(place.hash));
-    const at = this.now();
     const upload: UploadRow = {
       id: randomUUID(),
       owner_id: principal.userId,
       device_id: principal.deviceId,
       path,
-      size: request.size,
-      mtime: request.mtime,
+      size: negotiation.size,
+      mtime: negotiation.mtime,
       content_hash: contentHash,
       manifest: encodeManifest(manifest).toString('base64'),
-      base_version_id: request.baseVersionId ?? null,
-      created_at: at,
+      base_version_id: negotiation.baseVersionId,
+      created_at: this.now(),
       expires_at: this.expiry(),
     };
-    if (!(await this.uploads.insertUpload(upload, needed))) {
+    if (!(await this.transactions.run((trx) => this.uploads.insertUpload(trx, upload, needed)))) {
       // An identical negotiation got there first: resume that one.
-      return this.pendingStatus((await this.uploads.findResumable(principal.userId, path, contentHash))!);
+      return { status: await this.pendingStatus((await this.uploads.findResumable(principal.userId, path, contentHash))!), fresh: false };
     }
-    return this.withDeltaBases(pendingStatus(upload.id, needed), base, manifest);
+    return { status: pendingStatus(upload.id, needed), fresh: true };
   }
 
   /** The upload's manifest: sent whole, or as a diff against the base version's. */
@@ -261,14 +326,18 @@ export class UploadService {
     const lengths = hashes.map((hash) => found.chunks.get(hash)!.length);
     const receipts: ChunkReceipt[] = [];
     const stored = new Set<string>();
+    // Where the verified bytes go: file offset, and their range in the body buffer.
+    const writes: StagedRange[] = [];
+    const buffer = this.bodyBuffers.take(lengths.reduce((sum, length) => sum + length, 0));
+    let failure: { error: unknown } | null = null;
     try {
-      const { delivered, partial, surplus } = await splitBody(body, lengths, async (index, bytes) => {
+      const { delivered, partial, surplus } = await splitBody(body, lengths, buffer, (index, start, end) => {
         const hash = hashes[index]!;
         const chunk = found.chunks.get(hash)!;
-        checkChunk(hash, chunk.length, bytes);
+        checkChunk(hash, chunk.length, buffer.subarray(start, end));
         const fresh = !chunk.received && !stored.has(hash);
         if (fresh) {
-          await this.staging.write(uploadId, bytes, chunk.offsets);
+          for (const offset of chunk.offsets) writes.push({ offset, start, end });
           stored.add(hash);
           this.metrics.chunkReceived(chunk.length);
         }
@@ -286,12 +355,20 @@ export class UploadService {
           fix: 'Send exactly the named chunks, back to back, in the order of ?hashes=.',
         });
       }
-    } finally {
+    } catch (error) {
+      failure = { error };
+    }
+    // The chunks checked before a failure are kept.
+    try {
       if (stored.size > 0) {
+        for (const run of contiguousRuns(writes)) await this.staging.write(uploadId, buffer.subarray(run.start, run.end), [run.offset]);
         await this.uploads.markReceived(uploadId, [...stored], this.now());
         if (found.expiresAt < this.expiry() - 60_000) await this.uploads.extendExpiry(uploadId, this.expiry());
       }
+    } finally {
+      this.bodyBuffers.give(buffer);
     }
+    if (failure) throw failure.error;
     return receipts;
   }
 
@@ -369,7 +446,7 @@ export class UploadService {
     }
 
     const at = this.now();
-    const recorded = await this.db.transaction().execute(async (trx) => {
+    const recorded = await this.transactions.run(async (trx) => {
       if (existing) {
         if (!(await this.uploads.findObject(upload.content_hash, trx))) {
           throw new PvError('PV_CONFLICT', 'The stored copy of this content was deleted while committing.', { fix: 'Commit again.' });
@@ -532,6 +609,26 @@ function copyPlan(places: ChunkPlace[], owned: Map<string, ChunkLocation>): Copy
   return runs;
 }
 
+/** A checked negotiation. */
+interface Negotiation {
+  path: string;
+  contentHash: string;
+  size: number;
+  mtime: number;
+  baseVersionId: string | null;
+  manifest: Manifest;
+}
+
+function resumeKey(negotiation: { path: string; contentHash: string }): string {
+  return `${negotiation.contentHash}/${negotiation.path}`;
+}
+
+/** A negotiation's own error, for the batch's answer; anything but a domain error fails the whole request. */
+function failureOf(error: unknown): UploadFailure {
+  if (!isPvError(error)) throw error;
+  return { state: 'failed', code: error.code, detail: error.message, ...(error.fix ? { fix: error.fix } : {}) };
+}
+
 function pendingStatus(uploadId: string, missing: { hash: string; length: number }[]): UploadStatus {
   const distinct = new Map(missing.map((c) => [c.hash, c.length]));
   return { uploadId, state: 'pending', missing: [...distinct.keys()], missingBytes: [...distinct.values()].reduce((sum, n) => sum + n, 0) };
@@ -552,19 +649,20 @@ function checkChunk(hash: string, length: number, bytes: Buffer): void {
 }
 
 /**
- * Hands a body to onChunk as consecutive chunks of these lengths, each gathered whole in one
- * reused buffer (a chunk is at most 256 KiB) before it is handed on. After a failure it still
- * reads the body to its end, so the connection stays usable for the answer, and then throws.
- * Returns how many chunks were handed on, the bytes of the next one that arrived, and the bytes
- * past the last one.
+ * Reads a body of chunks of these lengths, back to back, into buffer (at least their total long)
+ * and hands each to onChunk as its range in buffer once it is whole. After onChunk throws it
+ * still reads the body to its end, so the connection stays usable for the answer, and then
+ * throws. Returns how many chunks were handed on, the bytes of the next one that arrived, and
+ * the bytes past the last one.
  */
 async function splitBody(
   body: Readable,
   lengths: number[],
-  onChunk: (index: number, bytes: Buffer) => Promise<void>,
+  buffer: Buffer,
+  onChunk: (index: number, start: number, end: number) => void,
 ): Promise<{ delivered: number; partial: number; surplus: number }> {
-  const buffer = Buffer.allocUnsafe(Math.max(0, ...lengths));
   let delivered = 0;
+  let start = 0;
   let filled = 0;
   let surplus = 0;
   let failure: { error: unknown } | null = null;
@@ -572,16 +670,17 @@ async function splitBody(
     let at = 0;
     while (failure === null && at < piece.length && delivered < lengths.length) {
       const n = Math.min(lengths[delivered]! - filled, piece.length - at);
-      piece.copy(buffer, filled, at, at + n);
+      piece.copy(buffer, start + filled, at, at + n);
       filled += n;
       at += n;
       if (filled < lengths[delivered]!) continue;
       try {
-        await onChunk(delivered, buffer.subarray(0, filled));
+        onChunk(delivered, start, start + filled);
       } catch (error) {
         failure = { error };
       }
       delivered++;
+      start += filled;
       filled = 0;
     }
     if (failure === null) surplus += piece.length - at;
@@ -589,6 +688,47 @@ async function splitBody(
   if (failure !== null) throw failure.error;
   return { delivered, partial: filled, surplus };
 }
+
+/** Verified bytes to stage: at offset in the file, from buffer[start, end). */
+interface StagedRange {
+  offset: number;
+  start: number;
+  end: number;
+}
+
+/** The ranges in file order, those adjacent both in the file and in the buffer merged: one write per run. */
+function contiguousRuns(ranges: StagedRange[]): StagedRange[] {
+  const runs: StagedRange[] = [];
+  for (const range of [...ranges].sort((a, b) => a.offset - b.offset)) {
+    const last = runs.at(-1);
+    if (last && last.offset + (last.end - last.start) === range.offset && last.end === range.start) last.end = range.end;
+    else runs.push({ ...range });
+  }
+  return runs;
+}
+
+/**
+ * Buffers for request bodies, reused: a fresh megabyte per request counts as external memory to
+ * V8, which answers a stream of them with full collections. Small ones only are kept.
+ */
+class BodyBuffers {
+  private readonly spare: Buffer[] = [];
+
+  take(length: number): Buffer {
+    const at = this.spare.findIndex((buffer) => buffer.length >= length);
+    if (at >= 0) return this.spare.splice(at, 1)[0]!;
+    return Buffer.allocUnsafe(length <= BODY_BUFFER_KEPT_BYTES ? Math.max(length, BODY_BUFFER_MIN_BYTES) : length);
+  }
+
+  give(buffer: Buffer): void {
+    if (buffer.length <= BODY_BUFFER_KEPT_BYTES && this.spare.length < BODY_BUFFERS_KEPT) this.spare.push(buffer);
+  }
+}
+
+/** A client sends about 1 MiB per request (src/daemon/uploader.ts); 8 requests in flight. */
+const BODY_BUFFER_MIN_BYTES = 1024 * 1024;
+const BODY_BUFFER_KEPT_BYTES = 2 * 1024 * 1024;
+const BODY_BUFFERS_KEPT = 8;
 
 /** Reads a stream into memory, stopping once more than limit bytes arrived (the rest is drained). */
 async function readAtMost(body: Readable, limit: number): Promise<Buffer> {
