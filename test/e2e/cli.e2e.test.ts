@@ -9,6 +9,7 @@ import { encodeManifest } from '../../src/core/manifest.js';
 import type { FileEntry, TrashEntry, UploadRequest, UploadStatus } from '../../src/core/protocol.js';
 import type { UploadSummary } from '../../src/daemon/uploader.js';
 import { type CliResult, CliSandbox, type CliServer, collectOutput, describeResult, exited, REPO_ROOT } from '../support/cli.js';
+import { freePort } from '../support/unreachable.js';
 import { pseudoRandomBytes } from '../support/uploads.js';
 import { TIME_SCALE } from '../support/time-scale.js';
 
@@ -22,6 +23,7 @@ import { TIME_SCALE } from '../support/time-scale.js';
 const EXIT_USAGE = 2;
 const EXIT_AUTH = 3;
 const EXIT_NOT_FOUND = 4;
+const EXIT_UNREACHABLE = 6;
 
 // Read-only sample photos and videos beside the repository; never written to.
 const CORPUS = resolve(REPO_ROOT, '..', 'shared', 'corpus');
@@ -292,5 +294,27 @@ describe('photovault CLI against a running server', () => {
     expect(dotDot.stderr).toMatch(/'\.\.'/);
 
     expect(await server.stop()).toEqual({ code: 0, signal: null });
+  }, 60_000 * TIME_SCALE);
+
+  it('stops `server start` with exit code 6 naming a configured backend it cannot reach', async () => {
+    const closed = await freePort();
+    const backends: [string, Record<string, string>, RegExp][] = [
+      ['PostgreSQL', { PHOTOVAULT_DATABASE_URL: `postgres://photovault:secret@127.0.0.1:${closed}/photovault` }, /PostgreSQL/],
+      ['Redis', { PHOTOVAULT_REDIS_URL: `redis://127.0.0.1:${closed}` }, /Redis/],
+      ['NATS', { PHOTOVAULT_NATS_URL: `nats://127.0.0.1:${closed}` }, /NATS/],
+      [
+        'S3',
+        { PHOTOVAULT_S3_ENDPOINT: `http://127.0.0.1:${closed}`, PHOTOVAULT_S3_ACCESS_KEY: 'key', PHOTOVAULT_S3_SECRET_KEY: 'secret' },
+        /S3 endpoint/,
+      ],
+    ];
+    for (const [name, env, named] of backends) {
+      const data = await sandbox.dir(`data-${name}`);
+      const started = await sandbox.run(['server', 'start', '--data', data, '--host', '127.0.0.1', '--port', '0'], { env });
+      expectExit(started, EXIT_UNREACHABLE);
+      expect(started.stderr, name).toMatch(named);
+      expect(started.stderr, name).toContain(`127.0.0.1:${closed}`);
+      expect(started.stderr, `${name}: the password stays out of the message`).not.toContain('secret@');
+    }
   }, 60_000 * TIME_SCALE);
 });
