@@ -388,7 +388,8 @@ describeEachDatabase('upload protocol', (kind) => {
   it('expires an abandoned upload and its staged chunks', async () => {
     const prepared = await prepareUpload('abandoned.bin', pseudoRandomBytes(500_000, 13));
     const status = (await begin(server.app, alice.auth, prepared.request)).json<UploadStatus>();
-    await putChunk(server.app, alice.auth, status.uploadId!, status.missing[0]!, prepared.chunkBytes.get(status.missing[0]!)!);
+    const put = await putChunk(server.app, alice.auth, status.uploadId!, status.missing[0]!, prepared.chunkBytes.get(status.missing[0]!)!);
+    expect(put.statusCode, put.body).toBe(200);
     expect(await isStaged(server, status.uploadId!)).toBe(true);
     const stillLive = async () => (await server.app.inject({ url: `/api/v1/uploads/${status.uploadId}`, headers: alice.auth })).statusCode;
     server.clock.advance(23 * 3_600_000);

@@ -27,7 +27,7 @@ export async function startS3rver(): Promise<TestS3Server> {
   singleDesAsTripleDes();
   const directory = await mkdtemp(join(tmpdir(), 'pv-s3rver-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
-  serializeDeletes(server);
+  keepDeletesApart(server);
   try {
     const { port } = await server.run();
     const endpoint = `http://127.0.0.1:${port}`;
@@ -70,16 +70,46 @@ function singleDesAsTripleDes(): void {
 }
 
 /**
- * s3rver's multi-object delete removes its keys in parallel, and each removal prunes the folders it
- * empties: two racing for one folder fail with ENOENT, answered as a 500. Real S3 servers have no
- * folders; here the removals take turns.
+ * s3rver keeps objects as files in folders and a delete prunes the folders it empties: two
+ * deletes racing for one folder fail with ENOENT, and a delete pruning `.staging/` while a put
+ * creates `.staging/<upload>/` under it makes the put fail (both answered as a 500). Real S3
+ * servers have no folders. Here deletes take turns, one at a time, and never overlap a write.
  */
-function serializeDeletes(server: S3rver): void {
-  const { store } = server;
-  const deleteObject = store.deleteObject.bind(store);
+function keepDeletesApart(server: S3rver): void {
+  const store = server.store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  let writing = 0;
+  let deleting = 0;
+  let waiting: (() => void)[] = [];
+  const wakeAll = () => waiting.splice(0).forEach((wake) => wake());
+  const until = async (ready: () => boolean) => {
+    while (!ready()) await new Promise<void>((wake) => waiting.push(wake));
+  };
+  for (const method of ['putObject', 'copyObject', 'putObjectMultipart', 'initiateUpload', 'putPart']) {
+    const write = store[method]!.bind(store);
+    store[method] = async (...args) => {
+      await until(() => deleting === 0);
+      writing++;
+      try {
+        return await write(...args);
+      } finally {
+        writing--;
+        wakeAll();
+      }
+    };
+  }
+  const remove = store.deleteObject!.bind(store);
   let turn: Promise<unknown> = Promise.resolve();
-  store.deleteObject = (bucket, key) => {
-    const removal = turn.then(() => deleteObject(bucket, key));
+  store.deleteObject = (...args) => {
+    deleting++;
+    const removal = turn.then(async () => {
+      await until(() => writing === 0);
+      try {
+        return await remove(...args);
+      } finally {
+        deleting--;
+        wakeAll();
+      }
+    });
     turn = removal.catch(() => {});
     return removal;
   };
