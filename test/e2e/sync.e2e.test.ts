@@ -386,7 +386,7 @@ describe('photovault sync as processes', () => {
     await eventually('the file committed after the restart', () => same(join(desktop, 'after.txt'), Buffer.from('after the restart')));
     daemon.kill('SIGTERM');
     expect((await exited(daemon)).code).toBe(0);
-  });
+  }, 90_000 * TIME_SCALE);
 
   it(
     'converges an initial sync of 10,000 small files in nested folders',
