@@ -18,11 +18,17 @@ export function assertUploadId(id: unknown): asserts id is string {
  * being uploaded, so that committing makes the object without copying them again.
  *
  * Staged bytes are scratch: writes are not flushed, so a crash may lose or tear them. Content
- * never written (holes, or all of it) reads as zeros, up to the furthest byte written. Callers verify what they read back; promote() checks the whole content before it
- * makes anything visible.
+ * never written (holes, or all of it) reads as zeros, up to the furthest byte written. Callers verify what they read
+ * back; promote() checks the whole content before it makes anything visible.
  */
 export interface StagingArea {
-  /** Writes the bytes at each of these offsets of the upload's content. */
+  /**
+   * Writes the bytes at each of these offsets of the upload's content. A write at an offset where
+   * an earlier one started replaces it (a chunk sent again because a crash tore its first copy).
+   * Writes that overlap otherwise must agree where they overlap, and the upload flow's always do:
+   * each place only ever gets its manifest chunk, verified. Which of two disagreeing writes reads
+   * back is the adapter's: the later on disk, the lower offset on S3.
+   */
   write(uploadId: string, bytes: Uint8Array, offsets: number[]): Promise<void>;
   /** Reads a range of the staged content; what was never written reads as zeros. */
   read(uploadId: string, offset: number, length: number): Promise<Buffer>;
