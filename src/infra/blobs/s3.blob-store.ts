@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import { Client, InvalidArgumentError, InvalidBucketNameError, InvalidEndpointError, S3Error } from 'minio';
+import { inBlocks } from '../../core/byte-blocks.js';
 import { PvError } from '../../core/errors.js';
 import {
   assertBlobKey,
@@ -150,8 +151,6 @@ export class S3BlobStore implements BlobStore {
     const { client, name } = this.targetOf(bucket, key);
     const check = new PutCheck(bucket, key, options);
     const partSize = multipartPartSize(this.partSize, options.size);
-    let pending: Uint8Array[] = [];
-    let pendingBytes = 0;
     let upload: { id: string; parts: { part: number; etag: string }[] } | undefined;
     let partsSent = 0;
     let inFlight: Promise<void> = Promise.resolve();
@@ -175,25 +174,24 @@ export class S3BlobStore implements BlobStore {
       // Awaited before the next part or at the end; until then its failure is only recorded.
       inFlight.catch(() => {});
     };
-    const takePending = (): Buffer => {
-      const bytes = Buffer.concat(pending, pendingBytes);
-      pending = [];
-      pendingBytes = 0;
-      return bytes;
-    };
     try {
-      for await (const chunk of body) {
-        check.update(chunk);
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        if (pendingBytes >= partSize) await sendPart(takePending());
+      // The first block waits for a second before it goes as a part: alone, it is the whole object.
+      let first: Buffer | undefined;
+      for await (const block of inBlocks(body, partSize)) {
+        check.update(block);
+        if (!upload && !first) {
+          first = block;
+          continue;
+        }
+        if (first) await sendPart(first);
+        first = undefined;
+        await sendPart(block);
       }
       const result = check.finish();
       if (!upload) {
-        await client.putObject(name, key, takePending());
+        await client.putObject(name, key, first ?? Buffer.alloc(0));
         return result;
       }
-      if (pendingBytes > 0) await sendPart(takePending());
       await inFlight;
       await client.completeMultipartUpload(name, key, upload.id, upload.parts);
       return result;

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { inBlocks } from '../../core/byte-blocks.js';
 import { CHUNK_MAX_SIZE } from '../../core/chunker.js';
 import { isPvError, notFoundAsNull, PvError } from '../../core/errors.js';
 import { parseContentHash } from '../../core/hash.js';
@@ -35,6 +36,8 @@ export interface UploadMetrics {
 }
 
 const NEW_OBJECT_BUCKET: Bucket = 'uploads';
+/** Bytes of stored objects a commit copies into the staging per write. */
+const COPY_BLOCK = 4 * 1024 * 1024;
 
 const uploadNotFound = (uploadId: string) =>
   new PvError('PV_UPLOAD_NOT_FOUND', `No upload ${uploadId}; it may have been committed or have expired.`, {
@@ -401,15 +404,16 @@ export class UploadService {
       throw incomplete([...new Set(lost.map((place) => place.hash))]);
     }
     for (const run of copyPlan(fromObjects, owned)) {
-      // Streamed piece by piece: a run can be most of a file of many gigabytes.
+      // Streamed a block at a time: a run can be most of a file of many gigabytes, and each
+      // staged write is a request on S3, so not one per piece the read stream happens to yield.
       let at = run.fileOffset;
       const source = await openObject(this.blobs, this.files, run.objectHash, {
         range: { start: run.start, end: run.end },
         bucket: run.bucket,
       });
-      for await (const piece of source) {
-        await this.staging.write(uploadId, piece as Uint8Array, [at]);
-        at += (piece as Uint8Array).length;
+      for await (const block of inBlocks(source, COPY_BLOCK)) {
+        await this.staging.write(uploadId, block, [at]);
+        at += block.length;
       }
     }
 
