@@ -101,6 +101,8 @@ export class LocalIndex {
     // Indexes written before synced_manifest existed gain it, empty: their next edit is sent whole.
     const columns = sqlite.pragma('table_info(files)') as { name: string }[];
     if (!columns.some((column) => column.name === 'synced_manifest')) sqlite.exec('ALTER TABLE files ADD COLUMN synced_manifest TEXT');
+    // For holdsSyncedContent(), asked of every new file while a scan goes on.
+    await db.schema.createIndex('files_synced_hash').ifNotExists().on('files').column('synced_hash').execute();
     return new LocalIndex(db);
   }
 
@@ -141,6 +143,23 @@ export class LocalIndex {
       syncedVersionId: row.synced_version_id,
       syncedHash: row.synced_hash,
     }));
+  }
+
+  /**
+   * Whether an entry other than at exceptPath holds, in sync, the content with this hash: a new
+   * file with that content may be it moved or renamed, which only the end of a scan can tell.
+   */
+  async holdsSyncedContent(contentHash: string, exceptPath: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('files')
+      .select('path')
+      .where('synced_hash', '=', contentHash)
+      .where('content_hash', '=', contentHash)
+      .where('synced_version_id', 'is not', null)
+      .where('path', '!=', exceptPath)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /** Which of these paths have an entry. */

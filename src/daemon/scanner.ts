@@ -32,6 +32,11 @@ export interface ScanResult {
 
 export interface ScanOptions {
   ignored: IgnoreTest;
+  /**
+   * Told of each changed file once it is fingerprinted and indexed, while the scan goes on, so
+   * that its upload can start before the scan ends. The scan waits for it.
+   */
+  onChanged?: (file: IndexedFile) => Promise<void>;
   /** How content is read; tests count the calls. */
   fingerprint?: (absolutePath: string) => Promise<Fingerprint>;
   /**
@@ -99,6 +104,7 @@ export async function scanFolder(root: string, index: LocalIndex, options: ScanO
     };
     await index.put(indexed);
     result.changed.push(indexed);
+    await options.onChanged?.(indexed);
   };
 
   /** Visits a folder's files and subfolders, several at a time: a rescan is mostly waiting on lstat. */

@@ -3,7 +3,7 @@ import { dirname, join, posix } from 'node:path';
 import { isPvError, notFoundAsNull, PvError } from '../core/errors.js';
 import { decodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../core/manifest.js';
 import { joinPath } from '../core/paths.js';
-import { runPool } from '../core/pool.js';
+import { Feed, runPool } from '../core/pool.js';
 import { type Change, MANIFESTS_PER_REQUEST_MAX, type VersionManifest } from '../core/protocol.js';
 import type { ApiClient } from './api-client.js';
 import { downloadReusingChunks } from './delta-download.js';
@@ -119,13 +119,33 @@ export class SyncEngine {
 
   /** Scans (the whole folder, or only the paths a watcher reported) and uploads what is unsynced. */
   private async push(summary: SyncSummary, options: { deletes: boolean; paths?: string[] }): Promise<void> {
-    const scan = await scanFolder(this.root, this.index, { ignored: await loadIgnoreRules(this.root), paths: options.paths });
+    // Changed files go up while the scan reads the rest (on a first pass, every file), so the
+    // server works meanwhile, except a new file whose content a vanished one may have held: it
+    // may be that file renamed, which only the end of the scan tells.
+    const ignored = await loadIgnoreRules(this.root);
+    const early = new Feed<IndexedFileHead>();
+    const uploadedEarly = new Set<string>();
+    const uploadingEarly = this.upload(early, summary);
+    const scanning = scanFolder(this.root, this.index, {
+      ignored,
+      paths: options.paths,
+      onChanged: async (file) => {
+        if (this.settling(file)) return;
+        if (options.deletes && file.syncedVersionId === null && (await this.index.holdsSyncedContent(file.contentHash, file.path))) return;
+        uploadedEarly.add(file.path);
+        early.push(file);
+      },
+    }).finally(() => early.end());
+    // Both end before the pass goes on or fails: a scan must never outlive its pass.
+    const [scanned, uploaded] = await Promise.allSettled([scanning, uploadingEarly]);
+    if (scanned.status === 'rejected') throw scanned.reason;
+    if (uploaded.status === 'rejected') throw uploaded.reason;
+    const scan = scanned.value;
     // Passes of one folder never overlap, so a temp file of a download is a dead one's.
     for (const part of scan.staleParts) await rm(part, { force: true });
-    let uploads = scan.unsynced.filter((file) => {
-      const age = this.now() - file.mtimeMs;
-      // A future mtime (a skewed camera clock) tells nothing about writing: only a recent one defers.
-      const settling = age >= 0 && age < this.settleMs;
+    const unsynced = scan.unsynced.filter((file) => !uploadedEarly.has(file.path));
+    let uploads = unsynced.filter((file) => {
+      const settling = this.settling(file);
       if (settling) summary.deferred++;
       return !settling;
     });
@@ -136,7 +156,7 @@ export class SyncEngine {
     // the old path's delete from going out on its own.
     if (options.deletes) {
       const paired = new Set<IndexedFileHead>();
-      for (const { from, to } of detectRenames(scan.deleted, scan.unsynced)) {
+      for (const { from, to } of detectRenames(scan.deleted, unsynced)) {
         await this.attempt(summary, to.path, async () => {
           if (!(await this.moveRemote(from, to))) return;
           await this.index.remove(from.path);
@@ -148,11 +168,38 @@ export class SyncEngine {
       uploads = uploads.filter((file) => !paired.has(file));
       deleted = deleted.filter((file) => !paired.has(file));
     }
-    // Distinct paths, so the uploads need no order among themselves. The manifests are read from
-    // the index only when a file's group is negotiated: a first pass may upload 100,000 files.
+    await this.upload(uploads, summary);
+    // A vanished file leaves the index only once dealt with: a pass cut short retries the delete.
+    const deletes = options.deletes ? deleted.filter((file) => file.syncedVersionId !== null) : [];
+    for (const file of deleted) if (!options.deletes || file.syncedVersionId === null) await this.index.remove(file.path);
+    await runPool(deletes, TRANSFERS, (file) =>
+      this.attempt(summary, file.path, async () => {
+        const remote = await this.api.stat(this.remotePath(file.path)).catch(notFoundAsNull);
+        // A remote file that moved on since this device saw it was modified elsewhere: the
+        // modification wins over this delete, and the pull brings it back.
+        if (remote && remote.versionId === file.syncedVersionId) {
+          await this.api.remove(this.remotePath(file.path));
+          summary.deleted++;
+        }
+        await this.index.remove(file.path);
+      }),
+    );
+    if (options.deletes)
+      await this.removeVanishedFolders(
+        summary,
+        [...moved, ...deletes].map((file) => file.path),
+      );
+  }
+
+  /**
+   * Uploads these files (distinct paths, so in no order among themselves), as they come. Their
+   * manifests are read from the index only when a file's group is negotiated: a first pass may
+   * upload 100,000 files.
+   */
+  private async upload(files: Iterable<IndexedFileHead> | AsyncIterable<IndexedFileHead>, summary: SyncSummary): Promise<void> {
     const loaded = new Map<IndexedFileHead, IndexedFile>();
     await this.uploader.uploadInGroups(
-      uploads,
+      files,
       async (head) => {
         const file = await this.index.get(head.path);
         if (!file) return null;
@@ -183,26 +230,12 @@ export class SyncEngine {
         });
       },
     );
-    // A vanished file leaves the index only once dealt with: a pass cut short retries the delete.
-    const deletes = options.deletes ? deleted.filter((file) => file.syncedVersionId !== null) : [];
-    for (const file of deleted) if (!options.deletes || file.syncedVersionId === null) await this.index.remove(file.path);
-    await runPool(deletes, TRANSFERS, (file) =>
-      this.attempt(summary, file.path, async () => {
-        const remote = await this.api.stat(this.remotePath(file.path)).catch(notFoundAsNull);
-        // A remote file that moved on since this device saw it was modified elsewhere: the
-        // modification wins over this delete, and the pull brings it back.
-        if (remote && remote.versionId === file.syncedVersionId) {
-          await this.api.remove(this.remotePath(file.path));
-          summary.deleted++;
-        }
-        await this.index.remove(file.path);
-      }),
-    );
-    if (options.deletes)
-      await this.removeVanishedFolders(
-        summary,
-        [...moved, ...deletes].map((file) => file.path),
-      );
+  }
+
+  /** Whether a file was written too recently to be whole. A future mtime (a skewed camera clock) tells nothing about writing. */
+  private settling(file: IndexedFileHead): boolean {
+    const age = this.now() - file.mtimeMs;
+    return age >= 0 && age < this.settleMs;
   }
 
   /**

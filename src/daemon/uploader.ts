@@ -6,7 +6,7 @@ import { decodeSignature, encodeDelta, type Signature } from '../core/delta.js';
 import { encodeManifest, type Manifest } from '../core/manifest.js';
 import { diffManifests, encodeManifestDiff } from '../core/manifest-diff.js';
 import { joinPath } from '../core/paths.js';
-import { runPool } from '../core/pool.js';
+import { inGroups, runPool } from '../core/pool.js';
 import { CHUNKS_PER_REQUEST_MAX, type UploadRequest, type UploadStatus } from '../core/protocol.js';
 import type { ApiClient } from './api-client.js';
 
@@ -133,20 +133,19 @@ export class Uploader {
 
   /**
    * Uploads many files: negotiated UPLOAD_GROUP at a time in one request each, the chunks and
-   * commits of fileConcurrency files in flight, the next group negotiated meanwhile. load makes an
-   * item a job when its group starts (null: nothing to upload), so a long list holds no
+   * commits of fileConcurrency files in flight, the next group negotiated meanwhile. Items may
+   * still be coming (a Feed a scan fills): a group starts once full, or once they end. load makes
+   * an item a job when its group starts (null: nothing to upload), so a long list holds no
    * fingerprints; onDone gets each item's outcome as it is known. What onDone throws stops the
    * rest, as does an error that is no file's own (the server unreachable, the login refused).
    */
   async uploadInGroups<T>(
-    items: T[],
+    items: Iterable<T> | AsyncIterable<T>,
     load: (item: T) => Promise<UploadJob | null>,
     onDone: (item: T, outcome: UploadOutcome) => Promise<void>,
   ): Promise<void> {
-    const groups: T[][] = [];
-    for (let at = 0; at < items.length; at += UPLOAD_GROUP) groups.push(items.slice(at, at + UPLOAD_GROUP));
     // Two groups in flight: one's files transfer while the next is read and negotiated.
-    await runPool(groups, 2, async (group) => {
+    await runPool(inGroups(items, UPLOAD_GROUP), 2, async (group) => {
       const jobs = new Map<UploadJob, T>();
       for (const item of group) {
         const job = await load(item);

@@ -1,7 +1,8 @@
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ApiClient } from '../../src/daemon/api-client.js';
 import { loadIgnoreRules } from '../../src/daemon/ignore-rules.js';
 import { LocalIndex } from '../../src/daemon/local-index.js';
@@ -190,6 +191,38 @@ describe('two-way folder sync, one pass at a time', () => {
       failed: [],
     });
     for (const [path, bytes] of written) expect((await readFile(join(desktop.root, path))).equals(bytes)).toBe(true);
+    expect(await contents(desktop.root)).toEqual(await contents(laptop.root));
+  });
+
+  it('uploads new files while the scan is still reading others', async () => {
+    await mkdir(join(laptop.root, 'Streamed'), { recursive: true });
+    const settled = new Date(Date.now() - 60_000);
+    for (let i = 0; i < 80; i++) {
+      await writeFile(join(laptop.root, `Streamed/s${i}.bin`), pseudoRandomBytes(2_000 + i, 900 + i));
+      await utimes(join(laptop.root, `Streamed/s${i}.bin`), settled, settled);
+    }
+    // Past a group's worth of files, the scan waits for an upload to be recorded: a pass that
+    // uploaded only after its scan would wait forever.
+    let uploadRecorded!: () => void;
+    const recorded = new Promise<void>((resolve) => (uploadRecorded = resolve));
+    const stalled = sleep(20_000).then(() => {
+      throw new Error('no upload was recorded while the scan went on');
+    });
+    stalled.catch(() => undefined);
+    const put = laptop.index.put.bind(laptop.index);
+    let scanned = 0;
+    const puts = vi.spyOn(laptop.index, 'put').mockImplementation(async (file) => {
+      if (file.syncedVersionId !== null) uploadRecorded();
+      else if (++scanned > 40) await Promise.race([recorded, stalled]);
+      return put(file);
+    });
+    try {
+      expect(await laptop.sync()).toMatchObject({ uploaded: 80, failed: [] });
+    } finally {
+      puts.mockRestore();
+    }
+    expect(scanned).toBe(80);
+    expect(await desktop.sync()).toMatchObject({ downloaded: 80, failed: [] });
     expect(await contents(desktop.root)).toEqual(await contents(laptop.root));
   });
 
