@@ -89,7 +89,13 @@ async function clusterBackends(work: string): Promise<{ env: NodeJS.ProcessEnv; 
     ...['-d', s3Dir, '-a', '127.0.0.1', '-p', String(port), '--silent'],
   ]);
   for (let tries = 0; ; tries++) {
-    if (await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false)) break;
+    if (
+      await fetch(`http://127.0.0.1:${port}/`).then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
     if (tries > 100) throw new Error('s3rver did not start within 10 s');
     await new Promise((done) => setTimeout(done, 100));
   }
@@ -113,7 +119,8 @@ async function clusterBackends(work: string): Promise<{ env: NodeJS.ProcessEnv; 
       await again.end();
       await dropNatsStreams(id);
       const redis = new Redis(REDIS_URL);
-      for await (const keys of redis.scanStream({ match: `${id}:*` }) as AsyncIterable<string[]>) if (keys.length) await redis.unlink(...keys);
+      for await (const keys of redis.scanStream({ match: `${id}:*` }) as AsyncIterable<string[]>)
+        if (keys.length) await redis.unlink(...keys);
       redis.disconnect();
     },
   };
@@ -160,7 +167,8 @@ async function uploadSmall(api: ApiClient, path: string, bytes: Buffer): Promise
   };
   const status = await api.beginUpload(request);
   if (status.state === 'committed') throw new Error(`${path}: the server holds this content already; propagation needs new content`);
-  for (const chunk of print.chunks) await api.putChunk(status.uploadId!, chunk.hash, bytes.subarray(chunk.offset, chunk.offset + chunk.length));
+  for (const chunk of print.chunks)
+    await api.putChunk(status.uploadId!, chunk.hash, bytes.subarray(chunk.offset, chunk.offset + chunk.length));
   const committing = performance.now();
   await api.commitUpload(status.uploadId!);
   return committing;

@@ -108,213 +108,233 @@ describe('photovault CLI against a running server', () => {
     await sandbox.dispose();
   });
 
-  it('uploads a folder of photos and videos, downloads every file byte-identical, and re-uploads it without sending a byte', async () => {
-    expect(existsSync(CORPUS), `the sample corpus is missing at ${CORPUS}`).toBe(true);
-    const corpus = await walkFiles(CORPUS);
-    expect(corpus.length).toBeGreaterThan(20);
-    const corpusBytes = corpus.reduce((sum, file) => sum + file.size, 0);
+  it(
+    'uploads a folder of photos and videos, downloads every file byte-identical, and re-uploads it without sending a byte',
+    async () => {
+      expect(existsSync(CORPUS), `the sample corpus is missing at ${CORPUS}`).toBe(true);
+      const corpus = await walkFiles(CORPUS);
+      expect(corpus.length).toBeGreaterThan(20);
+      const corpusBytes = corpus.reduce((sum, file) => sum + file.size, 0);
 
-    const data = await sandbox.dir('data');
-    const server = await sandbox.startServer(data);
-    await sandbox.addUserAndLogin(server, data, 'alice', PASSWORD);
+      const data = await sandbox.dir('data');
+      const server = await sandbox.startServer(data);
+      await sandbox.addUserAndLogin(server, data, 'alice', PASSWORD);
 
-    const first = await sandbox.json<UploadSummary>(['upload', CORPUS, '--to', 'backup', '--json']);
-    expect(first).toMatchObject({ files: corpus.length, bytesTotal: corpusBytes, failed: [] });
-    expect(first.bytesSent + first.bytesDeduplicated).toBe(corpusBytes);
+      const first = await sandbox.json<UploadSummary>(['upload', CORPUS, '--to', 'backup', '--json']);
+      expect(first).toMatchObject({ files: corpus.length, bytesTotal: corpusBytes, failed: [] });
+      expect(first.bytesSent + first.bytesDeduplicated).toBe(corpusBytes);
 
-    // The folder arrives as backup/corpus/..., its layout intact: every file is where it belongs.
-    const downloads = await sandbox.dir('downloads');
-    await inPool(corpus, 3, async (file, index) => {
-      const remotePath = `backup/corpus/${file.relativePath}`;
-      const out = join(downloads, `${index}-${file.relativePath.replaceAll('/', '_')}`);
-      const got = await sandbox.json<{ path: string; bytes: number }>(['get', remotePath, '--out', out, '--json']);
-      expect(got).toMatchObject({ path: remotePath, bytes: file.size });
-      await expectSameBytes(out, file.absolutePath);
-    });
+      // The folder arrives as backup/corpus/..., its layout intact: every file is where it belongs.
+      const downloads = await sandbox.dir('downloads');
+      await inPool(corpus, 3, async (file, index) => {
+        const remotePath = `backup/corpus/${file.relativePath}`;
+        const out = join(downloads, `${index}-${file.relativePath.replaceAll('/', '_')}`);
+        const got = await sandbox.json<{ path: string; bytes: number }>(['get', remotePath, '--out', out, '--json']);
+        expect(got).toMatchObject({ path: remotePath, bytes: file.size });
+        await expectSameBytes(out, file.absolutePath);
+      });
 
-    const again = await sandbox.json<UploadSummary>(['upload', CORPUS, '--to', 'backup', '--json']);
-    expect(again).toMatchObject({
-      files: corpus.length,
-      bytesTotal: corpusBytes,
-      bytesSent: 0,
-      bytesDeduplicated: corpusBytes,
-      failed: [],
-    });
+      const again = await sandbox.json<UploadSummary>(['upload', CORPUS, '--to', 'backup', '--json']);
+      expect(again).toMatchObject({
+        files: corpus.length,
+        bytesTotal: corpusBytes,
+        bytesSent: 0,
+        bytesDeduplicated: corpusBytes,
+        failed: [],
+      });
 
-    expect(await server.stop()).toEqual({ code: 0, signal: null });
-  }, 120_000 * TIME_SCALE);
+      expect(await server.stop()).toEqual({ code: 0, signal: null });
+    },
+    120_000 * TIME_SCALE,
+  );
 
-  it('resumes an upload killed mid-transfer, across a server restart, sending only the chunks still missing', async () => {
-    const size = 50 * MiB;
-    const data = await sandbox.dir('data');
-    let server: CliServer = await sandbox.startServer(data);
-    await sandbox.addUserAndLogin(server, data, 'bob', PASSWORD);
+  it(
+    'resumes an upload killed mid-transfer, across a server restart, sending only the chunks still missing',
+    async () => {
+      const size = 50 * MiB;
+      const data = await sandbox.dir('data');
+      let server: CliServer = await sandbox.startServer(data);
+      await sandbox.addUserAndLogin(server, data, 'bob', PASSWORD);
 
-    const file = join(await sandbox.dir('local'), 'big.bin');
-    await writeFile(file, pseudoRandomBytes(size, 0x5eed_50));
-    // The negotiation the CLI sends for this file. Negotiating is idempotent for the same content
-    // and path (same uploadId, current missing list), which is how the test learns the id to
-    // watch. It negotiates before the CLI starts so the two requests cannot race each other.
-    const print = await fingerprintFile(file);
-    const distinctChunks = new Set(print.chunks.map((c) => c.hash)).size;
-    const negotiation: UploadRequest = {
-      path: 'big.bin',
-      size,
-      mtime: Math.floor((await stat(file)).mtimeMs),
-      contentHash: print.contentHash,
-      manifest: encodeManifest(print.chunks.map(({ hash, length }) => ({ hash, length }))).toString('base64'),
-    };
-    const { token } = JSON.parse(await readFile(join(sandbox.configDir, 'credentials.json'), 'utf8')) as { token: string };
+      const file = join(await sandbox.dir('local'), 'big.bin');
+      await writeFile(file, pseudoRandomBytes(size, 0x5eed_50));
+      // The negotiation the CLI sends for this file. Negotiating is idempotent for the same content
+      // and path (same uploadId, current missing list), which is how the test learns the id to
+      // watch. It negotiates before the CLI starts so the two requests cannot race each other.
+      const print = await fingerprintFile(file);
+      const distinctChunks = new Set(print.chunks.map((c) => c.hash)).size;
+      const negotiation: UploadRequest = {
+        path: 'big.bin',
+        size,
+        mtime: Math.floor((await stat(file)).mtimeMs),
+        contentHash: print.contentHash,
+        manifest: encodeManifest(print.chunks.map(({ hash, length }) => ({ hash, length }))).toString('base64'),
+      };
+      const { token } = JSON.parse(await readFile(join(sandbox.configDir, 'credentials.json'), 'utf8')) as { token: string };
 
-    let api = new RawApi(server.url, token);
-    let atKill: UploadStatus | undefined;
-    try {
-      const begun = await api.call<UploadStatus>('POST', '/uploads', negotiation);
-      expect(begun.status, JSON.stringify(begun.body)).toBe(201);
-      expect(begun.body).toMatchObject({ state: 'pending', missingBytes: size });
-      const uploadId = begun.body.uploadId!;
-      const upload = sandbox.spawn(['upload', file, '--json']);
-      const uploadOutput = collectOutput(upload);
-      // Kill the client as soon as a few chunks are in; every 20 ms is far finer than the
-      // seconds 50 MiB take.
-      for (;;) {
-        const polled = await api.call<UploadStatus>('GET', `/uploads/${uploadId}`);
-        expect(polled.status, JSON.stringify(polled.body)).toBe(200);
-        atKill = polled.body;
-        if (distinctChunks - polled.body.missing.length >= 4) break;
-        if (upload.exitCode !== null)
-          throw new Error(`the upload ended before it could be interrupted:\n${uploadOutput.stdout()}\n${uploadOutput.stderr()}`);
-        await sleep(20);
+      let api = new RawApi(server.url, token);
+      let atKill: UploadStatus | undefined;
+      try {
+        const begun = await api.call<UploadStatus>('POST', '/uploads', negotiation);
+        expect(begun.status, JSON.stringify(begun.body)).toBe(201);
+        expect(begun.body).toMatchObject({ state: 'pending', missingBytes: size });
+        const uploadId = begun.body.uploadId!;
+        const upload = sandbox.spawn(['upload', file, '--json']);
+        const uploadOutput = collectOutput(upload);
+        // Kill the client as soon as a few chunks are in; every 20 ms is far finer than the
+        // seconds 50 MiB take.
+        for (;;) {
+          const polled = await api.call<UploadStatus>('GET', `/uploads/${uploadId}`);
+          expect(polled.status, JSON.stringify(polled.body)).toBe(200);
+          atKill = polled.body;
+          if (distinctChunks - polled.body.missing.length >= 4) break;
+          if (upload.exitCode !== null)
+            throw new Error(`the upload ended before it could be interrupted:\n${uploadOutput.stdout()}\n${uploadOutput.stderr()}`);
+          await sleep(20);
+        }
+        upload.kill('SIGKILL');
+        expect(await exited(upload)).toEqual({ code: null, signal: 'SIGKILL' });
+      } finally {
+        await api.close();
       }
-      upload.kill('SIGKILL');
-      expect(await exited(upload)).toEqual({ code: null, signal: 'SIGKILL' });
-    } finally {
-      await api.close();
-    }
-    if (atKill === undefined) throw new Error('unreachable: the loop above polls at least once');
-    const uploadId = atKill.uploadId!;
-    const receivedAtKill = size - atKill.missingBytes;
-    expect(atKill.state).toBe('pending');
-    expect(receivedAtKill).toBeGreaterThan(0);
-    expect(atKill.missingBytes).toBeGreaterThan(0);
+      if (atKill === undefined) throw new Error('unreachable: the loop above polls at least once');
+      const uploadId = atKill.uploadId!;
+      const receivedAtKill = size - atKill.missingBytes;
+      expect(atKill.state).toBe('pending');
+      expect(receivedAtKill).toBeGreaterThan(0);
+      expect(atKill.missingBytes).toBeGreaterThan(0);
 
-    // A clean restart in between, at the same address, loses nothing that was received.
-    const port = Number(new URL(server.url).port);
-    expect(await server.stop()).toEqual({ code: 0, signal: null });
-    server = await sandbox.startServer(data, { port });
-    api = new RawApi(server.url, token);
-    let beforeRerun: UploadStatus;
-    try {
-      const status = await api.call<UploadStatus>('GET', `/uploads/${uploadId}`);
-      expect(status.status, JSON.stringify(status.body)).toBe(200);
-      beforeRerun = status.body;
-    } finally {
-      await api.close();
-    }
-    expect(beforeRerun.state).toBe('pending');
-    expect(beforeRerun.missingBytes).toBeGreaterThan(0);
-    expect(beforeRerun.missingBytes).toBeLessThanOrEqual(atKill.missingBytes);
+      // A clean restart in between, at the same address, loses nothing that was received.
+      const port = Number(new URL(server.url).port);
+      expect(await server.stop()).toEqual({ code: 0, signal: null });
+      server = await sandbox.startServer(data, { port });
+      api = new RawApi(server.url, token);
+      let beforeRerun: UploadStatus;
+      try {
+        const status = await api.call<UploadStatus>('GET', `/uploads/${uploadId}`);
+        expect(status.status, JSON.stringify(status.body)).toBe(200);
+        beforeRerun = status.body;
+      } finally {
+        await api.close();
+      }
+      expect(beforeRerun.state).toBe('pending');
+      expect(beforeRerun.missingBytes).toBeGreaterThan(0);
+      expect(beforeRerun.missingBytes).toBeLessThanOrEqual(atKill.missingBytes);
 
-    const rerun = await sandbox.run(['upload', file, '--json']);
-    expectExit(rerun, 0);
-    const summary = JSON.parse(rerun.stdout) as UploadSummary;
-    expect(summary).toMatchObject({ files: 1, bytesTotal: size, failed: [] });
-    expect(summary.bytesSent).toBe(beforeRerun.missingBytes);
-    expect(summary.bytesSent).toBeLessThanOrEqual(size - receivedAtKill);
-    expect(summary.bytesSent).toBeLessThan(size);
-    expect(summary.bytesDeduplicated).toBe(size - summary.bytesSent);
+      const rerun = await sandbox.run(['upload', file, '--json']);
+      expectExit(rerun, 0);
+      const summary = JSON.parse(rerun.stdout) as UploadSummary;
+      expect(summary).toMatchObject({ files: 1, bytesTotal: size, failed: [] });
+      expect(summary.bytesSent).toBe(beforeRerun.missingBytes);
+      expect(summary.bytesSent).toBeLessThanOrEqual(size - receivedAtKill);
+      expect(summary.bytesSent).toBeLessThan(size);
+      expect(summary.bytesDeduplicated).toBe(size - summary.bytesSent);
 
-    const out = join(await sandbox.dir('downloads'), 'big.bin');
-    expectExit(await sandbox.run(['get', 'big.bin', '--out', out]), 0);
-    await expectSameBytes(out, file);
+      const out = join(await sandbox.dir('downloads'), 'big.bin');
+      expectExit(await sandbox.run(['get', 'big.bin', '--out', out]), 0);
+      await expectSameBytes(out, file);
 
-    expect(await server.stop()).toEqual({ code: 0, signal: null });
-  }, 120_000 * TIME_SCALE);
+      expect(await server.stop()).toEqual({ code: 0, signal: null });
+    },
+    120_000 * TIME_SCALE,
+  );
 
-  it('moves a removed file to the trash, restores it byte-identical, and deletes it for good when the trash is emptied', async () => {
-    const photo = join(CORPUS, 'images', 'gps', 'DSCN0010.jpg');
-    const data = await sandbox.dir('data');
-    const server = await sandbox.startServer(data);
-    await sandbox.addUserAndLogin(server, data, 'carol', PASSWORD);
-    expect(await sandbox.json<UploadSummary>(['upload', photo, '--to', 'album', '--json'])).toMatchObject({ files: 1, failed: [] });
-    const path = 'album/DSCN0010.jpg';
+  it(
+    'moves a removed file to the trash, restores it byte-identical, and deletes it for good when the trash is emptied',
+    async () => {
+      const photo = join(CORPUS, 'images', 'gps', 'DSCN0010.jpg');
+      const data = await sandbox.dir('data');
+      const server = await sandbox.startServer(data);
+      await sandbox.addUserAndLogin(server, data, 'carol', PASSWORD);
+      expect(await sandbox.json<UploadSummary>(['upload', photo, '--to', 'album', '--json'])).toMatchObject({ files: 1, failed: [] });
+      const path = 'album/DSCN0010.jpg';
 
-    const removed = await sandbox.json<TrashEntry>(['rm', path, '--json']);
-    expect(removed).toMatchObject({ path, kind: 'file', size: (await stat(photo)).size });
-    expect(await sandbox.json<TrashEntry[]>(['trash', 'ls', '--json'])).toEqual([
-      expect.objectContaining({ id: removed.id, path, kind: 'file' }),
-    ]);
-    expect((await sandbox.json<FileEntry[]>(['ls', 'album', '--json'])).map((e) => e.path)).not.toContain(path);
+      const removed = await sandbox.json<TrashEntry>(['rm', path, '--json']);
+      expect(removed).toMatchObject({ path, kind: 'file', size: (await stat(photo)).size });
+      expect(await sandbox.json<TrashEntry[]>(['trash', 'ls', '--json'])).toEqual([
+        expect.objectContaining({ id: removed.id, path, kind: 'file' }),
+      ]);
+      expect((await sandbox.json<FileEntry[]>(['ls', 'album', '--json'])).map((e) => e.path)).not.toContain(path);
 
-    expectExit(await sandbox.run(['trash', 'restore', removed.id]), 0);
-    const restored = join(await sandbox.dir('downloads'), 'restored.jpg');
-    expectExit(await sandbox.run(['get', path, '--out', restored]), 0);
-    await expectSameBytes(restored, photo);
+      expectExit(await sandbox.run(['trash', 'restore', removed.id]), 0);
+      const restored = join(await sandbox.dir('downloads'), 'restored.jpg');
+      expectExit(await sandbox.run(['get', path, '--out', restored]), 0);
+      await expectSameBytes(restored, photo);
 
-    const removedAgain = await sandbox.json<TrashEntry>(['rm', path, '--json']);
-    expect(await sandbox.json<{ entries: number }>(['trash', 'empty', '--json'])).toEqual({ entries: 1 });
-    expect(await sandbox.json<TrashEntry[]>(['trash', 'ls', '--json'])).toEqual([]);
-    const restoreEmptied = await sandbox.run(['trash', 'restore', removedAgain.id]);
-    expectExit(restoreEmptied, EXIT_NOT_FOUND);
-    expect(restoreEmptied.stderr).toContain(removedAgain.id);
+      const removedAgain = await sandbox.json<TrashEntry>(['rm', path, '--json']);
+      expect(await sandbox.json<{ entries: number }>(['trash', 'empty', '--json'])).toEqual({ entries: 1 });
+      expect(await sandbox.json<TrashEntry[]>(['trash', 'ls', '--json'])).toEqual([]);
+      const restoreEmptied = await sandbox.run(['trash', 'restore', removedAgain.id]);
+      expectExit(restoreEmptied, EXIT_NOT_FOUND);
+      expect(restoreEmptied.stderr).toContain(removedAgain.id);
 
-    expect(await server.stop()).toEqual({ code: 0, signal: null });
-  }, 90_000 * TIME_SCALE);
+      expect(await server.stop()).toEqual({ code: 0, signal: null });
+    },
+    90_000 * TIME_SCALE,
+  );
 
-  it('exits with the documented codes and says how to fix it: not logged in, wrong password, missing file, invalid path', async () => {
-    const photo = join(CORPUS, 'images', 'gps', 'DSCN0012.jpg');
-    const notLoggedIn = await sandbox.run(['upload', photo, '--json']);
-    expectExit(notLoggedIn, EXIT_AUTH);
-    expect(notLoggedIn.stdout).toBe('');
-    expect(notLoggedIn.stderr).toMatch(/not logged in/i);
-    expect(notLoggedIn.stderr).toMatch(/fix:.*photovault login/);
+  it(
+    'exits with the documented codes and says how to fix it: not logged in, wrong password, missing file, invalid path',
+    async () => {
+      const photo = join(CORPUS, 'images', 'gps', 'DSCN0012.jpg');
+      const notLoggedIn = await sandbox.run(['upload', photo, '--json']);
+      expectExit(notLoggedIn, EXIT_AUTH);
+      expect(notLoggedIn.stdout).toBe('');
+      expect(notLoggedIn.stderr).toMatch(/not logged in/i);
+      expect(notLoggedIn.stderr).toMatch(/fix:.*photovault login/);
 
-    const data = await sandbox.dir('data');
-    const server = await sandbox.startServer(data);
-    expectExit(await sandbox.run(['user', 'add', 'dave', '--password-stdin', '--data', data], { stdin: `${PASSWORD}\n` }), 0);
+      const data = await sandbox.dir('data');
+      const server = await sandbox.startServer(data);
+      expectExit(await sandbox.run(['user', 'add', 'dave', '--password-stdin', '--data', data], { stdin: `${PASSWORD}\n` }), 0);
 
-    const wrongPassword = await sandbox.run(['login', '--server', server.url, '--user', 'dave', '--password-stdin'], {
-      stdin: 'not the password\n',
-    });
-    expectExit(wrongPassword, EXIT_AUTH);
-    expect(wrongPassword.stderr).toMatch(/password/i);
-    expect(existsSync(join(sandbox.configDir, 'credentials.json'))).toBe(false);
+      const wrongPassword = await sandbox.run(['login', '--server', server.url, '--user', 'dave', '--password-stdin'], {
+        stdin: 'not the password\n',
+      });
+      expectExit(wrongPassword, EXIT_AUTH);
+      expect(wrongPassword.stderr).toMatch(/password/i);
+      expect(existsSync(join(sandbox.configDir, 'credentials.json'))).toBe(false);
 
-    expectExit(await sandbox.run(['login', '--server', server.url, '--user', 'dave', '--password-stdin'], { stdin: `${PASSWORD}\n` }), 0);
+      expectExit(await sandbox.run(['login', '--server', server.url, '--user', 'dave', '--password-stdin'], { stdin: `${PASSWORD}\n` }), 0);
 
-    const out = join(await sandbox.dir('downloads'), 'missing.jpg');
-    const missing = await sandbox.run(['get', 'holidays/missing.jpg', '--out', out]);
-    expectExit(missing, EXIT_NOT_FOUND);
-    expect(missing.stderr).toContain('holidays/missing.jpg');
-    expect(await readdir(dirname(out))).toEqual([]);
+      const out = join(await sandbox.dir('downloads'), 'missing.jpg');
+      const missing = await sandbox.run(['get', 'holidays/missing.jpg', '--out', out]);
+      expectExit(missing, EXIT_NOT_FOUND);
+      expect(missing.stderr).toContain('holidays/missing.jpg');
+      expect(await readdir(dirname(out))).toEqual([]);
 
-    const dotDot = await sandbox.run(['ls', 'holidays/../../etc', '--json']);
-    expectExit(dotDot, EXIT_USAGE);
-    expect(dotDot.stdout).toBe('');
-    expect(dotDot.stderr).toMatch(/'\.\.'/);
+      const dotDot = await sandbox.run(['ls', 'holidays/../../etc', '--json']);
+      expectExit(dotDot, EXIT_USAGE);
+      expect(dotDot.stdout).toBe('');
+      expect(dotDot.stderr).toMatch(/'\.\.'/);
 
-    expect(await server.stop()).toEqual({ code: 0, signal: null });
-  }, 60_000 * TIME_SCALE);
+      expect(await server.stop()).toEqual({ code: 0, signal: null });
+    },
+    60_000 * TIME_SCALE,
+  );
 
-  it('stops `server start` with exit code 6 naming a configured backend it cannot reach', async () => {
-    const closed = await freePort();
-    const backends: [string, Record<string, string>, RegExp][] = [
-      ['PostgreSQL', { PHOTOVAULT_DATABASE_URL: `postgres://photovault:secret@127.0.0.1:${closed}/photovault` }, /PostgreSQL/],
-      ['Redis', { PHOTOVAULT_REDIS_URL: `redis://127.0.0.1:${closed}` }, /Redis/],
-      ['NATS', { PHOTOVAULT_NATS_URL: `nats://127.0.0.1:${closed}` }, /NATS/],
-      [
-        'S3',
-        { PHOTOVAULT_S3_ENDPOINT: `http://127.0.0.1:${closed}`, PHOTOVAULT_S3_ACCESS_KEY: 'key', PHOTOVAULT_S3_SECRET_KEY: 'secret' },
-        /S3 endpoint/,
-      ],
-    ];
-    for (const [name, env, named] of backends) {
-      const data = await sandbox.dir(`data-${name}`);
-      const started = await sandbox.run(['server', 'start', '--data', data, '--host', '127.0.0.1', '--port', '0'], { env });
-      expectExit(started, EXIT_UNREACHABLE);
-      expect(started.stderr, name).toMatch(named);
-      expect(started.stderr, name).toContain(`127.0.0.1:${closed}`);
-      expect(started.stderr, `${name}: the password stays out of the message`).not.toContain('secret@');
-    }
-  }, 60_000 * TIME_SCALE);
+  it(
+    'stops `server start` with exit code 6 naming a configured backend it cannot reach',
+    async () => {
+      const closed = await freePort();
+      const backends: [string, Record<string, string>, RegExp][] = [
+        ['PostgreSQL', { PHOTOVAULT_DATABASE_URL: `postgres://photovault:secret@127.0.0.1:${closed}/photovault` }, /PostgreSQL/],
+        ['Redis', { PHOTOVAULT_REDIS_URL: `redis://127.0.0.1:${closed}` }, /Redis/],
+        ['NATS', { PHOTOVAULT_NATS_URL: `nats://127.0.0.1:${closed}` }, /NATS/],
+        [
+          'S3',
+          { PHOTOVAULT_S3_ENDPOINT: `http://127.0.0.1:${closed}`, PHOTOVAULT_S3_ACCESS_KEY: 'key', PHOTOVAULT_S3_SECRET_KEY: 'secret' },
+          /S3 endpoint/,
+        ],
+      ];
+      for (const [name, env, named] of backends) {
+        const data = await sandbox.dir(`data-${name}`);
+        const started = await sandbox.run(['server', 'start', '--data', data, '--host', '127.0.0.1', '--port', '0'], { env });
+        expectExit(started, EXIT_UNREACHABLE);
+        expect(started.stderr, name).toMatch(named);
+        expect(started.stderr, name).toContain(`127.0.0.1:${closed}`);
+        expect(started.stderr, `${name}: the password stays out of the message`).not.toContain('secret@');
+      }
+    },
+    60_000 * TIME_SCALE,
+  );
 });

@@ -55,34 +55,38 @@ describe.runIf(CLUSTER_BACKENDS)('several processes on the cluster backends', ()
     await sandbox.dispose();
   });
 
-  it("shows a commit through one server on the other's sync sockets within a second, and a worker apart processes it", async () => {
-    const watching = await syncSocket(one, await login(one, 'watching-desktop'));
-    try {
-      const photo = join(await sandbox.dir('photos'), 'photo.jpg');
-      await copyFile(join(CORPUS_DIR, 'images', 'cameras', 'Canon_40D.jpg'), photo);
-      const uploaded = await sandbox.json<{ files: number; failed: unknown[] }>(['upload', photo, '--json']);
-      const committed = performance.now();
-      expect(uploaded).toMatchObject({ files: 1, failed: [] });
-      while (watching.changedAt.length === 0 && performance.now() - committed < 1000) await sleep(5);
-      expect(watching.changedAt.length, 'no `changed` on the other server within a second of the commit').toBeGreaterThan(0);
+  it(
+    "shows a commit through one server on the other's sync sockets within a second, and a worker apart processes it",
+    async () => {
+      const watching = await syncSocket(one, await login(one, 'watching-desktop'));
+      try {
+        const photo = join(await sandbox.dir('photos'), 'photo.jpg');
+        await copyFile(join(CORPUS_DIR, 'images', 'cameras', 'Canon_40D.jpg'), photo);
+        const uploaded = await sandbox.json<{ files: number; failed: unknown[] }>(['upload', photo, '--json']);
+        const committed = performance.now();
+        expect(uploaded).toMatchObject({ files: 1, failed: [] });
+        while (watching.changedAt.length === 0 && performance.now() - committed < 1000) await sleep(5);
+        expect(watching.changedAt.length, 'no `changed` on the other server within a second of the commit').toBeGreaterThan(0);
 
-      // No server runs workers: the job waits in NATS for a worker process.
-      const worker = sandbox.spawn(['worker', 'start', '--data', await sandbox.dir('worker-data')]);
-      const deadline = Date.now() + 60_000;
-      let media: MediaView | undefined;
-      while (Date.now() < deadline) {
-        media = await sandbox.json<MediaView>(['info', 'photo.jpg', '--json']);
-        if (media.jobs.every((job) => job.state === 'done')) break;
-        await sleep(250);
+        // No server runs workers: the job waits in NATS for a worker process.
+        const worker = sandbox.spawn(['worker', 'start', '--data', await sandbox.dir('worker-data')]);
+        const deadline = Date.now() + 60_000;
+        let media: MediaView | undefined;
+        while (Date.now() < deadline) {
+          media = await sandbox.json<MediaView>(['info', 'photo.jpg', '--json']);
+          if (media.jobs.every((job) => job.state === 'done')) break;
+          await sleep(250);
+        }
+        worker.kill('SIGTERM');
+        expect(media!.jobs.map((job) => [job.job, job.state])).toEqual([
+          ['metadata', 'done'],
+          ['thumbnails', 'done'],
+        ]);
+        expect(media!.thumbnails).toHaveLength(4);
+      } finally {
+        watching.close();
       }
-      worker.kill('SIGTERM');
-      expect(media!.jobs.map((job) => [job.job, job.state])).toEqual([
-        ['metadata', 'done'],
-        ['thumbnails', 'done'],
-      ]);
-      expect(media!.thumbnails).toHaveLength(4);
-    } finally {
-      watching.close();
-    }
-  }, 120_000 * TIME_SCALE);
+    },
+    120_000 * TIME_SCALE,
+  );
 });

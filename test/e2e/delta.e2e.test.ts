@@ -41,30 +41,34 @@ describe('block-level delta sync as processes', () => {
   const syncLaptop = () => sandbox.json<SyncSummary>(['sync', laptop, '--once', '--json']);
   const syncDesktop = () => sandbox.json<SyncSummary>(['sync', desktop, '--once', '--json'], { configDir: desktopConfig });
 
-  it('moves 1 KiB inserted in the middle of 100 MiB in under 16 KiB on the wire, both directions, protocol included', async () => {
-    const original = pseudoRandomBytes(100 * MiB, 31);
-    await writeFile(join(laptop, 'video.mov'), original);
-    await syncLaptop();
-    expect(await syncDesktop()).toMatchObject({ downloaded: 1 });
+  it(
+    'moves 1 KiB inserted in the middle of 100 MiB in under 16 KiB on the wire, both directions, protocol included',
+    async () => {
+      const original = pseudoRandomBytes(100 * MiB, 31);
+      await writeFile(join(laptop, 'video.mov'), original);
+      await syncLaptop();
+      expect(await syncDesktop()).toMatchObject({ downloaded: 1 });
 
-    const middle = original.length / 2;
-    const edited = Buffer.concat([original.subarray(0, middle), pseudoRandomBytes(1024, 32), original.subarray(middle)]);
-    await writeFile(join(laptop, 'video.mov'), edited);
-    meter.reset();
-    const up = await syncLaptop();
-    const upWire = meter.bytes;
-    const down = await syncDesktop();
-    const wire = meter.bytes;
+      const middle = original.length / 2;
+      const edited = Buffer.concat([original.subarray(0, middle), pseudoRandomBytes(1024, 32), original.subarray(middle)]);
+      await writeFile(join(laptop, 'video.mov'), edited);
+      meter.reset();
+      const up = await syncLaptop();
+      const upWire = meter.bytes;
+      const down = await syncDesktop();
+      const wire = meter.bytes;
 
-    expect(up).toMatchObject({ uploaded: 1 });
-    expect(down).toMatchObject({ downloaded: 1 });
-    expect((await readFile(join(desktop, 'video.mov'))).equals(edited)).toBe(true);
-    console.info(
-      `1 KiB insert into 100 MiB: ${wire} bytes on the wire (up pass ${upWire}, down pass ${wire - upWire}); ` +
-        `delta bytes sent ${up.bytesSent}, received ${down.bytesReceived}`,
-    );
-    expect(up.bytesSent).toBeLessThan(4 * 1024);
-    expect(down.bytesReceived).toBeLessThan(4 * 1024);
-    expect(wire).toBeLessThanOrEqual(16 * 1024);
-  }, 300_000 * TIME_SCALE);
+      expect(up).toMatchObject({ uploaded: 1 });
+      expect(down).toMatchObject({ downloaded: 1 });
+      expect((await readFile(join(desktop, 'video.mov'))).equals(edited)).toBe(true);
+      console.info(
+        `1 KiB insert into 100 MiB: ${wire} bytes on the wire (up pass ${upWire}, down pass ${wire - upWire}); ` +
+          `delta bytes sent ${up.bytesSent}, received ${down.bytesReceived}`,
+      );
+      expect(up.bytesSent).toBeLessThan(4 * 1024);
+      expect(down.bytesReceived).toBeLessThan(4 * 1024);
+      expect(wire).toBeLessThanOrEqual(16 * 1024);
+    },
+    300_000 * TIME_SCALE,
+  );
 });

@@ -149,244 +149,268 @@ describe('photovault sync as processes', () => {
     expect((await readdir(desktop)).filter((name) => name.endsWith('.pvpart'))).toEqual([]);
   });
 
-  it('resumes an upload whose daemon was killed mid-transfer, sending less than the whole file, and the other side never sees it partial', async () => {
-    const size = 60 * MiB;
-    const big = pseudoRandomBytes(size, 47);
-    await writeFile(join(laptop, 'movie.mp4'), big);
-    const receiver = startDaemon(desktop);
+  it(
+    'resumes an upload whose daemon was killed mid-transfer, sending less than the whole file, and the other side never sees it partial',
+    async () => {
+      const size = 60 * MiB;
+      const big = pseudoRandomBytes(size, 47);
+      await writeFile(join(laptop, 'movie.mp4'), big);
+      const receiver = startDaemon(desktop);
 
-    // Every time the file exists under its real name on the other side, it must be whole.
-    const target = join(desktop, 'movie.mp4');
-    const partials: string[] = [];
-    let whole = false;
-    let watching = true;
-    const watcher = (async () => {
-      let checked = '';
-      while (watching) {
-        const info = await stat(target).catch(() => null);
-        if (info) {
-          const seen = `${info.ino}:${info.mtimeMs}:${info.size}`;
-          if (info.size !== size) partials.push(`${info.size} bytes`);
-          else if (seen !== checked) {
-            if ((await readFile(target)).equals(big)) whole = true;
-            else partials.push(`${size} bytes of other content`);
-            checked = seen;
+      // Every time the file exists under its real name on the other side, it must be whole.
+      const target = join(desktop, 'movie.mp4');
+      const partials: string[] = [];
+      let whole = false;
+      let watching = true;
+      const watcher = (async () => {
+        let checked = '';
+        while (watching) {
+          const info = await stat(target).catch(() => null);
+          if (info) {
+            const seen = `${info.ino}:${info.mtimeMs}:${info.size}`;
+            if (info.size !== size) partials.push(`${info.size} bytes`);
+            else if (seen !== checked) {
+              if ((await readFile(target)).equals(big)) whole = true;
+              else partials.push(`${size} bytes of other content`);
+              checked = seen;
+            }
           }
+          await new Promise((resolve) => setTimeout(resolve, 10));
         }
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    })();
+      })();
 
-    try {
+      try {
+        const sender = startDaemon(laptop);
+        // The server counts verified chunk bytes as they arrive; kill once a few MiB are in.
+        await eventually('an upload in progress', async () => (await chunkBytesReceived(server.url)) >= 4 * MiB, {
+          detail: sender.output,
+        });
+        sender.process.kill('SIGKILL');
+        await exited(sender.process);
+        // Killed mid-transfer: nothing committed. (A chunk whose body had fully arrived when the
+        // client died is still stored; a CLI run later, that is long done.)
+        expect(await remoteHashes()).toEqual({});
+        const receivedBeforeRestart = await chunkBytesReceived(server.url);
+        expect(receivedBeforeRestart).toBeLessThan(size);
+
+        const restarted = startDaemon(laptop);
+        await eventually('the file whole on the other side', async () => whole, {
+          timeoutMs: 60_000,
+          detail: () => `${restarted.output()}\n${receiver.output()}`,
+        });
+        expect(await tree(desktop)).toEqual(await tree(laptop));
+        const sent = (await statuses()).find((status) => status.folder === laptop)?.totals;
+        expect(sent).toMatchObject({ uploaded: 1 });
+        // Only the chunks the server still lacked went again.
+        expect(sent!.bytesSent).toBe(size - receivedBeforeRestart);
+        expect(await chunkBytesReceived(server.url)).toBe(size);
+        await restarted.stop();
+        await receiver.stop();
+      } finally {
+        watching = false;
+        await watcher;
+      }
+      expect(partials).toEqual([]);
+    },
+    120_000 * TIME_SCALE,
+  );
+
+  it(
+    'still propagates a delete made in the same pass as an upload whose daemon was killed',
+    async () => {
+      await writeFile(join(laptop, 'old.txt'), 'old');
+      await syncOnce(laptop);
+      await syncOnce(desktop);
+      const big = pseudoRandomBytes(60 * MiB, 53);
+      await rm(join(laptop, 'old.txt'));
+      await writeFile(join(laptop, 'movie.mp4'), big);
+
       const sender = startDaemon(laptop);
-      // The server counts verified chunk bytes as they arrive; kill once a few MiB are in.
-      await eventually('an upload in progress', async () => (await chunkBytesReceived(server.url)) >= 4 * MiB, {
-        detail: sender.output,
-      });
+      await eventually('an upload in progress', async () => (await chunkBytesReceived(server.url)) >= 4 * MiB, { detail: sender.output });
       sender.process.kill('SIGKILL');
       await exited(sender.process);
-      // Killed mid-transfer: nothing committed. (A chunk whose body had fully arrived when the
-      // client died is still stored; a CLI run later, that is long done.)
-      expect(await remoteHashes()).toEqual({});
-      const receivedBeforeRestart = await chunkBytesReceived(server.url);
-      expect(receivedBeforeRestart).toBeLessThan(size);
-
       const restarted = startDaemon(laptop);
-      await eventually('the file whole on the other side', async () => whole, {
-        timeoutMs: 60_000,
-        detail: () => `${restarted.output()}\n${receiver.output()}`,
-      });
-      expect(await tree(desktop)).toEqual(await tree(laptop));
-      const sent = (await statuses()).find((status) => status.folder === laptop)?.totals;
-      expect(sent).toMatchObject({ uploaded: 1 });
-      // Only the chunks the server still lacked went again.
-      expect(sent!.bytesSent).toBe(size - receivedBeforeRestart);
-      expect(await chunkBytesReceived(server.url)).toBe(size);
+      await eventually(
+        'the upload and the delete on the server',
+        async () => isDeepStrictEqual(await remoteHashes(), { 'movie.mp4': sha256(big) }),
+        { timeoutMs: 60_000, detail: async () => `server: ${JSON.stringify(await remoteHashes())}\n${restarted.output()}` },
+      );
       await restarted.stop();
-      await receiver.stop();
-    } finally {
-      watching = false;
-      await watcher;
-    }
-    expect(partials).toEqual([]);
-  }, 120_000 * TIME_SCALE);
+      await syncOnce(desktop);
+      expect(await tree(desktop)).toEqual({ 'movie.mp4': sha256(big) });
+    },
+    120_000 * TIME_SCALE,
+  );
 
-  it('still propagates a delete made in the same pass as an upload whose daemon was killed', async () => {
-    await writeFile(join(laptop, 'old.txt'), 'old');
-    await syncOnce(laptop);
-    await syncOnce(desktop);
-    const big = pseudoRandomBytes(60 * MiB, 53);
-    await rm(join(laptop, 'old.txt'));
-    await writeFile(join(laptop, 'movie.mp4'), big);
-
-    const sender = startDaemon(laptop);
-    await eventually('an upload in progress', async () => (await chunkBytesReceived(server.url)) >= 4 * MiB, { detail: sender.output });
-    sender.process.kill('SIGKILL');
-    await exited(sender.process);
-    const restarted = startDaemon(laptop);
-    await eventually(
-      'the upload and the delete on the server',
-      async () => isDeepStrictEqual(await remoteHashes(), { 'movie.mp4': sha256(big) }),
-      { timeoutMs: 60_000, detail: async () => `server: ${JSON.stringify(await remoteHashes())}\n${restarted.output()}` },
-    );
-    await restarted.stop();
-    await syncOnce(desktop);
-    expect(await tree(desktop)).toEqual({ 'movie.mp4': sha256(big) });
-  }, 120_000 * TIME_SCALE);
-
-  it('propagates creates, edits, deletes, renames and moves both ways between two running daemons, in nested folders, with empty files and non-ASCII names', async () => {
-    const daemons = [startDaemon(laptop), startDaemon(desktop)];
-    const expected: Record<string, string> = {};
-    const put = async (root: string, path: string, content: Buffer | string) => {
-      await mkdir(dirname(join(root, path)), { recursive: true });
-      await writeFile(join(root, path), content);
-      expected[path] = sha256(content);
-    };
-    const remove = async (root: string, path: string) => {
-      await rm(join(root, path));
-      delete expected[path];
-    };
-    /** A file or a folder; the files under it move along. */
-    const move = async (root: string, from: string, to: string) => {
-      await mkdir(dirname(join(root, to)), { recursive: true });
-      await rename(join(root, from), join(root, to));
-      for (const path of Object.keys(expected)) {
-        if (path !== from && !path.startsWith(`${from}/`)) continue;
-        expected[to + path.slice(from.length)] = expected[path]!;
+  it(
+    'propagates creates, edits, deletes, renames and moves both ways between two running daemons, in nested folders, with empty files and non-ASCII names',
+    async () => {
+      const daemons = [startDaemon(laptop), startDaemon(desktop)];
+      const expected: Record<string, string> = {};
+      const put = async (root: string, path: string, content: Buffer | string) => {
+        await mkdir(dirname(join(root, path)), { recursive: true });
+        await writeFile(join(root, path), content);
+        expected[path] = sha256(content);
+      };
+      const remove = async (root: string, path: string) => {
+        await rm(join(root, path));
         delete expected[path];
+      };
+      /** A file or a folder; the files under it move along. */
+      const move = async (root: string, from: string, to: string) => {
+        await mkdir(dirname(join(root, to)), { recursive: true });
+        await rename(join(root, from), join(root, to));
+        for (const path of Object.keys(expected)) {
+          if (path !== from && !path.startsWith(`${from}/`)) continue;
+          expected[to + path.slice(from.length)] = expected[path]!;
+          delete expected[path];
+        }
+      };
+      const create = async (root: string, top: string, seed: number) => {
+        await put(root, `${top}/notes.md`, `# notes from ${top}`);
+        await put(root, `${top}/empty.txt`, '');
+        await put(root, `${top}/Photos/2024/Été/plage.jpg`, pseudoRandomBytes(300_000, seed));
+        await put(root, `${top}/Photos/2024/Été/ボート.jpg`, pseudoRandomBytes(120_000, seed + 1));
+        await put(root, `${top}/Ünïcødé – 日本語.txt`, 'Grüße, 世界');
+      };
+      /** Changes a set of files made by create(), on whichever side it was not created. */
+      const change = async (root: string, top: string) => {
+        await put(root, `${top}/notes.md`, `# notes from ${top}\n- edited elsewhere`);
+        await put(root, `${top}/Ünïcødé – 日本語.txt`, '');
+        await remove(root, `${top}/empty.txt`);
+        await move(root, `${top}/Photos/2024/Été/ボート.jpg`, `${top}/Photos/2024/Été/bateau.jpg`);
+        await move(root, `${top}/Photos/2024/Été/plage.jpg`, `${top}/Archive/2023/plage.jpg`);
+        await move(root, `${top}/Photos`, `${top}/Pictures`);
+      };
+      const converged = (step: string) =>
+        eventually(
+          `both folders holding what ${step} left`,
+          async () => isDeepStrictEqual(await tree(laptop), expected) && isDeepStrictEqual(await tree(desktop), expected),
+          {
+            timeoutMs: 60_000,
+            detail: async () =>
+              `expected ${JSON.stringify(expected, null, 1)}\nlaptop ${JSON.stringify(await tree(laptop), null, 1)}\n` +
+              `desktop ${JSON.stringify(await tree(desktop), null, 1)}\n${daemons.map((d) => d.output()).join('\n')}`,
+          },
+        );
+
+      await create(laptop, 'Made on laptop', 1);
+      await converged('creating on the laptop');
+      await create(desktop, 'Made on desktop', 3);
+      await converged('creating on the desktop');
+      await change(desktop, 'Made on laptop');
+      await converged('changing on the desktop what the laptop made');
+      await change(laptop, 'Made on desktop');
+      await converged('changing on the laptop what the desktop made');
+      expect(Object.keys(await tree(desktop)).sort()).toEqual(
+        ['Made on desktop', 'Made on laptop']
+          .flatMap((top) =>
+            ['Archive/2023/plage.jpg', 'Pictures/2024/Été/bateau.jpg', 'notes.md', 'Ünïcødé – 日本語.txt'].map((path) => `${top}/${path}`),
+          )
+          .sort(),
+      );
+      for (const daemon of daemons) await daemon.stop();
+    },
+    120_000 * TIME_SCALE,
+  );
+
+  it(
+    'keeps both contents of a file edited on both sides while one daemon was stopped, the late one under a conflict name',
+    async () => {
+      await writeFile(join(laptop, 'notes.md'), 'first');
+      await syncOnce(laptop);
+      await syncOnce(desktop);
+      const online = startDaemon(laptop);
+      let offline = startDaemon(desktop);
+      await offline.stop();
+
+      await writeFile(join(laptop, 'notes.md'), 'edited on the laptop');
+      await eventually('the laptop edit on the server', async () => (await remoteHashes())['notes.md'] === sha256('edited on the laptop'), {
+        detail: online.output,
+      });
+      await writeFile(join(desktop, 'notes.md'), 'edited on the desktop while it was offline');
+      offline = startDaemon(desktop);
+
+      const conflictName = /^notes\.conflict-desktop-\d{8}-\d{6}\.md$/;
+      const hasBoth = async (root: string) => {
+        const names = (await readdir(root)).filter((name) => name !== '.photovault');
+        return names.length === 2 && names.includes('notes.md') && names.some((name) => conflictName.test(name));
+      };
+      await eventually('both versions on both sides', async () => (await hasBoth(laptop)) && (await hasBoth(desktop)), {
+        detail: () => `${online.output()}\n${offline.output()}`,
+      });
+      await eventually('the same content on both sides', async () => isDeepStrictEqual(await tree(laptop), await tree(desktop)));
+      for (const root of [laptop, desktop]) {
+        expect(await readFile(join(root, 'notes.md'), 'utf8')).toBe('edited on the laptop');
+        const conflict = (await readdir(root)).find((name) => conflictName.test(name))!;
+        expect(await readFile(join(root, conflict), 'utf8')).toBe('edited on the desktop while it was offline');
       }
-    };
-    const create = async (root: string, top: string, seed: number) => {
-      await put(root, `${top}/notes.md`, `# notes from ${top}`);
-      await put(root, `${top}/empty.txt`, '');
-      await put(root, `${top}/Photos/2024/Été/plage.jpg`, pseudoRandomBytes(300_000, seed));
-      await put(root, `${top}/Photos/2024/Été/ボート.jpg`, pseudoRandomBytes(120_000, seed + 1));
-      await put(root, `${top}/Ünïcødé – 日本語.txt`, 'Grüße, 世界');
-    };
-    /** Changes a set of files made by create(), on whichever side it was not created. */
-    const change = async (root: string, top: string) => {
-      await put(root, `${top}/notes.md`, `# notes from ${top}\n- edited elsewhere`);
-      await put(root, `${top}/Ünïcødé – 日本語.txt`, '');
-      await remove(root, `${top}/empty.txt`);
-      await move(root, `${top}/Photos/2024/Été/ボート.jpg`, `${top}/Photos/2024/Été/bateau.jpg`);
-      await move(root, `${top}/Photos/2024/Été/plage.jpg`, `${top}/Archive/2023/plage.jpg`);
-      await move(root, `${top}/Photos`, `${top}/Pictures`);
-    };
-    const converged = (step: string) =>
-      eventually(
-        `both folders holding what ${step} left`,
+      await online.stop();
+      await offline.stop();
+    },
+    90_000 * TIME_SCALE,
+  );
+
+  it(
+    'keeps a modification over a delete made on the other side, whichever side was offline',
+    async () => {
+      await writeFile(join(laptop, 'deleted offline.txt'), 'v1');
+      await writeFile(join(laptop, 'edited offline.txt'), 'v1');
+      await syncOnce(laptop);
+      await syncOnce(desktop);
+      const online = startDaemon(laptop);
+      let offline = startDaemon(desktop);
+      await offline.stop();
+
+      await writeFile(join(laptop, 'deleted offline.txt'), 'v2, edited on the laptop');
+      await rm(join(laptop, 'edited offline.txt'));
+      await eventually(
+        'the laptop edit and delete on the server',
+        async () => isDeepStrictEqual(await remoteHashes(), { 'deleted offline.txt': sha256('v2, edited on the laptop') }),
+        { detail: online.output },
+      );
+      await rm(join(desktop, 'deleted offline.txt'));
+      await writeFile(join(desktop, 'edited offline.txt'), 'v2, edited on the desktop while it was offline');
+      offline = startDaemon(desktop);
+
+      const expected = {
+        'deleted offline.txt': sha256('v2, edited on the laptop'),
+        'edited offline.txt': sha256('v2, edited on the desktop while it was offline'),
+      };
+      await eventually(
+        'both edits on both sides',
         async () => isDeepStrictEqual(await tree(laptop), expected) && isDeepStrictEqual(await tree(desktop), expected),
         {
-          timeoutMs: 60_000,
           detail: async () =>
-            `expected ${JSON.stringify(expected, null, 1)}\nlaptop ${JSON.stringify(await tree(laptop), null, 1)}\n` +
-            `desktop ${JSON.stringify(await tree(desktop), null, 1)}\n${daemons.map((d) => d.output()).join('\n')}`,
+            `laptop ${JSON.stringify(await tree(laptop))}\ndesktop ${JSON.stringify(await tree(desktop))}\n${online.output()}\n${offline.output()}`,
         },
       );
+      expect(await remoteHashes()).toEqual(expected);
+      await online.stop();
+      await offline.stop();
+    },
+    90_000 * TIME_SCALE,
+  );
 
-    await create(laptop, 'Made on laptop', 1);
-    await converged('creating on the laptop');
-    await create(desktop, 'Made on desktop', 3);
-    await converged('creating on the desktop');
-    await change(desktop, 'Made on laptop');
-    await converged('changing on the desktop what the laptop made');
-    await change(laptop, 'Made on desktop');
-    await converged('changing on the laptop what the desktop made');
-    expect(Object.keys(await tree(desktop)).sort()).toEqual(
-      ['Made on desktop', 'Made on laptop']
-        .flatMap((top) =>
-          ['Archive/2023/plage.jpg', 'Pictures/2024/Été/bateau.jpg', 'notes.md', 'Ünïcødé – 日本語.txt'].map((path) => `${top}/${path}`),
-        )
-        .sort(),
-    );
-    for (const daemon of daemons) await daemon.stop();
-  }, 120_000 * TIME_SCALE);
+  it(
+    'reconnects after a server restart and catches up',
+    async () => {
+      await writeFile(join(laptop, 'before.txt'), 'before');
+      await syncOnce(laptop);
+      const daemon = sandbox.spawn(['sync', desktop]);
+      await eventually('the first file', () => same(join(desktop, 'before.txt'), Buffer.from('before')));
 
-  it('keeps both contents of a file edited on both sides while one daemon was stopped, the late one under a conflict name', async () => {
-    await writeFile(join(laptop, 'notes.md'), 'first');
-    await syncOnce(laptop);
-    await syncOnce(desktop);
-    const online = startDaemon(laptop);
-    let offline = startDaemon(desktop);
-    await offline.stop();
-
-    await writeFile(join(laptop, 'notes.md'), 'edited on the laptop');
-    await eventually('the laptop edit on the server', async () => (await remoteHashes())['notes.md'] === sha256('edited on the laptop'), {
-      detail: online.output,
-    });
-    await writeFile(join(desktop, 'notes.md'), 'edited on the desktop while it was offline');
-    offline = startDaemon(desktop);
-
-    const conflictName = /^notes\.conflict-desktop-\d{8}-\d{6}\.md$/;
-    const hasBoth = async (root: string) => {
-      const names = (await readdir(root)).filter((name) => name !== '.photovault');
-      return names.length === 2 && names.includes('notes.md') && names.some((name) => conflictName.test(name));
-    };
-    await eventually('both versions on both sides', async () => (await hasBoth(laptop)) && (await hasBoth(desktop)), {
-      detail: () => `${online.output()}\n${offline.output()}`,
-    });
-    await eventually('the same content on both sides', async () => isDeepStrictEqual(await tree(laptop), await tree(desktop)));
-    for (const root of [laptop, desktop]) {
-      expect(await readFile(join(root, 'notes.md'), 'utf8')).toBe('edited on the laptop');
-      const conflict = (await readdir(root)).find((name) => conflictName.test(name))!;
-      expect(await readFile(join(root, conflict), 'utf8')).toBe('edited on the desktop while it was offline');
-    }
-    await online.stop();
-    await offline.stop();
-  }, 90_000 * TIME_SCALE);
-
-  it('keeps a modification over a delete made on the other side, whichever side was offline', async () => {
-    await writeFile(join(laptop, 'deleted offline.txt'), 'v1');
-    await writeFile(join(laptop, 'edited offline.txt'), 'v1');
-    await syncOnce(laptop);
-    await syncOnce(desktop);
-    const online = startDaemon(laptop);
-    let offline = startDaemon(desktop);
-    await offline.stop();
-
-    await writeFile(join(laptop, 'deleted offline.txt'), 'v2, edited on the laptop');
-    await rm(join(laptop, 'edited offline.txt'));
-    await eventually(
-      'the laptop edit and delete on the server',
-      async () => isDeepStrictEqual(await remoteHashes(), { 'deleted offline.txt': sha256('v2, edited on the laptop') }),
-      { detail: online.output },
-    );
-    await rm(join(desktop, 'deleted offline.txt'));
-    await writeFile(join(desktop, 'edited offline.txt'), 'v2, edited on the desktop while it was offline');
-    offline = startDaemon(desktop);
-
-    const expected = {
-      'deleted offline.txt': sha256('v2, edited on the laptop'),
-      'edited offline.txt': sha256('v2, edited on the desktop while it was offline'),
-    };
-    await eventually(
-      'both edits on both sides',
-      async () => isDeepStrictEqual(await tree(laptop), expected) && isDeepStrictEqual(await tree(desktop), expected),
-      {
-        detail: async () =>
-          `laptop ${JSON.stringify(await tree(laptop))}\ndesktop ${JSON.stringify(await tree(desktop))}\n${online.output()}\n${offline.output()}`,
-      },
-    );
-    expect(await remoteHashes()).toEqual(expected);
-    await online.stop();
-    await offline.stop();
-  }, 90_000 * TIME_SCALE);
-
-  it('reconnects after a server restart and catches up', async () => {
-    await writeFile(join(laptop, 'before.txt'), 'before');
-    await syncOnce(laptop);
-    const daemon = sandbox.spawn(['sync', desktop]);
-    await eventually('the first file', () => same(join(desktop, 'before.txt'), Buffer.from('before')));
-
-    const port = Number(new URL(server.url).port);
-    expect((await server.stop()).code).toBe(0);
-    server = await sandbox.startServer(dataDir, { port });
-    await writeFile(join(laptop, 'after.txt'), 'after the restart');
-    await syncOnce(laptop);
-    await eventually('the file committed after the restart', () => same(join(desktop, 'after.txt'), Buffer.from('after the restart')));
-    daemon.kill('SIGTERM');
-    expect((await exited(daemon)).code).toBe(0);
-  }, 90_000 * TIME_SCALE);
+      const port = Number(new URL(server.url).port);
+      expect((await server.stop()).code).toBe(0);
+      server = await sandbox.startServer(dataDir, { port });
+      await writeFile(join(laptop, 'after.txt'), 'after the restart');
+      await syncOnce(laptop);
+      await eventually('the file committed after the restart', () => same(join(desktop, 'after.txt'), Buffer.from('after the restart')));
+      daemon.kill('SIGTERM');
+      expect((await exited(daemon)).code).toBe(0);
+    },
+    90_000 * TIME_SCALE,
+  );
 
   it(
     'converges an initial sync of 10,000 small files in nested folders',

@@ -77,75 +77,79 @@ describe('processing workers as processes', () => {
 
   const info = async (path: string) => sandbox.json<MediaView>(['info', path, '--json']);
 
-  it('runs a job again after its worker is killed mid-transcode, completes it once, and serves the ladder and thumbnails', async () => {
-    const media = await sandbox.dir('media');
-    await copyFile(join(CORPUS_DIR, 'video', 'bbb-480p-30s.mp4'), join(media, 'movie.mp4'));
-    await copyFile(join(CORPUS_DIR, 'images', 'gps', 'DSCN0012.jpg'), join(media, 'photo.jpg'));
-    const upload = await sandbox.run(['upload', join(media, 'movie.mp4'), join(media, 'photo.jpg')]);
-    expect(upload.code, upload.stderr).toBe(0);
+  it(
+    'runs a job again after its worker is killed mid-transcode, completes it once, and serves the ladder and thumbnails',
+    async () => {
+      const media = await sandbox.dir('media');
+      await copyFile(join(CORPUS_DIR, 'video', 'bbb-480p-30s.mp4'), join(media, 'movie.mp4'));
+      await copyFile(join(CORPUS_DIR, 'images', 'gps', 'DSCN0012.jpg'), join(media, 'photo.jpg'));
+      const upload = await sandbox.run(['upload', join(media, 'movie.mp4'), join(media, 'photo.jpg')]);
+      expect(upload.code, upload.stderr).toBe(0);
 
-    const stills = startWorker('thumbnails,metadata');
-    let transcoder = startWorker('transcode');
-    await waitForLine(transcoder, (line) => line.msg === 'job started' && line.job === 'transcode', 'job started');
-    const scratch = join(dataDir, 'work', 'processing', String(transcoder.process.pid));
-    for (let tries = 0; !(await processesUsing(scratch)).some((process) => process.includes('ffmpeg')); tries++) {
-      if (tries > 600) throw new Error(`no ffmpeg started by the worker\n${transcoder.output()}`);
-      await sleep(50);
-    }
-    await sleep(1_000); // well inside ffmpeg's run
-    transcoder.process.kill('SIGKILL');
-    await exited(transcoder.process);
+      const stills = startWorker('thumbnails,metadata');
+      let transcoder = startWorker('transcode');
+      await waitForLine(transcoder, (line) => line.msg === 'job started' && line.job === 'transcode', 'job started');
+      const scratch = join(dataDir, 'work', 'processing', String(transcoder.process.pid));
+      for (let tries = 0; !(await processesUsing(scratch)).some((process) => process.includes('ffmpeg')); tries++) {
+        if (tries > 600) throw new Error(`no ffmpeg started by the worker\n${transcoder.output()}`);
+        await sleep(50);
+      }
+      await sleep(1_000); // well inside ffmpeg's run
+      transcoder.process.kill('SIGKILL');
+      await exited(transcoder.process);
 
-    transcoder = startWorker('transcode');
-    await waitForLine(transcoder, (line) => line.msg === 'photovault worker started', 'started');
-    // The killed worker's ffmpeg, orphaned, was ended before its job was taken up again.
-    expect(await processesUsing(scratch)).toEqual([]);
-    await waitForLine(transcoder, (line) => line.msg === 'job finished' && line.job === 'transcode', 'job finished');
+      transcoder = startWorker('transcode');
+      await waitForLine(transcoder, (line) => line.msg === 'photovault worker started', 'started');
+      // The killed worker's ffmpeg, orphaned, was ended before its job was taken up again.
+      expect(await processesUsing(scratch)).toEqual([]);
+      await waitForLine(transcoder, (line) => line.msg === 'job finished' && line.job === 'transcode', 'job finished');
 
-    let movie = await info('movie.mp4');
-    for (let tries = 0; movie.jobs.some((job) => job.state === 'pending') && tries < 600; tries++) {
-      await sleep(100);
-      movie = await info('movie.mp4');
-    }
-    expect(movie.jobs.map((job) => [job.job, job.state])).toEqual([
-      ['metadata', 'done'],
-      ['thumbnails', 'done'],
-      ['transcode', 'done'],
-    ]);
-    expect(movie.jobs.find((job) => job.job === 'transcode')!.attempts).toBe(2);
-    expect(movie.metadata).toMatchObject({ kind: 'video', width: 854, height: 480, videoCodec: 'h264', audioCodec: 'aac' });
-    expect(movie.metadata!.durationSeconds).toBeCloseTo(30, 0);
-    expect(movie.hls!.renditions.map((rendition) => rendition.height)).toEqual([360, 480]);
+      let movie = await info('movie.mp4');
+      for (let tries = 0; movie.jobs.some((job) => job.state === 'pending') && tries < 600; tries++) {
+        await sleep(100);
+        movie = await info('movie.mp4');
+      }
+      expect(movie.jobs.map((job) => [job.job, job.state])).toEqual([
+        ['metadata', 'done'],
+        ['thumbnails', 'done'],
+        ['transcode', 'done'],
+      ]);
+      expect(movie.jobs.find((job) => job.job === 'transcode')!.attempts).toBe(2);
+      expect(movie.metadata).toMatchObject({ kind: 'video', width: 854, height: 480, videoCodec: 'h264', audioCodec: 'aac' });
+      expect(movie.metadata!.durationSeconds).toBeCloseTo(30, 0);
+      expect(movie.hls!.renditions.map((rendition) => rendition.height)).toEqual([360, 480]);
 
-    // Completed once in effect: one 'processed' change per job, whatever ran twice.
-    const backends = await sandbox.openBackends(dataDir);
-    try {
-      const processed = await backends.db
-        .selectFrom('changes')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('kind', '=', 'processed')
-        .where('path', '=', 'movie.mp4')
-        .executeTakeFirstOrThrow();
-      expect(Number(processed.n)).toBe(3);
-    } finally {
-      await backends.close();
-    }
+      // Completed once in effect: one 'processed' change per job, whatever ran twice.
+      const backends = await sandbox.openBackends(dataDir);
+      try {
+        const processed = await backends.db
+          .selectFrom('changes')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('kind', '=', 'processed')
+          .where('path', '=', 'movie.mp4')
+          .executeTakeFirstOrThrow();
+        expect(Number(processed.n)).toBe(3);
+      } finally {
+        await backends.close();
+      }
 
-    // The poster frame's thumbnail, through the CLI.
-    const out = join(sandbox.root, 'movie.256.webp');
-    const thumb = await sandbox.run(['thumb', 'movie.mp4', '--size', '256', '--out', out]);
-    expect(thumb.code, thumb.stderr).toBe(0);
-    expect(await sharp(await readFile(out)).metadata()).toMatchObject({ format: 'webp', width: 256, height: 144 });
+      // The poster frame's thumbnail, through the CLI.
+      const out = join(sandbox.root, 'movie.256.webp');
+      const thumb = await sandbox.run(['thumb', 'movie.mp4', '--size', '256', '--out', out]);
+      expect(thumb.code, thumb.stderr).toBe(0);
+      expect(await sharp(await readFile(out)).metadata()).toMatchObject({ format: 'webp', width: 256, height: 144 });
 
-    const photo = await info('photo.jpg');
-    expect(photo.jobs.every((job) => job.state === 'done')).toBe(true);
-    const text = await sandbox.run(['info', 'photo.jpg']);
-    expect(text.stdout).toMatch(/camera\s+NIKON/);
-    expect(text.stdout).toMatch(/location\s+43\.\d+, 11\.\d+/);
+      const photo = await info('photo.jpg');
+      expect(photo.jobs.every((job) => job.state === 'done')).toBe(true);
+      const text = await sandbox.run(['info', 'photo.jpg']);
+      expect(text.stdout).toMatch(/camera\s+NIKON/);
+      expect(text.stdout).toMatch(/location\s+43\.\d+, 11\.\d+/);
 
-    for (const worker of [stills, transcoder]) {
-      worker.process.kill('SIGTERM');
-      expect(await exited(worker.process)).toEqual({ code: 0, signal: null });
-    }
-  }, 240_000 * TIME_SCALE);
+      for (const worker of [stills, transcoder]) {
+        worker.process.kill('SIGTERM');
+        expect(await exited(worker.process)).toEqual({ code: 0, signal: null });
+      }
+    },
+    240_000 * TIME_SCALE,
+  );
 });

@@ -58,7 +58,10 @@ export function multipartPartSize(configured: number, size?: number): number {
 
 /** Every photovault bucket on one endpoint with one set of credentials, each S3 bucket named like the photovault one after namePrefix. */
 export function s3BucketLocations(endpoint: Omit<S3Location, 'bucket'>, namePrefix = ''): Record<Bucket, S3Location> {
-  return Object.fromEntries(BUCKETS.map((bucket) => [bucket, { ...endpoint, bucket: `${namePrefix}${bucket}` }])) as Record<Bucket, S3Location>;
+  return Object.fromEntries(BUCKETS.map((bucket) => [bucket, { ...endpoint, bucket: `${namePrefix}${bucket}` }])) as Record<
+    Bucket,
+    S3Location
+  >;
 }
 
 interface Target {
