@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { API_SERVICES } from '../core/api-services.js';
 import type { ServerConfig } from '../core/config.js';
 import type { StorageAdministration } from '../server/context.js';
 import type { VerifyReport } from '../server/storage/integrity.service.js';
@@ -37,17 +38,24 @@ export function registerServerCommands(program: Command): void {
   )
     .option('--host <host>', 'address to listen on (default 0.0.0.0)')
     .option('--port <port>', 'port to listen on; 0 picks a free one (default 8420)')
+    .option('--services <list>', `comma-separated API services to serve (${API_SERVICES.join(', ')}); default all`)
     .action(
-      action(async (options: { data?: string; config?: string; host?: string; port?: string }) => {
+      action(async (options: { data?: string; config?: string; host?: string; port?: string; services?: string }) => {
         const serverFlags = {
           ...(options.host ? { host: options.host } : {}),
           ...(options.port !== undefined ? { port: options.port } : {}),
+          ...(options.services !== undefined ? { services: options.services } : {}),
         };
         const config = await configFromFlags(options, Object.keys(serverFlags).length ? { server: serverFlags } : {});
         const { startServer } = await import('../server/server.js');
         const running = await startServer(config);
         running.app.log.info(
-          { url: running.url, dataDir: config.dataDir, database: config.database.url ? 'postgresql' : 'sqlite' },
+          {
+            url: running.url,
+            dataDir: config.dataDir,
+            database: config.database.url ? 'postgresql' : 'sqlite',
+            services: config.server.services,
+          },
           'photovault server started',
         );
         await stopSignal();

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { API_SERVICES, type ApiService, isApiService } from './api-services.js';
 import { BUCKETS } from './buckets.js';
 import { PvError } from './errors.js';
 
@@ -39,6 +40,18 @@ const bucketSettings = z.object({
   secretKey: z.string().optional().describe("This bucket's S3 secret key; default s3.secretKey."),
   name: z.string().optional().describe("This bucket's S3 bucket name; default s3.bucketPrefix + the bucket."),
 });
+/**
+ * The API services a server process serves: a list in JSON, comma-separated from the
+ * environment or a flag. Deduplicated, as registering a service twice would fail.
+ */
+const serviceList = z
+  .union([z.array(z.string()), z.string().transform((list) => list.split(','))])
+  .transform((list) => [...new Set(list.map((name) => name.trim()).filter(Boolean))])
+  .refine((list) => list.length > 0 && list.every(isApiService), {
+    message: `must name one or more of ${API_SERVICES.join(', ')}, comma-separated`,
+  })
+  .transform((list) => list as ApiService[]);
+
 type BucketSettingsShape = Record<(typeof BUCKETS)[number], z.ZodOptional<typeof bucketSettings>>;
 
 export const serverConfigSchema = z.object({
@@ -51,8 +64,11 @@ export const serverConfigSchema = z.object({
         .string()
         .default('')
         .describe("Reverse proxies whose X-Forwarded-For is believed: '' none, '*' any, or comma-separated addresses/CIDRs."),
+      services: serviceList
+        .default([...API_SERVICES])
+        .describe('API services this process serves (cluster form: a Deployment per service); default all of them.'),
     })
-    .default({ host: '0.0.0.0', port: 8420, trustProxy: '' }),
+    .default({ host: '0.0.0.0', port: 8420, trustProxy: '', services: [...API_SERVICES] }),
   database: z
     .object({
       url: z
@@ -228,6 +244,11 @@ export function envName(path: string[]): string {
         .toUpperCase(),
     )
     .join('_')}`;
+}
+
+/** Every environment variable the server configuration reads: one per key, and PHOTOVAULT_CONFIG naming the file. */
+export function serverConfigEnvNames(): string[] {
+  return ['PHOTOVAULT_CONFIG', ...leafPaths(serverConfigSchema).map(envName)];
 }
 
 function readConfigFile(file: string, required: boolean): Record<string, unknown> {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { clientConfigDir } from '../../src/core/client-config.js';
-import { envName, loadServerConfig } from '../../src/core/config.js';
+import { envName, loadServerConfig, serverConfigEnvNames } from '../../src/core/config.js';
 import { bucketRoots } from '../../src/server/context.js';
 
 describe('server config', () => {
@@ -26,7 +26,12 @@ describe('server config', () => {
   it('layers file < environment < flags', async () => {
     await writeFile(join(dir, 'config.json'), JSON.stringify({ server: { port: 1111, host: '127.0.0.1' }, auth: { sessionDays: 7 } }));
     const fromFile = loadServerConfig({ env: {}, flags: { dataDir: dir } });
-    expect(fromFile.server).toEqual({ port: 1111, host: '127.0.0.1', trustProxy: '' });
+    expect(fromFile.server).toEqual({
+      port: 1111,
+      host: '127.0.0.1',
+      trustProxy: '',
+      services: ['users', 'upload', 'files', 'sync', 'media'],
+    });
     const fromEnv = loadServerConfig({ env: { PHOTOVAULT_SERVER_PORT: '2222', PHOTOVAULT_DATA_DIR: dir }, flags: {} });
     expect(fromEnv.server.port).toBe(2222);
     expect(fromEnv.auth.sessionDays).toBe(7);
@@ -43,6 +48,8 @@ describe('server config', () => {
     [{ PHOTOVAULT_NATS_URL: 'http://127.0.0.1:4222' }, 'nats.url (PHOTOVAULT_NATS_URL)'],
     [{ PHOTOVAULT_S3_ENDPOINT: 'minio.lan:9000' }, 's3.endpoint (PHOTOVAULT_S3_ENDPOINT)'],
     [{ PHOTOVAULT_S3_ENDPOINT: 'http://minio.lan:9000', PHOTOVAULT_S3_ACCESS_KEY: 'key' }, 's3.secretKey (PHOTOVAULT_S3_SECRET_KEY)'],
+    [{ PHOTOVAULT_SERVER_SERVICES: 'files,photos' }, 'server.services (PHOTOVAULT_SERVER_SERVICES)'],
+    [{ PHOTOVAULT_SERVER_SERVICES: ' , ' }, 'server.services (PHOTOVAULT_SERVER_SERVICES)'],
   ])('names the key and the variable of a bad value: %j', (env, named) => {
     expect(() => loadServerConfig({ env, flags: { dataDir: dir } })).toThrowError(
       expect.objectContaining({ code: 'PV_CONFIG_INVALID', message: expect.stringContaining(named) }),
@@ -89,6 +96,29 @@ describe('server config', () => {
     expect(() => loadServerConfig({ env: { PHOTOVAULT_CONFIG: join(dir, 'nope.json') }, flags: { dataDir: dir } })).toThrowError(
       expect.objectContaining({ code: 'PV_CONFIG_INVALID' }),
     );
+  });
+
+  it('serves every API service unless told which, from a comma-separated list or a JSON array', () => {
+    expect(loadServerConfig({ env: {}, flags: { dataDir: dir } }).server.services).toEqual(['users', 'upload', 'files', 'sync', 'media']);
+    const fromEnv = loadServerConfig({ env: { PHOTOVAULT_SERVER_SERVICES: 'sync, files,sync' }, flags: { dataDir: dir } });
+    expect(fromEnv.server.services).toEqual(['sync', 'files']);
+    const fromFlags = loadServerConfig({ env: {}, flags: { dataDir: dir, server: { services: ['media'] } } });
+    expect(fromFlags.server.services).toEqual(['media']);
+  });
+
+  it('lists every environment variable it reads, bucket overrides included', () => {
+    const names = serverConfigEnvNames();
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'PHOTOVAULT_CONFIG',
+        'PHOTOVAULT_DATA_DIR',
+        'PHOTOVAULT_SERVER_SERVICES',
+        'PHOTOVAULT_PROCESSING_IN_PROCESS',
+        'PHOTOVAULT_STORAGE_BUCKETS_PHOTOS_COLD_ENDPOINT',
+        'PHOTOVAULT_STORAGE_BUCKETS_VIDEOS_TRANSCODED_NAME',
+      ]),
+    );
+    expect(names).not.toContain('PHOTOVAULT_STORAGE_BUCKETS');
   });
 
   it('derives environment names from key paths', () => {
