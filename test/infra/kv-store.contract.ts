@@ -62,6 +62,20 @@ export function kvStoreContract(name: string, create: () => Promise<KvStore>): v
       expect(await store.get(key('a'))).toBeNull();
     });
 
+    it('adds a key only where it is absent or expired, saying whether it did', async () => {
+      expect(await store.add(key('cache'), 'first', { ttlMs: 60_000 })).toBe(true);
+      expect(await store.add(key('cache'), 'second', { ttlMs: 60_000 })).toBe(false);
+      expect(await store.get(key('cache'))).toBe('first');
+      await store.set(key('cache'), 'written');
+      expect(await store.add(key('cache'), 'third')).toBe(false);
+      expect(await store.get(key('cache'))).toBe('written');
+      expect(await store.add(key('short'), 'one', { ttlMs: 500 })).toBe(true);
+      await sleep(600);
+      expect(await store.add(key('short'), 'two')).toBe(true);
+      expect(await store.get(key('short'))).toBe('two');
+      await expect(store.add(key('bad'), 'x', { ttlMs: 0 })).rejects.toMatchObject({ code: 'PV_INVALID_INPUT' });
+    });
+
     it('increments an absent key from zero, by one or by the given step', async () => {
       expect(await store.increment(key('one'))).toBe(1);
       expect(await store.increment(key('five'), { by: 5 })).toBe(5);

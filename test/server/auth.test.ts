@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sha256Hex } from '../../src/core/hash.js';
+import { UserRepository } from '../../src/server/user/user.repository.js';
+import { UserService } from '../../src/server/user/user.service.js';
 import { describeEachDatabase } from '../support/databases.js';
 import { createTestServer, TEST_PASSWORD, type TestServer } from '../support/server.js';
 
@@ -110,6 +112,26 @@ describeEachDatabase('authentication', (kind) => {
     });
     expect(revoke.statusCode).toBe(204);
     expect((await server.app.inject({ url: '/api/v1/files', headers: { authorization: `Bearer ${second.token}` } })).statusCode).toBe(401);
+  });
+
+  it('ends a revoked session at once in every server process sharing the store', async () => {
+    // Another server process: its own service and database connections' view, the same database and KV store.
+    const elsewhere = new UserService(new UserRepository(server.context.db), server.context.kv, server.config.auth);
+    const laptop = (await login('carol', TEST_PASSWORD, { ip: '10.0.0.7' })).json();
+    const phone = (await login('carol', TEST_PASSWORD, { ip: '10.0.0.7', deviceName: 'phone' })).json();
+    const apiKey = (
+      await server.app.inject({ method: 'POST', url: '/api/v1/api-keys', headers: { authorization: `Bearer ${phone.token}` }, payload: {} })
+    ).json();
+    for (const token of [laptop.token, phone.token, apiKey.token]) await elsewhere.authenticate(token);
+
+    const revoke = (url: string) => server.app.inject({ method: 'DELETE', url, headers: { authorization: `Bearer ${phone.token}` } });
+    expect((await revoke(`/api/v1/devices/${laptop.device.id}`)).statusCode).toBe(204);
+    expect((await revoke(`/api/v1/api-keys/${apiKey.apiKey.id}`)).statusCode).toBe(204);
+    await expect(elsewhere.authenticate(laptop.token)).rejects.toMatchObject({ code: 'PV_AUTH_TOKEN_INVALID' });
+    await expect(elsewhere.authenticate(apiKey.token)).rejects.toMatchObject({ code: 'PV_AUTH_TOKEN_INVALID' });
+    expect((await elsewhere.authenticate(phone.token)).deviceName).toBe('phone');
+    await elsewhere.logout(await elsewhere.authenticate(phone.token));
+    expect((await server.app.inject({ url: '/api/v1/files', headers: { authorization: `Bearer ${phone.token}` } })).statusCode).toBe(401);
   });
 
   it('keeps the device identity when a known device logs in again', async () => {

@@ -1,12 +1,18 @@
 import { PvError } from '../../core/errors.js';
 
 /**
- * Key-value port for state that is cheap to lose or rebuild: rate limits, caches, presence.
+ * Key-value port for state that is cheap to lose or rebuild: rate limits, caches (sessions), presence.
  * Embedded: process memory. Cluster: Redis. TTLs are in milliseconds.
  */
 export interface KvStore {
   get(key: string): Promise<string | null>;
   set(key: string, value: string, options?: { ttlMs?: number }): Promise<void>;
+  /**
+   * Sets key only if it is absent (or expired), atomically across the processes sharing the
+   * store; true if it did. A cache fills with it, so that it never overwrites what a writer put
+   * there meanwhile.
+   */
+  add(key: string, value: string, options?: { ttlMs?: number }): Promise<boolean>;
   delete(key: string): Promise<void>;
   /**
    * Adds `by` to the integer at key (absent counts as 0) and returns the new value. The TTL is

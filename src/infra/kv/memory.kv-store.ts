@@ -41,6 +41,12 @@ export class MemoryKvStore implements KvStore {
     this.entries.set(key, { value, expiresAt: expiryOf(options.ttlMs) });
   }
 
+  async add(key: string, value: string, options: { ttlMs?: number } = {}): Promise<boolean> {
+    if (this.live(key) !== undefined) return false;
+    this.entries.set(key, { value, expiresAt: expiryOf(options.ttlMs) });
+    return true;
+  }
+
   async delete(key: string): Promise<void> {
     this.entries.delete(key);
   }

@@ -97,6 +97,14 @@ export class RedisKvStore implements KvStore {
     await this.command(key, () => (ttlMs === undefined ? this.redis.set(key, value) : this.redis.set(key, value, 'PX', ttlMs)));
   }
 
+  async add(key: string, value: string, options: { ttlMs?: number } = {}): Promise<boolean> {
+    const ttlMs = options.ttlMs === undefined ? undefined : Math.ceil(checkTtl(options.ttlMs));
+    const reply = await this.command(key, () =>
+      ttlMs === undefined ? this.redis.set(key, value, 'NX') : this.redis.set(key, value, 'PX', ttlMs, 'NX'),
+    );
+    return reply === 'OK';
+  }
+
   async delete(key: string): Promise<void> {
     await this.command(key, () => this.redis.unlink(key));
   }

@@ -42,8 +42,8 @@ export class UserRepository {
     return this.db.selectFrom('devices').selectAll().where('user_id', '=', userId).orderBy('created_at').execute();
   }
 
-  /** Marks the device revoked and deletes its tokens, in one transaction. */
-  async revokeDevice(userId: string, deviceId: string, at: number): Promise<boolean> {
+  /** Marks the device revoked and deletes its tokens, in one transaction; says whether it was active, and which tokens went. */
+  async revokeDevice(userId: string, deviceId: string, at: number): Promise<{ revoked: boolean; tokenHashes: string[] }> {
     return this.db.transaction().execute(async (trx) => {
       const result = await trx
         .updateTable('devices')
@@ -52,8 +52,13 @@ export class UserRepository {
         .where('id', '=', deviceId)
         .where('revoked_at', 'is', null)
         .executeTakeFirst();
-      await trx.deleteFrom('tokens').where('user_id', '=', userId).where('device_id', '=', deviceId).execute();
-      return Number(result.numUpdatedRows) > 0;
+      const tokens = await trx
+        .deleteFrom('tokens')
+        .where('user_id', '=', userId)
+        .where('device_id', '=', deviceId)
+        .returning('hash')
+        .execute();
+      return { revoked: Number(result.numUpdatedRows) > 0, tokenHashes: tokens.map((token) => token.hash) };
     });
   }
 
@@ -85,9 +90,10 @@ export class UserRepository {
     return this.db.selectFrom('tokens').selectAll().where('user_id', '=', userId).where('kind', '=', kind).orderBy('created_at').execute();
   }
 
-  async deleteToken(userId: string, tokenId: string): Promise<boolean> {
-    const result = await this.db.deleteFrom('tokens').where('user_id', '=', userId).where('id', '=', tokenId).executeTakeFirst();
-    return Number(result.numDeletedRows) > 0;
+  /** Deletes the token; the hashes of what went (none for an unknown one). */
+  async deleteToken(userId: string, tokenId: string): Promise<string[]> {
+    const deleted = await this.db.deleteFrom('tokens').where('user_id', '=', userId).where('id', '=', tokenId).returning('hash').execute();
+    return deleted.map((token) => token.hash);
   }
 
   async touchToken(tokenId: string, deviceId: string | null, at: number): Promise<void> {

@@ -60,15 +60,21 @@ const badCredentials = () =>
 
 type SessionRow = NonNullable<Awaited<ReturnType<UserRepository['findSession']>>>;
 
-// Every request authenticates, and an upload is one request per 64 KiB chunk: remembering a
-// resolved token briefly saves a database read per request. A revocation made by another
-// server process therefore takes effect within this time; in this process, at once.
-const SESSION_CACHE_MS = 5_000;
-const SESSION_CACHE_SIZE = 1_000;
+// Every request authenticates: a resolved token is remembered in the KV store (process memory
+// embedded, Redis in the cluster form, where every server process shares it), so most requests
+// read no database. A revocation puts a tombstone in its place at once, for every process; a
+// request that read the token before the revocation cannot bring it back, as it fills the cache
+// with add(), which leaves the tombstone be.
+const SESSION_CACHE_MS = 300_000;
+const REVOKED = 'revoked';
+const sessionKey = (tokenHash: string) => `session:${tokenHash}`;
+/** Tokens whose last use this process remembers writing; past it, it forgets them all. */
+const TOUCHED_KEPT = 10_000;
 
 /** Users, logins, sessions, API keys and devices. */
 export class UserService {
-  private readonly sessions = new Map<string, { row: SessionRow; cachedAt: number }>();
+  /** When this process last wrote each token's last use: the cached row's goes stale. */
+  private readonly touched = new Map<string, number>();
 
   constructor(
     private readonly users: UserRepository,
@@ -168,9 +174,10 @@ export class UserService {
       throw new PvError('PV_AUTH_TOKEN_EXPIRED', 'The session has expired.', { fix: 'Log in again with `photovault login`.' });
     }
     // Writing last-used on every request would make each read a write; a minute's grain is enough.
-    if (at - row.last_used_at > 60_000) {
+    if (at - (this.touched.get(row.id) ?? row.last_used_at) > 60_000) {
       await this.users.touchToken(row.id, row.device_id, at);
-      row.last_used_at = at;
+      if (this.touched.size >= TOUCHED_KEPT) this.touched.clear();
+      this.touched.set(row.id, at);
     }
     return {
       userId: row.user_id,
@@ -183,19 +190,22 @@ export class UserService {
   }
 
   async logout(principal: Principal): Promise<void> {
-    await this.users.deleteToken(principal.userId, principal.tokenId);
-    this.sessions.clear();
+    await this.forget(await this.users.deleteToken(principal.userId, principal.tokenId));
   }
 
   private async findSession(hash: string): Promise<SessionRow | undefined> {
-    const at = this.now();
-    const cached = this.sessions.get(hash);
-    if (cached && at - cached.cachedAt < SESSION_CACHE_MS) return cached.row;
+    const cached = await this.kv.get(sessionKey(hash));
+    if (cached === REVOKED) return undefined;
+    if (cached !== null) return JSON.parse(cached) as SessionRow;
     const row = await this.users.findSession(hash);
-    if (this.sessions.size >= SESSION_CACHE_SIZE) this.sessions.clear();
-    if (row) this.sessions.set(hash, { row, cachedAt: at });
-    else this.sessions.delete(hash);
+    // Unknown tokens are not remembered: guessing would fill the store.
+    if (row) await this.kv.add(sessionKey(hash), JSON.stringify(row), { ttlMs: SESSION_CACHE_MS });
     return row;
+  }
+
+  /** Ends the remembered sessions of deleted tokens, in every server process. */
+  private async forget(tokenHashes: string[]): Promise<void> {
+    for (const hash of tokenHashes) await this.kv.set(sessionKey(hash), REVOKED, { ttlMs: SESSION_CACHE_MS });
   }
 
   async createApiKey(principal: Principal, label: string | null): Promise<{ token: string; apiKey: ApiKey }> {
@@ -208,10 +218,9 @@ export class UserService {
   }
 
   async revokeApiKey(principal: Principal, apiKeyId: string): Promise<void> {
-    if (!(await this.users.deleteToken(principal.userId, apiKeyId))) {
-      throw new PvError('PV_NOT_FOUND', `No API key ${apiKeyId}.`, { fix: 'See `photovault apikey ls`.' });
-    }
-    this.sessions.clear();
+    const deleted = await this.users.deleteToken(principal.userId, apiKeyId);
+    if (deleted.length === 0) throw new PvError('PV_NOT_FOUND', `No API key ${apiKeyId}.`, { fix: 'See `photovault apikey ls`.' });
+    await this.forget(deleted);
   }
 
   async listDevices(principal: Principal): Promise<Device[]> {
@@ -219,10 +228,9 @@ export class UserService {
   }
 
   async revokeDevice(principal: Principal, deviceId: string): Promise<void> {
-    if (!(await this.users.revokeDevice(principal.userId, deviceId, this.now()))) {
-      throw new PvError('PV_NOT_FOUND', `No active device ${deviceId}.`, { fix: 'See `photovault devices ls`.' });
-    }
-    this.sessions.clear();
+    const { revoked, tokenHashes } = await this.users.revokeDevice(principal.userId, deviceId, this.now());
+    await this.forget(tokenHashes);
+    if (!revoked) throw new PvError('PV_NOT_FOUND', `No active device ${deviceId}.`, { fix: 'See `photovault devices ls`.' });
   }
 
   private async issueToken(
