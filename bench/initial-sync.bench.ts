@@ -24,6 +24,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   atExit,
+  flushDirtyPages,
   Cli,
   machineBusyCpuSeconds,
   MiB,
@@ -124,6 +125,7 @@ async function setUp(work: string, env: NodeJS.ProcessEnv) {
 async function sequential(work: string, initial: string, env: NodeJS.ProcessEnv, expected: Map<string, string>): Promise<Round> {
   const { server, a, b } = await setUp(work, env);
   await cp(initial, a.folder, { recursive: true });
+  await flushDirtyPages();
   const busy = machineBusyCpuSeconds() - ownCpuSeconds();
   const server0 = server.cpuSeconds();
   const threads0 = server.threadCpuSeconds();
@@ -159,6 +161,7 @@ async function live(
 ) {
   const { server, a, b } = await setUp(work, env);
   await cp(initial, a.folder, { recursive: true });
+  await flushDirtyPages();
   const busy = machineBusyCpuSeconds() - ownCpuSeconds();
   const server0 = server.cpuSeconds();
   const started = performance.now();

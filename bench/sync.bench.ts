@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import type { IndexFigures, RescanFigures } from './rescan.child.js';
 import {
   atExit,
+  flushDirtyPages,
   ByteCountingProxy,
   Cli,
   machineBusyCpuSeconds,
@@ -211,6 +212,7 @@ async function photovaultFigures(work: string, data: DataSet): Promise<PeerFigur
 
   // 1. Initial sync: a -> server, then server -> b, each a `sync --once` from the CLI's start.
   await cp(data.initial, a.folder, { recursive: true });
+  await flushDirtyPages();
   const cpu = new CpuWatch(() => server.cpuSeconds() + reapedChildrenCpuSeconds());
   let started = performance.now();
   await a.once();
@@ -283,6 +285,7 @@ async function syncthingFigures(bin: string, work: string, data: DataSet): Promi
   const folderB = join(work, 'st-b');
   await mkdir(folderB, { recursive: true });
   await cp(data.initial, folderA, { recursive: true });
+  await flushDirtyPages();
   const [a, b] = await syncthingPair(bin, work, FOLDER_ID, [folderA, folderB], DEFAULT_WATCHER_DELAY);
 
   // 1. Initial sync: from starting both daemons (a holding the files, b empty) until b has them
