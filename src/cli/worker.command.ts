@@ -13,19 +13,31 @@ export function registerWorkerCommands(program: Command): void {
       .description('run processing jobs (thumbnails, metadata, video transcoding) from the same data or cluster the server uses'),
   )
     .option('--only <jobs>', `comma-separated job kinds to run (${JOB_KINDS.join(', ')}); default all`)
+    .option('--port <port>', 'port of /healthz and /metrics; 0 picks a free one (default 8421)')
     .action(
-      action(async (options: { data?: string; config?: string; only?: string }) => {
+      action(async (options: { data?: string; config?: string; only?: string; port?: string }) => {
         const only = parseJobKinds(options.only);
-        const config = await configFromFlags(options);
+        const config = await configFromFlags(options, options.port !== undefined ? { processing: { port: options.port } } : {});
         const { createContext, workerCatalog } = await import('../server/context.js');
         const { startWorkers } = await import('../workers/workers.js');
+        const { JobMetrics } = await import('../workers/job-metrics.js');
+        const { serveWorkerEndpoint } = await import('../workers/worker-endpoint.js');
+        const { collectDefaultMetrics, Registry } = await import('prom-client');
         const context = await createContext(config);
         const log = jsonLog(config.log.level);
-        const workers = await startWorkers({ bus: context.bus, blobs: context.blobs, catalog: workerCatalog(context), log }, config, only);
-        log.info({ jobs: only, dataDir: config.dataDir, pid: process.pid }, 'photovault worker started');
+        const registry = new Registry();
+        collectDefaultMetrics({ register: registry, prefix: 'photovault_' });
+        const endpoint = await serveWorkerEndpoint(config.server.host, config.processing.port, registry).catch(async (error: unknown) => {
+          await context.close();
+          throw error;
+        });
+        const ports = { bus: context.bus, blobs: context.blobs, catalog: workerCatalog(context), log, metrics: new JobMetrics(registry) };
+        const workers = await startWorkers(ports, config, only);
+        log.info({ jobs: only, dataDir: config.dataDir, pid: process.pid, url: endpoint.url }, 'photovault worker started');
         await stopSignal();
         log.info({}, 'shutting down');
         await workers.stop();
+        await endpoint.close();
         await context.close();
       }),
     );

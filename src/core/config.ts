@@ -155,8 +155,11 @@ export const serverConfigSchema = z.object({
       leaseSeconds: positiveInt
         .default(30)
         .describe("How long a killed worker's job waits before another worker takes it (a live worker renews its lease)."),
+      port: port
+        .default(8421)
+        .describe("TCP port of `photovault worker start`'s /healthz and /metrics (on server.host); 0 picks a free one."),
     })
-    .default({ inProcess: true, thumbnails: 2, metadata: 2, transcode: 1, maxAttempts: 4, leaseSeconds: 30 }),
+    .default({ inProcess: true, thumbnails: 2, metadata: 2, transcode: 1, maxAttempts: 4, leaseSeconds: 30, port: 8421 }),
   tiering: z
     .object({
       warmAfterDays: positiveInt.default(30).describe('Days after which an object moves from `uploads` to `photos-warm`.'),

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../core/config.js';
 import { buildApp } from './app.js';
+import { JobMetrics } from '../workers/job-metrics.js';
 import { startWorkers } from '../workers/workers.js';
 import { type ContextOptions, createContext, type ServerContext, workerCatalog } from './context.js';
 
@@ -65,7 +66,16 @@ export async function startServer(config: ServerConfig, options: ContextOptions 
   // workers run here too unless `photovault worker start` processes run them.
   const pipeline = await context.processing.start();
   const workers = config.processing.inProcess
-    ? await startWorkers({ bus: context.bus, blobs: context.blobs, catalog: workerCatalog(context), log: app.log }, config)
+    ? await startWorkers(
+        {
+          bus: context.bus,
+          blobs: context.blobs,
+          catalog: workerCatalog(context),
+          log: app.log,
+          metrics: new JobMetrics(context.metrics.registry),
+        },
+        config,
+      )
     : null;
 
   return {

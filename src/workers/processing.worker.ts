@@ -9,6 +9,7 @@ import { type ObjectLocator, openObject } from '../infra/blobs/object-reader.js'
 import { ownScratchFolder, removeAbandonedScratch } from '../infra/process/scratch-folders.js';
 import type { BusMessage, EventBus, EventPayloads, Subscription } from '../infra/bus/event-bus.js';
 import type { JobHandlers } from './job-handler.js';
+import type { JobObserver, JobRunOutcome } from './job-metrics.js';
 
 /** The few things a worker asks of the metadata, whichever process it runs in. */
 export interface WorkerCatalog extends ObjectLocator {
@@ -32,6 +33,8 @@ export interface WorkerOptions {
   backoffMs?: number[];
   /** A job's lease; renewed while it runs, so only a dead worker's job waits this long to run again. */
   leaseMs?: number;
+  /** Told of every run, for /metrics. */
+  observer?: JobObserver;
 }
 
 /**
@@ -89,10 +92,20 @@ export class ProcessingWorker {
     if (message.event !== 'processing.requested') return;
     const request = message.payload as EventPayloads['processing.requested'];
     if (request.job !== kind) return;
-    const { contentHash, job } = request;
-    if ((await this.catalog.stateOf(contentHash, job)) === 'done') return;
-
+    if ((await this.catalog.stateOf(request.contentHash, request.job)) === 'done') return;
     const started = Date.now();
+    this.options.observer?.started(kind);
+    let ended: JobRunOutcome = 'retried';
+    try {
+      ended = await this.runJob(request, message, started);
+    } finally {
+      this.options.observer?.finished(kind, ended, (Date.now() - started) / 1000);
+    }
+  }
+
+  /** Runs a job and publishes its outcome; throws to have it tried again. */
+  private async runJob(request: EventPayloads['processing.requested'], message: BusMessage, started: number): Promise<'done' | 'failed'> {
+    const { contentHash, job } = request;
     this.log.info({ job, contentHash, attempt: message.attempt }, 'job started');
     await mkdir(this.workDir, { recursive: true });
     const workDir = await mkdtemp(join(this.workDir, `${job}-`));
@@ -142,6 +155,7 @@ export class ProcessingWorker {
       },
       'job finished',
     );
+    return outcome.state;
   }
 
   /**

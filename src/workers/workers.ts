@@ -4,6 +4,7 @@ import { JOB_KINDS, type JobKind } from '../core/media.js';
 import type { BlobStore } from '../infra/blobs/blob-store.js';
 import type { EventBus, Subscription } from '../infra/bus/event-bus.js';
 import { JOB_HANDLERS } from './job-handlers.js';
+import type { JobObserver } from './job-metrics.js';
 import { configureSharpForThumbnailWorker } from './thumbnails/thumbnail.renderer.js';
 import { ProcessingWorker, type WorkerCatalog, type WorkerLog } from './processing.worker.js';
 
@@ -12,6 +13,8 @@ export interface WorkerPorts {
   blobs: BlobStore;
   catalog: WorkerCatalog;
   log: WorkerLog;
+  /** Where the jobs' runs are counted (the process's /metrics). */
+  metrics: JobObserver;
 }
 
 /**
@@ -27,6 +30,7 @@ export function startWorkers(ports: WorkerPorts, config: ServerConfig, only: rea
     maxAttempts: config.processing.maxAttempts,
     leaseMs: config.processing.leaseSeconds * 1000,
     workRoot: join(config.dataDir, 'work', 'processing'),
+    observer: ports.metrics,
   });
   return worker.start();
 }

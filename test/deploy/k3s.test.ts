@@ -3,11 +3,14 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
 import { parseAllDocuments } from 'yaml';
 import { API_SERVICES, type ApiService } from '../../src/core/api-services.js';
 import { loadServerConfig, serverConfigEnvNames, type ServerConfig } from '../../src/core/config.js';
 import { JOB_KINDS } from '../../src/core/media.js';
 import { SYNC_PATH } from '../../src/server/sync/sync.hub.js';
+import { JobMetrics } from '../../src/workers/job-metrics.js';
+import { serveWorkerEndpoint } from '../../src/workers/worker-endpoint.js';
 import {
   type ConfigMap,
   type Container,
@@ -198,7 +201,7 @@ describe('the k3s manifests', () => {
     expect([...named].sort()).toEqual([...API_SERVICES].sort());
   });
 
-  it('give every Service the pods of one workload and ports they have, and every listening workload a Service', () => {
+  it('give every Service the pods of one workload and ports they have, and every workload taking traffic a Service', () => {
     for (const service of services) {
       const selected = selectedWorkloads(service);
       expect(
@@ -220,7 +223,10 @@ describe('the k3s manifests', () => {
         expect(workload.spec.template.metadata.labels[key], `${name}: selector ${key}`).toBe(value);
       }
       if (workload.kind === 'StatefulSet') expect(services.map((s) => s.metadata.name)).toContain(workload.spec.serviceName);
-      const listens = workload.spec.template.spec.containers.some((container) => (container.ports ?? []).length > 0);
+      // A port only for probes and Prometheus (named metrics: a worker's) needs no Service.
+      const listens = workload.spec.template.spec.containers.some((container) =>
+        (container.ports ?? []).some((port) => port.name !== 'metrics'),
+      );
       if (listens)
         expect(
           services.some((s) => selectedWorkloads(s).includes(workload)),
@@ -276,7 +282,7 @@ describe('the k3s manifests', () => {
       for (const app of apps.values()) await app.close();
     });
 
-    it('probe routes the server answers, and scrape its /metrics on every server pod (workers serve none)', async () => {
+    it('probe routes the server answers, and scrape its /metrics on every server pod', async () => {
       for (const server of servers) {
         const { workload, container } = server;
         const app = appFor(servicesOf(container)).app;
@@ -294,7 +300,29 @@ describe('the k3s manifests', () => {
         expect(metrics.statusCode).toBe(200);
         expect(metrics.body).toContain('photovault_http_request_duration_seconds');
       }
-      for (const { workload } of workers) expect(workload.spec.template.metadata.annotations?.['prometheus.io/scrape']).toBeUndefined();
+    });
+
+    it("probe every worker's /healthz and scrape its /metrics where its config puts them", async () => {
+      const registry = new Registry();
+      new JobMetrics(registry);
+      const endpoint = await serveWorkerEndpoint('127.0.0.1', 0, registry);
+      try {
+        for (const worker of workers) {
+          const { workload, container } = worker;
+          const port = configOf(worker).processing.port;
+          expect(findPort(container, port), `${workload.metadata.name} listens where its config says`).toBeDefined();
+          expect(container.livenessProbe?.httpGet, `${workload.metadata.name} has a liveness probe`).toBeDefined();
+          expect(findPort(container, container.livenessProbe!.httpGet!.port)?.containerPort).toBe(port);
+          expect((await fetch(endpoint.url + container.livenessProbe!.httpGet!.path)).status).toBe(200);
+          const annotations = workload.spec.template.metadata.annotations ?? {};
+          expect(annotations['prometheus.io/scrape'], workload.metadata.name).toBe('true');
+          expect(Number(annotations['prometheus.io/port'])).toBe(port);
+          const metrics = await fetch(endpoint.url + (annotations['prometheus.io/path'] ?? '/metrics'));
+          expect(await metrics.text()).toContain('photovault_job_runs_total');
+        }
+      } finally {
+        await endpoint.close();
+      }
     });
 
     it('route every API route through Traefik to a Deployment that serves it, and nothing outside /api/v1', async () => {

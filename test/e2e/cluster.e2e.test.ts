@@ -69,7 +69,7 @@ describe.runIf(CLUSTER_BACKENDS)('several processes on the cluster backends', ()
         expect(watching.changedAt.length, 'no `changed` on the other server within a second of the commit').toBeGreaterThan(0);
 
         // No server runs workers: the job waits in NATS for a worker process.
-        const worker = sandbox.spawn(['worker', 'start', '--data', await sandbox.dir('worker-data')]);
+        const worker = sandbox.spawn(['worker', 'start', '--data', await sandbox.dir('worker-data'), '--port', '0']);
         const deadline = Date.now() + 60_000;
         let media: MediaView | undefined;
         while (Date.now() < deadline) {

@@ -53,7 +53,8 @@ describe('processing workers as processes', () => {
   });
 
   function startWorker(only: string): Worker {
-    const child = sandbox.spawn(['worker', 'start', '--data', dataDir, '--only', only]);
+    // Port 0: the workers of a test run side by side, and beside other tests' workers.
+    const child = sandbox.spawn(['worker', 'start', '--data', dataDir, '--only', only, '--port', '0']);
     const lines: Record<string, unknown>[] = [];
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (piece: string) => (stderr += piece));
@@ -144,6 +145,15 @@ describe('processing workers as processes', () => {
       const text = await sandbox.run(['info', 'photo.jpg']);
       expect(text.stdout).toMatch(/camera\s+NIKON/);
       expect(text.stdout).toMatch(/location\s+43\.\d+, 11\.\d+/);
+
+      // Each worker process answers probes and counts its runs for Prometheus: the restarted
+      // transcoder ran the killed one's job to the end.
+      const endpoint = String(transcoder.lines.find((line) => line.msg === 'photovault worker started')!.url);
+      expect(await (await fetch(`${endpoint}/healthz`)).json()).toEqual({ status: 'ok' });
+      const metrics = await (await fetch(`${endpoint}/metrics`)).text();
+      expect(metrics).toContain('photovault_job_runs_total{job="transcode",outcome="done"} 1');
+      expect(metrics).toContain('photovault_process_resident_memory_bytes');
+      expect((await fetch(`${endpoint}/elsewhere`)).status).toBe(404);
 
       for (const worker of [stills, transcoder]) {
         worker.process.kill('SIGTERM');

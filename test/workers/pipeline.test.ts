@@ -6,6 +6,7 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { ChangePage, MediaView } from '../../src/core/protocol.js';
 import type { Subscription } from '../../src/infra/bus/event-bus.js';
 import { workerCatalog } from '../../src/server/context.js';
+import { JobMetrics } from '../../src/workers/job-metrics.js';
 import { startWorkers } from '../../src/workers/workers.js';
 import { CORPUS_DIR } from '../support/corpus.js';
 import { describeEachDatabase } from '../support/databases.js';
@@ -43,7 +44,10 @@ describeEachDatabase('processing pipeline', (kind) => {
   async function startPipeline() {
     const { context, config } = server;
     for (const subscription of await context.processing.start()) running.push(subscription);
-    running.push(await startWorkers({ bus: context.bus, blobs: context.blobs, catalog: workerCatalog(context), log: quiet }, config));
+    const metrics = new JobMetrics(context.metrics.registry);
+    running.push(
+      await startWorkers({ bus: context.bus, blobs: context.blobs, catalog: workerCatalog(context), log: quiet, metrics }, config),
+    );
   }
 
   const mediaOf = async (auth: { authorization: string }, path: string) => {
@@ -180,6 +184,16 @@ describeEachDatabase('processing pipeline', (kind) => {
     expect(thumbnails.state).toBe('failed');
     expect(thumbnails.attempts).toBe(1); // unprocessable: never retried
     expect(truncated.media.thumbnails).toEqual([]);
+
+    // The server's /metrics counts the runs of its in-process workers.
+    const metrics = await eventually(
+      'thumbnail runs counted',
+      async () => (await server.app.inject({ url: '/metrics' })).body,
+      (body) => body.includes('photovault_job_runs_total{job="thumbnails",outcome="failed"} 2'),
+    );
+    expect(metrics).toContain('photovault_job_runs_total{job="thumbnails",outcome="done"} 1');
+    expect(metrics).toContain('photovault_jobs_running{job="thumbnails"} 0');
+    expect(metrics).toMatch(/photovault_job_duration_seconds_count\{job="thumbnails",outcome="done"\} 1/);
   });
 
   it('processes content uploaded while no pipeline ran once it starts, and the same content only once', async () => {
