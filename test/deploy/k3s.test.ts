@@ -362,13 +362,15 @@ describe('the k3s manifests', () => {
       for (const internal of ['/healthz', '/metrics', '/']) expect(traefikServicesFor(routes, internal), internal).toBeNull();
     });
 
-    it('chart in Grafana only metrics the servers export', async () => {
+    it('chart in Grafana only metrics the servers and workers export', async () => {
       const dashboards = configMaps.get('grafana-dashboards')!;
       const expressions = Object.values(dashboards).flatMap((json) =>
         (JSON.parse(json) as { panels: { targets: { expr: string }[] }[] }).panels.flatMap((panel) => panel.targets.map((t) => t.expr)),
       );
       expect(expressions.length).toBeGreaterThan(0);
-      const exposition = (await appFor(API_SERVICES).app.inject({ url: '/metrics' })).body;
+      const workerRegistry = new Registry();
+      new JobMetrics(workerRegistry);
+      const exposition = (await appFor(API_SERVICES).app.inject({ url: '/metrics' })).body + (await workerRegistry.metrics());
       const types = new Map([...exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
       for (const expression of expressions) {
         for (const [name] of expression.matchAll(/photovault_[a-z0-9_]+/g)) {
