@@ -92,6 +92,28 @@ describe('S3BlobStore', () => {
   });
 
   it(
+    'completes multipart puts while deletes keep coming',
+    async () => {
+      // The cluster run's deletes (staging discarded, tiering) race its multipart puts (promotions
+      // of big files); the test server keeps them apart, and must not deadlock doing so.
+      const store = await open({ buckets: (await server()).locations, partSize: 5 * MIB });
+      const bytes = pseudoRandomBytes(6 * MIB, 5);
+      let putting = true;
+      const churn = async () => {
+        while (putting) await store.delete('uploads', 'absent');
+      };
+      const churners = [churn(), churn(), churn()];
+      const keys = Array.from({ length: 12 }, (_, n) => `big-${n}`);
+      await Promise.all(keys.map((key) => store.put('uploads', key, inPieces(bytes), { sha256: sha256Hex(bytes) }))).finally(
+        () => (putting = false),
+      );
+      await Promise.all(churners);
+      for (const key of keys) expect(await store.head('uploads', key)).toEqual({ key, size: bytes.length });
+    },
+    SLOW_S3_TEST_MS,
+  );
+
+  it(
     'puts an object of more than 64 MiB with the default part size',
     async () => {
       const store = await open({ buckets: (await server()).locations });

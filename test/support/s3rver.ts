@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,7 +28,7 @@ export async function startS3rver(): Promise<TestS3Server> {
   singleDesAsTripleDes();
   const directory = await mkdtemp(join(tmpdir(), 'pv-s3rver-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
-  keepDeletesApart(server);
+  keepDeletesApart(server.store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>);
   try {
     const { port } = await server.run();
     const endpoint = `http://127.0.0.1:${port}`;
@@ -75,8 +76,7 @@ function singleDesAsTripleDes(): void {
  * creates `.staging/<upload>/` under it makes the put fail (both answered as a 500). Real S3
  * servers have no folders. Here deletes take turns, one at a time, and never overlap a write.
  */
-function keepDeletesApart(server: S3rver): void {
-  const store = server.store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+export function keepDeletesApart(store: Record<string, (...args: unknown[]) => Promise<unknown>>): void {
   let writing = 0;
   let deleting = 0;
   let waiting: (() => void)[] = [];
@@ -84,13 +84,17 @@ function keepDeletesApart(server: S3rver): void {
   const until = async (ready: () => boolean) => {
     while (!ready()) await new Promise<void>((wake) => waiting.push(wake));
   };
+  // A write the store makes within another (putObjectMultipart calls putObject) is part of that
+  // one: made to wait for a delete that waits for the outer write, it would wait for ever.
+  const withinWrite = new AsyncLocalStorage<true>();
   for (const method of ['putObject', 'copyObject', 'putObjectMultipart', 'initiateUpload', 'putPart']) {
     const write = store[method]!.bind(store);
     store[method] = async (...args) => {
+      if (withinWrite.getStore()) return write(...args);
       await until(() => deleting === 0);
       writing++;
       try {
-        return await write(...args);
+        return await withinWrite.run(true, () => write(...args));
       } finally {
         writing--;
         wakeAll();
