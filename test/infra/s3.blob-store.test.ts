@@ -6,7 +6,7 @@ import { sha256Hex } from '../../src/core/hash.js';
 import { BUCKETS, type Bucket } from '../../src/infra/blobs/blob-store.js';
 import { multipartPartSize, S3BlobStore, type S3BlobStoreOptions, type S3Location } from '../../src/infra/blobs/s3.blob-store.js';
 import { pseudoRandomBytes } from '../support/random.js';
-import { s3rverForTest, SLOW_S3_TEST_MS, startS3rver, type TestS3Server, unusedPort } from '../support/s3rver.js';
+import { freezableProxy, s3rverForTest, SLOW_S3_TEST_MS, startS3rver, type TestS3Server, unusedPort } from '../support/s3rver.js';
 import { blobStoreContract, expectPvError, readAll } from './blob-store.contract.js';
 
 const MIB = 1024 * 1024;
@@ -171,6 +171,41 @@ describe('S3BlobStore', () => {
       expect(multipartPartSize(5 * MIB, size)).toBe(expected);
     });
   }
+
+  it('fails requests the server stops answering with PV_BACKEND_UNREACHABLE after requestIdleMs, and serves again once it answers', async () => {
+    const s3 = await server();
+    const proxy = await freezableProxy(new URL(s3.endpoint));
+    const buckets = Object.fromEntries(BUCKETS.map((b) => [b, { ...s3.locations[b], endpoint: proxy.endpoint }])) as Record<
+      Bucket,
+      S3Location
+    >;
+    const store = await open({ buckets, requestIdleMs: 300, partSize: 5 * MIB });
+    await store.put('uploads', 'before', Readable.from([Buffer.from('answered')]));
+
+    proxy.freeze();
+    const big = pseudoRandomBytes(6 * MIB, 9);
+    const outcomes = await Promise.allSettled([
+      store.put('uploads', 'small', Readable.from([Buffer.from('x')])),
+      store.put('uploads', 'multipart', inPieces(big), { sha256: sha256Hex(big) }),
+      store.get('uploads', 'before'),
+      store.head('uploads', 'before'),
+      store.delete('uploads', 'before'),
+      (async () => {
+        for await (const item of store.list('uploads')) void item;
+      })(),
+    ]);
+    for (const outcome of outcomes) {
+      expect(outcome.status).toBe('rejected');
+      const error = await expectPvError(Promise.reject((outcome as PromiseRejectedResult).reason), 'PV_BACKEND_UNREACHABLE');
+      expect(error.message).toContain(proxy.endpoint);
+    }
+
+    proxy.thaw();
+    await store.put('uploads', 'after', Readable.from([Buffer.from('answered again')]));
+    expect((await readAll(await store.get('uploads', 'after'))).toString()).toBe('answered again');
+    expect(await store.head('uploads', 'small')).toBeNull();
+    expect(await store.head('uploads', 'multipart')).toBeNull();
+  });
 
   it('fails to open with PV_BACKEND_UNREACHABLE naming the endpoint and bucket when nothing listens there', async () => {
     const s3 = await server();

@@ -3,7 +3,7 @@ import { sha256Hex } from '../../src/core/hash.js';
 import { S3BlobStore } from '../../src/infra/blobs/s3.blob-store.js';
 import { S3StagingArea } from '../../src/infra/blobs/s3.staging-area.js';
 import { pseudoRandomBytes } from '../support/random.js';
-import { s3rverForTest, SLOW_S3_TEST_MS, startS3rver, type TestS3Server } from '../support/s3rver.js';
+import { freezableProxy, s3rverForTest, SLOW_S3_TEST_MS, startS3rver, type TestS3Server } from '../support/s3rver.js';
 import { readAll } from './blob-store.contract.js';
 import { stagingAreaContract } from './staging-area.contract.js';
 
@@ -30,6 +30,25 @@ describe('S3StagingArea', () => {
     onTestFinished(() => blobs.close());
     return { blobs, staging: new S3StagingArea(blobs) };
   }
+
+  it('fails with PV_BACKEND_UNREACHABLE when the S3 server stops answering, and stages again once it answers', async () => {
+    const s3 = await server();
+    const proxy = await freezableProxy(new URL(s3.endpoint));
+    const buckets = Object.fromEntries(
+      Object.entries(s3.locations).map(([bucket, location]) => [bucket, { ...location, endpoint: proxy.endpoint }]),
+    );
+    const blobs = await S3BlobStore.open({ buckets: buckets as typeof s3.locations, requestIdleMs: 300 });
+    onTestFinished(() => blobs.close());
+    const staging = new S3StagingArea(blobs);
+    await staging.write('u', Buffer.from('first'), [0]);
+    proxy.freeze();
+    for (const request of [() => staging.write('u', Buffer.from('second'), [5]), () => staging.digest('u'), () => staging.discard('u')]) {
+      await expect(request()).rejects.toMatchObject({ code: 'PV_BACKEND_UNREACHABLE' });
+    }
+    proxy.thaw();
+    await staging.write('u', Buffer.from('second'), [5]);
+    expect((await staging.read('u', 0, 11)).toString()).toBe('firstsecond');
+  });
 
   it('shares an upload between processes: chunks staged by two, promoted by a third', async () => {
     const s3 = await server();

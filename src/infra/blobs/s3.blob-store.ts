@@ -1,9 +1,10 @@
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Client, InvalidArgumentError, InvalidBucketNameError, InvalidEndpointError, S3Error } from 'minio';
 import { inBlocks } from '../../core/byte-blocks.js';
-import { PvError } from '../../core/errors.js';
+import { backendUnreachable, PvError } from '../../core/errors.js';
 import {
   assertBlobKey,
   assertBucket,
@@ -39,6 +40,12 @@ export interface S3BlobStoreOptions {
   partSize?: number;
   /** How long open() waits for each endpoint to answer before it fails. Default 10 s. */
   openTimeoutMs?: number;
+  /**
+   * How long a request may go without a byte moving either way before it fails with
+   * PV_BACKEND_UNREACHABLE: a server that stops answering fails the requests, and the uploads
+   * behind them, instead of holding them for ever. Default 120 s.
+   */
+  requestIdleMs?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -47,6 +54,7 @@ const MAX_PART_SIZE = 5 * 1024 * MIB;
 const MAX_PARTS = 10_000;
 const DEFAULT_PART_SIZE = 16 * MIB;
 const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
+const DEFAULT_REQUEST_IDLE_MS = 120_000;
 /** S3 error codes that mean the object (or, for HEAD, anything) is not there. */
 const ABSENT = new Set(['NoSuchKey', 'NotFound']);
 
@@ -64,7 +72,8 @@ export function s3BucketLocations(endpoint: Omit<S3Location, 'bucket'>, namePref
   >;
 }
 
-interface Target {
+/** Where one photovault bucket lives: its client, its S3 bucket's name, its configured location. */
+export interface S3Target {
   client: Client;
   /** The S3 bucket's name. */
   name: string;
@@ -81,9 +90,10 @@ interface Target {
  * content at once.
  */
 export class S3BlobStore implements BlobStore {
-  private readonly targets: Record<Bucket, Target>;
+  private readonly targets: Record<Bucket, S3Target>;
   private readonly agents: http.Agent[] = [];
   private readonly partSize: number;
+  private readonly requestIdleMs: number;
 
   constructor(options: S3BlobStoreOptions) {
     const partSize = options.partSize ?? DEFAULT_PART_SIZE;
@@ -91,8 +101,9 @@ export class S3BlobStore implements BlobStore {
       throw new PvError('PV_CONFIG_INVALID', `S3 part size ${partSize} is not between 5 MiB and 5 GiB`, { partSize });
     }
     this.partSize = partSize;
+    this.requestIdleMs = options.requestIdleMs ?? DEFAULT_REQUEST_IDLE_MS;
     const clients = new Map<string, Client>();
-    const targets = {} as Record<Bucket, Target>;
+    const targets = {} as Record<Bucket, S3Target>;
     const owners = new Map<string, Bucket>();
     for (const bucket of BUCKETS) {
       const location = options.buckets[bucket];
@@ -151,7 +162,8 @@ export class S3BlobStore implements BlobStore {
    * S3 keeps whatever it acknowledged.
    */
   async put(bucket: Bucket, key: string, body: Readable | AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
-    const { client, name } = this.targetOf(bucket, key);
+    const target = this.targetOf(bucket, key);
+    const { client, name } = target;
     const check = new PutCheck(bucket, key, options);
     const partSize = multipartPartSize(this.partSize, options.size);
     let upload: { id: string; parts: { part: number; etag: string }[] } | undefined;
@@ -159,7 +171,7 @@ export class S3BlobStore implements BlobStore {
     let inFlight: Promise<void> = Promise.resolve();
     const sendPart = async (bytes: Buffer): Promise<void> => {
       await inFlight;
-      upload ??= { id: await client.initiateNewMultipartUpload(name, key, {}), parts: [] };
+      upload ??= { id: await reaching(target, () => client.initiateNewMultipartUpload(name, key, {})), parts: [] };
       const { id, parts } = upload;
       const part = ++partsSent;
       if (part > MAX_PARTS) {
@@ -169,11 +181,11 @@ export class S3BlobStore implements BlobStore {
           fix: 'Pass the size with the put, so that it can choose parts big enough',
         });
       }
-      inFlight = client
-        .uploadPart({ bucketName: name, objectName: key, uploadID: id, partNumber: part, headers: {} }, bytes)
-        .then(({ etag }) => {
-          parts.push({ part, etag });
-        });
+      inFlight = reaching(target, () =>
+        client.uploadPart({ bucketName: name, objectName: key, uploadID: id, partNumber: part, headers: {} }, bytes),
+      ).then(({ etag }) => {
+        parts.push({ part, etag });
+      });
       // Awaited before the next part or at the end; until then its failure is only recorded.
       inFlight.catch(() => {});
     };
@@ -192,11 +204,11 @@ export class S3BlobStore implements BlobStore {
       }
       const result = check.finish();
       if (!upload) {
-        await client.putObject(name, key, first ?? Buffer.alloc(0));
+        await reaching(target, () => client.putObject(name, key, first ?? Buffer.alloc(0)));
         return result;
       }
       await inFlight;
-      await client.completeMultipartUpload(name, key, upload.id, upload.parts);
+      await reaching(target, () => client.completeMultipartUpload(name, key, upload!.id, upload!.parts));
       return result;
     } catch (error) {
       await inFlight.catch(() => {});
@@ -207,11 +219,12 @@ export class S3BlobStore implements BlobStore {
   }
 
   async get(bucket: Bucket, key: string, range?: ByteRange): Promise<Readable> {
-    const { client, name } = this.targetOf(bucket, key);
+    const target = this.targetOf(bucket, key);
+    const { client, name } = target;
     if (range !== undefined) assertByteRange(range);
     try {
-      if (range === undefined) return await client.getObject(name, key);
-      return exactRange(await client.getPartialObject(name, key, range.start, range.end - range.start + 1), range);
+      if (range === undefined) return await reaching(target, () => client.getObject(name, key));
+      return exactRange(await reaching(target, () => client.getPartialObject(name, key, range.start, range.end - range.start + 1)), range);
     } catch (error) {
       if (isAbsent(error)) throw blobNotFound(bucket, key);
       if (range !== undefined && s3Code(error) === 'InvalidRange') throw rangePastEnd(bucket, key, range);
@@ -220,9 +233,10 @@ export class S3BlobStore implements BlobStore {
   }
 
   async head(bucket: Bucket, key: string): Promise<BlobInfo | null> {
-    const { client, name } = this.targetOf(bucket, key);
+    const target = this.targetOf(bucket, key);
+    const { client, name } = target;
     try {
-      const stat = await client.statObject(name, key);
+      const stat = await reaching(target, () => client.statObject(name, key));
       return { key, size: stat.size };
     } catch (error) {
       if (isAbsent(error)) return null;
@@ -231,16 +245,17 @@ export class S3BlobStore implements BlobStore {
   }
 
   async delete(bucket: Bucket, key: string): Promise<void> {
-    const { client, name } = this.targetOf(bucket, key);
+    const target = this.targetOf(bucket, key);
     // S3 answers a delete of an absent key with success.
-    await client.removeObject(name, key);
+    await reaching(target, () => target.client.removeObject(target.name, key));
   }
 
   async *list(bucket: Bucket, prefix = ''): AsyncIterable<BlobInfo> {
-    const { client, name } = this.bucketOf(bucket);
+    assertBucket(bucket);
+    const target = this.targets[bucket];
     if (prefix.length > MAX_KEY_LENGTH) return;
-    // Keys a BlobStore cannot hold (the staging area's, or another tool's) are not its objects.
-    for await (const item of client.listObjectsV2(name, prefix, true)) {
+    for await (const item of listing(target, prefix, true)) {
+      // Keys a BlobStore cannot hold (the staging area's, or another tool's) are not its objects.
       if (item.name !== undefined && isBlobKey(item.name)) yield { key: item.name, size: item.size };
     }
   }
@@ -250,13 +265,13 @@ export class S3BlobStore implements BlobStore {
   }
 
   /** The client and S3 bucket name of a photovault bucket: where S3StagingArea keeps its objects. */
-  bucketOf(bucket: Bucket): { client: Client; name: string } {
+  bucketOf(bucket: Bucket): S3Target {
     assertBucket(bucket);
     return this.targets[bucket];
   }
 
   /** Validates bucket and key before any request goes out. */
-  private targetOf(bucket: Bucket, key: string): Target {
+  private targetOf(bucket: Bucket, key: string): S3Target {
     assertBucket(bucket);
     assertBlobKey(key);
     return this.targets[bucket];
@@ -265,7 +280,7 @@ export class S3BlobStore implements BlobStore {
   private newClient(url: URL, location: S3Location, bucket: Bucket): Client {
     const useSSL = url.protocol === 'https:';
     // An agent of our own, so that close() ends its kept-alive sockets.
-    const agent = useSSL ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+    const agent = idleLimitedAgent(useSSL, this.requestIdleMs);
     this.agents.push(agent);
     const options = {
       endPoint: url.hostname,
@@ -357,6 +372,58 @@ async function* slice(stream: Readable, skip: number, length: number): AsyncGene
     if (piece.length > 0) yield piece;
     if (length === 0) return;
   }
+}
+
+/**
+ * An agent whose sockets end a request that went requestIdleMs without a byte moving: Node only
+ * tells of such a socket (and closes it only while it idles in the pool), so it is destroyed
+ * here, failing the request that holds it.
+ */
+function idleLimitedAgent(useSSL: boolean, idleMs: number): http.Agent {
+  const agent = useSSL ? new https.Agent({ keepAlive: true, timeout: idleMs }) : new http.Agent({ keepAlive: true, timeout: idleMs });
+  const connect = agent.createConnection.bind(agent) as (...args: unknown[]) => Socket;
+  agent.createConnection = ((...args: unknown[]) => {
+    const socket = connect(...args);
+    socket.on('timeout', () => socket.destroy(Object.assign(new Error(`no answer for ${idleMs} ms`), { code: 'ETIMEDOUT' })));
+    return socket;
+  }) as typeof agent.createConnection;
+  return agent;
+}
+
+/**
+ * Runs a request of the S3 client, reporting a failure to reach the server (refused, reset, idle
+ * past requestIdleMs) as PV_BACKEND_UNREACHABLE naming the endpoint. What the server answered
+ * (an S3Error) and what the client refused before sending pass through.
+ */
+export async function reaching<T>(target: S3Target, request: () => Promise<T>): Promise<T> {
+  try {
+    return await request();
+  } catch (error) {
+    if (!isNetworkError(error)) throw error;
+    throw backendUnreachable('S3', target.location.endpoint, error);
+  }
+}
+
+/** The objects under prefix (a folder level only, with its subfolders as prefixes, unless recursive), failing as reaching() does. */
+export async function* listing(
+  target: S3Target,
+  prefix: string,
+  recursive: boolean,
+  startAfter?: string,
+): AsyncGenerator<{ name?: string; prefix?: string; size: number }> {
+  const items = target.client.listObjectsV2(target.name, prefix, recursive, startAfter)[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await reaching(target, () => items.next());
+    if (next.done) return;
+    yield next.value as { name?: string; prefix?: string; size: number };
+  }
+}
+
+/** A system error of the connection (ECONNREFUSED, ECONNRESET, ETIMEDOUT, ...), or several (one per address of a host). */
+function isNetworkError(error: unknown): boolean {
+  if (error instanceof AggregateError) return error.errors.some(isNetworkError);
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code);
 }
 
 function isAbsent(error: unknown): boolean {

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { Client } from 'minio';
 import { PvError } from '../../core/errors.js';
 import { STAGING_DIR } from './blob-checks.js';
 import type { Bucket } from './blob-store.js';
-import type { S3BlobStore } from './s3.blob-store.js';
+import { listing, reaching, type S3BlobStore, type S3Target } from './s3.blob-store.js';
 import { assertUploadId, isUploadId, type StagingArea } from './staging-area.js';
 
 /** Offsets in keys have this many digits (2^53 has 16), so that S3's key order is offset order. */
@@ -40,11 +39,10 @@ interface Segment {
  * streams it into a BlobStore put, which checks sha256 and size before it makes the object.
  */
 export class S3StagingArea implements StagingArea {
-  private readonly client: Client;
-  private readonly bucket: string;
+  private readonly target: S3Target;
 
   constructor(private readonly blobs: S3BlobStore) {
-    ({ client: this.client, name: this.bucket } = blobs.bucketOf('uploads'));
+    this.target = blobs.bucketOf('uploads');
   }
 
   async write(uploadId: string, bytes: Uint8Array, offsets: number[]): Promise<void> {
@@ -56,7 +54,8 @@ export class S3StagingArea implements StagingArea {
       for (let at = 0; at < whole.length; at += MAX_PIECE)
         pieces.push({ key: dir + offsetKey(offset + at), bytes: whole.subarray(at, at + MAX_PIECE) });
     }
-    await eachLimited(pieces, ({ key, bytes }) => this.client.putObject(this.bucket, key, bytes));
+    const { client, name } = this.target;
+    await eachLimited(pieces, ({ key, bytes }) => reaching(this.target, () => client.putObject(name, key, bytes)));
   }
 
   async read(uploadId: string, offset: number, length: number): Promise<Buffer> {
@@ -95,7 +94,7 @@ export class S3StagingArea implements StagingArea {
   async discard(uploadId: string): Promise<void> {
     const dir = dirOf(uploadId);
     let batch: string[] = [];
-    for await (const item of this.client.listObjectsV2(this.bucket, dir, true)) {
+    for await (const item of listing(this.target, dir, true)) {
       if (item.name !== undefined) batch.push(item.name);
       if (batch.length === DELETE_BATCH) {
         await this.remove(batch);
@@ -107,7 +106,7 @@ export class S3StagingArea implements StagingArea {
 
   async *uploads(): AsyncIterable<string> {
     const root = `${STAGING_DIR}/`;
-    for await (const item of this.client.listObjectsV2(this.bucket, root, false)) {
+    for await (const item of listing(this.target, root, false)) {
       const uploadId = item.prefix?.slice(root.length, -1);
       if (isUploadId(uploadId)) yield uploadId;
     }
@@ -136,7 +135,7 @@ export class S3StagingArea implements StagingArea {
     const dir = dirOf(uploadId);
     const startAfter = from > 0 ? dir + offsetKey(from - 1) : '';
     let reach = 0;
-    for await (const item of this.client.listObjectsV2(this.bucket, dir, true, startAfter)) {
+    for await (const item of listing(this.target, dir, true, startAfter)) {
       const name = item.name?.slice(dir.length);
       if (name === undefined || !OFFSET.test(name)) continue;
       const start = Number(name);
@@ -148,12 +147,14 @@ export class S3StagingArea implements StagingArea {
 
   private async fetch(key: string): Promise<Buffer> {
     const chunks: Buffer[] = [];
-    for await (const chunk of (await this.client.getObject(this.bucket, key)) as Readable) chunks.push(chunk as Buffer);
+    const { client, name } = this.target;
+    for await (const chunk of (await reaching(this.target, () => client.getObject(name, key))) as Readable) chunks.push(chunk as Buffer);
     return Buffer.concat(chunks);
   }
 
   private async remove(keys: string[]): Promise<void> {
-    const failures = (await this.client.removeObjects(this.bucket, keys)).filter((failure) => failure != null);
+    const { client, name } = this.target;
+    const failures = (await reaching(this.target, () => client.removeObjects(name, keys))).filter((failure) => failure != null);
     if (failures.length > 0) throw new Error(`S3 kept ${failures.length} staged objects: ${JSON.stringify(failures[0])}`);
   }
 }
