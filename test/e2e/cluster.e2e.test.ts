@@ -37,7 +37,12 @@ async function login(server: CliServer, deviceName: string): Promise<string> {
  * each on a data dir of its own, sharing only PostgreSQL, Redis, NATS and S3. Only the cluster
  * run has those backends; the embedded form is one process by design.
  */
-describe.runIf(CLUSTER_BACKENDS)('several processes on the cluster backends', () => {
+const describeCluster = CLUSTER_BACKENDS
+  ? describe
+  : (name: string, suite: () => void) =>
+      describe.skip(`${name} (skipped: the embedded pass has no shared backends; npm run test:cluster runs it)`, suite);
+
+describeCluster('several processes on the cluster backends', () => {
   let sandbox: CliSandbox;
   let one: CliServer;
   let other: CliServer;

@@ -32,10 +32,11 @@ describePostgres('hot query plans on PostgreSQL', () => {
     }
   });
 
-  for (const hot of hotQueries(ROWS)) {
+  // Queries whose plan is only right on large tables (the 500-hash chunk lookup: PostgreSQL
+  // rightly reads 50,000 rows whole for it) are checked by bench:explain on a million rows.
+  for (const hot of hotQueries(ROWS).filter((query) => (query.minRows ?? 0) <= ROWS)) {
     const order = hot.inIndexOrder ? ' in index order' : '';
-    // Queries whose plan is only right on large tables are for bench:explain.
-    it.skipIf((hot.minRows ?? 0) > ROWS)(`plans the ${hot.name} on ${hot.indexes.join(', ')}${order}, reading no table whole`, async () => {
+    it(`plans the ${hot.name} on ${hot.indexes.join(', ')}${order}, reading no table whole`, async () => {
       const { plan } = await explain(hot.query(db), { analyze: false });
       const shape = planNodes(plan).map(({ node, depth }) => `${'  '.repeat(depth)}${node['Node Type']} ${node['Index Name'] ?? ''}`);
       expect(planProblems(plan, hot), shape.join('\n')).toEqual([]);
