@@ -36,4 +36,26 @@ describe("the test s3rver's write/delete exclusion", () => {
     expect(outcome).toBe('done');
     expect(log).toEqual(['put big', 'completed big', 'delete other']);
   });
+
+  it('lets a delete go ahead once a write that never settles (its client gone mid-body) has held it for a while', async () => {
+    const store = new FakeStore();
+    const log: string[] = [];
+    store.putPart = () => new Promise(() => undefined);
+    store.putObject = async (key) => {
+      log.push(`put ${key}`);
+    };
+    store.deleteObject = async (key) => {
+      log.push(`delete ${key}`);
+    };
+    for (const method of ['copyObject', 'initiateUpload', 'putObjectMultipart']) store[method] = async () => undefined;
+    keepDeletesApart(store);
+
+    void store.putPart!('abandoned');
+    await sleep(10);
+    const removal = store.deleteObject!('other');
+    const later = store.putObject!('later');
+    const outcome = await Promise.race([Promise.all([removal, later]).then(() => 'done'), sleep(10_000).then(() => 'stuck')]);
+    expect(outcome).toBe('done');
+    expect(log).toEqual(['delete other', 'put later']);
+  });
 });

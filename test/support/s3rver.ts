@@ -76,13 +76,22 @@ function singleDesAsTripleDes(): void {
  * creates `.staging/<upload>/` under it makes the put fail (both answered as a 500). Real S3
  * servers have no folders. Here deletes take turns, one at a time, and never overlap a write.
  */
+/** How long a delete waits for the writes in flight before it goes ahead anyway. */
+const DELETE_WAITS_FOR_WRITES_MS = 2_000;
+
 export function keepDeletesApart(store: Record<string, (...args: unknown[]) => Promise<unknown>>): void {
   let writing = 0;
   let deleting = 0;
   let waiting: (() => void)[] = [];
   const wakeAll = () => waiting.splice(0).forEach((wake) => wake());
-  const until = async (ready: () => boolean) => {
-    while (!ready()) await new Promise<void>((wake) => waiting.push(wake));
+  const until = async (ready: () => boolean, timeoutMs = Infinity) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!ready() && Date.now() < deadline) {
+      await new Promise<void>((wake) => {
+        waiting.push(wake);
+        if (timeoutMs !== Infinity) setTimeout(wake, deadline - Date.now()).unref();
+      });
+    }
   };
   // A write the store makes within another (putObjectMultipart calls putObject) is part of that
   // one: made to wait for a delete that waits for the outer write, it would wait for ever.
@@ -106,7 +115,10 @@ export function keepDeletesApart(store: Record<string, (...args: unknown[]) => P
   store.deleteObject = (...args) => {
     deleting++;
     const removal = turn.then(async () => {
-      await until(() => writing === 0);
+      // Not for ever: s3rver never settles a part whose client went away mid-body (its putPart
+      // does not listen for the request's errors), and one such write would hold every delete,
+      // and so every later write, for good.
+      await until(() => writing === 0, DELETE_WAITS_FOR_WRITES_MS);
       try {
         return await remove(...args);
       } finally {
