@@ -37,7 +37,7 @@ describe("the test s3rver's write/delete exclusion", () => {
     expect(log).toEqual(['put big', 'completed big', 'delete other']);
   });
 
-  it('lets a delete go ahead once a write that never settles (its client gone mid-body) has held it for a while', async () => {
+  it('stops a write that never settles (its client gone mid-body) from holding deletes back after a while', async () => {
     const store = new FakeStore();
     const log: string[] = [];
     store.putPart = () => new Promise(() => undefined);

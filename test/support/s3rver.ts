@@ -76,22 +76,16 @@ function singleDesAsTripleDes(): void {
  * creates `.staging/<upload>/` under it makes the put fail (both answered as a 500). Real S3
  * servers have no folders. Here deletes take turns, one at a time, and never overlap a write.
  */
-/** How long a delete waits for the writes in flight before it goes ahead anyway. */
-const DELETE_WAITS_FOR_WRITES_MS = 2_000;
+/** How long a write in flight holds deletes back at most (s3rver's writes take milliseconds). */
+const WRITE_HOLDS_DELETES_MS = 3_000;
 
 export function keepDeletesApart(store: Record<string, (...args: unknown[]) => Promise<unknown>>): void {
   let writing = 0;
   let deleting = 0;
   let waiting: (() => void)[] = [];
   const wakeAll = () => waiting.splice(0).forEach((wake) => wake());
-  const until = async (ready: () => boolean, timeoutMs = Infinity) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!ready() && Date.now() < deadline) {
-      await new Promise<void>((wake) => {
-        waiting.push(wake);
-        if (timeoutMs !== Infinity) setTimeout(wake, deadline - Date.now()).unref();
-      });
-    }
+  const until = async (ready: () => boolean) => {
+    while (!ready()) await new Promise<void>((wake) => waiting.push(wake));
   };
   // A write the store makes within another (putObjectMultipart calls putObject) is part of that
   // one: made to wait for a delete that waits for the outer write, it would wait for ever.
@@ -102,11 +96,23 @@ export function keepDeletesApart(store: Record<string, (...args: unknown[]) => P
       if (withinWrite.getStore()) return write(...args);
       await until(() => deleting === 0);
       writing++;
+      let counted = true;
+      const release = () => {
+        if (!counted) return;
+        counted = false;
+        writing--;
+        wakeAll();
+      };
+      // s3rver never settles a part whose client went away mid-body (its putPart listens for
+      // errors on its own transform, not on the request): past this time a write no longer holds
+      // deletes back, or that one write would hold every delete, and so every later write, for good.
+      const abandoned = setTimeout(release, WRITE_HOLDS_DELETES_MS);
+      abandoned.unref();
       try {
         return await withinWrite.run(true, () => write(...args));
       } finally {
-        writing--;
-        wakeAll();
+        clearTimeout(abandoned);
+        release();
       }
     };
   }
@@ -115,10 +121,7 @@ export function keepDeletesApart(store: Record<string, (...args: unknown[]) => P
   store.deleteObject = (...args) => {
     deleting++;
     const removal = turn.then(async () => {
-      // Not for ever: s3rver never settles a part whose client went away mid-body (its putPart
-      // does not listen for the request's errors), and one such write would hold every delete,
-      // and so every later write, for good.
-      await until(() => writing === 0, DELETE_WAITS_FOR_WRITES_MS);
+      await until(() => writing === 0);
       try {
         return await remove(...args);
       } finally {
