@@ -93,7 +93,10 @@ export type UploadRequest = Static<typeof UploadRequestSchema>;
 
 export const UploadStatusSchema = Type.Object({
   uploadId: Type.Union([Id, Type.Null()]),
-  state: Type.Union([Type.Literal('pending'), Type.Literal('committed')]),
+  state: Type.Union([Type.Literal('pending'), Type.Literal('committed'), Type.Literal('send')], {
+    description:
+      'pending: an upload is open, PUT its missing chunks and commit; committed: done; send: (asked for with sendWhole) nothing is recorded yet, send the file whole with POST /uploads/files',
+  }),
   missing: Type.Array(Hash, { description: 'distinct chunk hashes still to PUT' }),
   missingBytes: Type.Integer({ minimum: 0 }),
   deltaBases: Type.Optional(
@@ -115,8 +118,18 @@ export type UploadStatus = Static<typeof UploadStatusSchema>;
 /** Negotiations one POST /uploads/batch may carry. */
 export const UPLOADS_PER_BATCH_MAX = 64;
 
+/** A file of at most this many bytes may travel whole, with others, in one request (POST /uploads/files). */
+export const WHOLE_FILE_MAX_BYTES = 8 * 1024 * 1024;
+/** Files one POST /uploads/files or POST /files/contents carries at most. */
+export const WHOLE_FILES_PER_REQUEST_MAX = 64;
+
 export const UploadBatchRequestSchema = Type.Object({
   uploads: Type.Array(UploadRequestSchema, { minItems: 1, maxItems: UPLOADS_PER_BATCH_MAX }),
+  sendWhole: Type.Optional(
+    Type.Boolean({
+      description: `answer state "send" instead of opening an upload for a new file of at most ${WHOLE_FILE_MAX_BYTES} bytes none of whose chunks you hold`,
+    }),
+  ),
 });
 export type UploadBatchRequest = Static<typeof UploadBatchRequestSchema>;
 
@@ -135,6 +148,18 @@ export const UploadBatchResultSchema = Type.Object({
   }),
 });
 export type UploadBatchResult = Static<typeof UploadBatchResultSchema>;
+
+/** The header of a file sent whole (POST /uploads/files): its negotiation, whose size is the content's length. */
+export type WholeFileHeader = UploadRequest;
+
+export const ContentsRequestSchema = Type.Object({
+  versions: Type.Array(Id, { minItems: 1, maxItems: WHOLE_FILES_PER_REQUEST_MAX, description: 'file versions, by id' }),
+});
+
+/** The header of one version's record in a POST /files/contents answer: the version, or why it is not there (size 0). */
+export type ContentRecordHeader =
+  | { versionId: string; contentHash: string; size: number }
+  | { versionId: string; size: 0; code: string; detail: string };
 
 export const ChunkReceiptSchema = Type.Object({ hash: Hash, stored: Type.Boolean({ description: 'false when it was already stored' }) });
 export type ChunkReceipt = Static<typeof ChunkReceiptSchema>;

@@ -1,0 +1,124 @@
+import { PvError } from './errors.js';
+
+/**
+ * The framing of many whole files in one body (docs/protocol.md, "Whole files"): uploads of new
+ * small files (POST /uploads/files) and downloads of many (POST /files/contents). Each record is
+ *
+ *   4 bytes   header length n, unsigned big-endian
+ *   n bytes   header: a JSON object whose `size` is the length of the content that follows
+ *   size bytes content
+ *
+ * One request then carries dozens of photo-sized files, where each would otherwise cost a
+ * request (or two) and its round trips of its own.
+ */
+export const FILE_RECORDS_TYPE = 'application/vnd.photovault.files';
+
+/** A record's header must say how many content bytes follow it. */
+export interface RecordHeader {
+  size: number;
+}
+
+/** One record as read: its header and its content, as the pieces it arrived in (no copy). */
+export interface FileRecord<H extends RecordHeader> {
+  header: H;
+  pieces: Buffer[];
+}
+
+export interface RecordLimits {
+  /** Records a body may hold. */
+  records: number;
+  /** Content bytes one record may hold. */
+  recordBytes: number;
+}
+
+/** Header bytes of a record at most: a manifest of the largest file sent whole is far smaller. */
+export const RECORD_HEADER_MAX_BYTES = 256 * 1024;
+
+/** The framing that goes before a record's content. */
+export function recordHeader(header: RecordHeader): Buffer {
+  const json = Buffer.from(JSON.stringify(header));
+  const framed = Buffer.allocUnsafe(4 + json.length);
+  framed.writeUInt32BE(json.length, 0);
+  json.copy(framed, 4);
+  return framed;
+}
+
+/**
+ * Reads the records of a body as they complete. A malformed header, a record past the limits or a
+ * body that ends inside a record throws PV_INVALID_INPUT (records before it were yielded).
+ */
+export async function* readFileRecords<H extends RecordHeader>(
+  body: AsyncIterable<Uint8Array>,
+  limits: RecordLimits,
+): AsyncGenerator<FileRecord<H>> {
+  // Bytes received and not yet taken, as pieces; framing is read across piece boundaries.
+  const pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const take = (n: number): Buffer[] => {
+    const taken: Buffer[] = [];
+    while (n > 0) {
+      const first = pending[0]!;
+      if (first.length <= n) {
+        taken.push(first);
+        pending.shift();
+        n -= first.length;
+        pendingBytes -= first.length;
+      } else {
+        taken.push(first.subarray(0, n));
+        pending[0] = first.subarray(n);
+        pendingBytes -= n;
+        n = 0;
+      }
+    }
+    return taken;
+  };
+  const peek = (n: number): Buffer => {
+    const first = pending[0]!;
+    return first.length >= n ? first : Buffer.concat(pending, pendingBytes).subarray(0, n);
+  };
+  let header: H | null = null;
+  let records = 0;
+  for await (const piece of body) {
+    pending.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.length));
+    pendingBytes += piece.length;
+    for (;;) {
+      if (header === null) {
+        if (pendingBytes < 4) break;
+        const length = peek(4).readUInt32BE(0);
+        if (length > RECORD_HEADER_MAX_BYTES) throw invalid(`A record header of ${length} bytes is larger than ${RECORD_HEADER_MAX_BYTES}.`);
+        if (pendingBytes < 4 + length) break;
+        take(4);
+        header = parseHeader<H>(Buffer.concat(take(length), length), limits, ++records);
+      }
+      if (pendingBytes < header.size) break;
+      yield { header, pieces: take(header.size) };
+      header = null;
+    }
+  }
+  if (header !== null || pendingBytes > 0) throw invalid('The body ends inside a record.');
+}
+
+/** The content of a record as one buffer (a copy unless it arrived in one piece). */
+export function recordContent(record: FileRecord<RecordHeader>): Buffer {
+  return record.pieces.length === 1 ? record.pieces[0]! : Buffer.concat(record.pieces, record.header.size);
+}
+
+function parseHeader<H extends RecordHeader>(json: Buffer, limits: RecordLimits, ordinal: number): H {
+  if (ordinal > limits.records) throw invalid(`A body holds at most ${limits.records} records.`);
+  let header: unknown;
+  try {
+    header = JSON.parse(json.toString('utf8'));
+  } catch {
+    throw invalid(`Record ${ordinal} has a header that is not JSON.`);
+  }
+  const size = (header as Partial<RecordHeader> | null)?.size;
+  if (typeof header !== 'object' || header === null || !Number.isSafeInteger(size) || size! < 0) {
+    throw invalid(`Record ${ordinal} has a header without a byte count (size).`);
+  }
+  if (size! > limits.recordBytes) throw invalid(`Record ${ordinal} holds ${size} bytes; a record holds at most ${limits.recordBytes}.`);
+  return header as H;
+}
+
+function invalid(message: string): PvError {
+  return new PvError('PV_INVALID_INPUT', message, { fix: 'Frame each file as docs/protocol.md says under "Whole files".' });
+}
