@@ -210,23 +210,35 @@ export async function fingerprintFile(path: string): Promise<Fingerprint> {
  */
 async function fingerprintSmallFile(file: FileHandle, size: number): Promise<Fingerprint | undefined> {
   // One byte more than the limit tells a file that grew past it from one that just fits.
-  const bytes = Buffer.allocUnsafe(Math.min(FIRST_DISPATCH_SIZE, size + 64 * 1024) + 1);
-  let filled = 0;
-  for (;;) {
-    const { bytesRead } = await file.read(bytes, filled, bytes.length - filled, filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
-    if (filled === bytes.length) return undefined;
+  const bytes = spareSmallBuffers.pop() ?? Buffer.allocUnsafe(FIRST_DISPATCH_SIZE + 1);
+  try {
+    let filled = 0;
+    for (;;) {
+      const { bytesRead } = await file.read(bytes, filled, bytes.length - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+      if (filled === bytes.length) return undefined;
+    }
+    const content = bytes.subarray(0, filled);
+    const chunks: ChunkRef[] = [];
+    let offset = 0;
+    for (const length of chunkLengths(content)) {
+      chunks.push({ hash: hash('sha256', content.subarray(offset, offset + length)), offset, length });
+      offset += length;
+    }
+    return { contentHash: hash('sha256', content), size: filled, chunks };
+  } finally {
+    if (spareSmallBuffers.length < SPARE_SMALL_BUFFERS_KEPT) spareSmallBuffers.push(bytes);
   }
-  const content = bytes.subarray(0, filled);
-  const chunks: ChunkRef[] = [];
-  let offset = 0;
-  for (const length of chunkLengths(content)) {
-    chunks.push({ hash: hash('sha256', content.subarray(offset, offset + length)), offset, length });
-    offset += length;
-  }
-  return { contentHash: hash('sha256', content), size: filled, chunks };
 }
+
+/**
+ * Read buffers of fingerprintSmallFile, kept for the next files: a fresh one per file is external
+ * memory V8 answers with full collections (1.3 s of GC in a scan of 2,000 photo-sized files).
+ * The scanner fingerprints up to 16 files at once.
+ */
+const spareSmallBuffers: Buffer[] = [];
+const SPARE_SMALL_BUFFERS_KEPT = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Hashing in parallel with the scan.

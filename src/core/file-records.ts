@@ -29,6 +29,8 @@ export interface RecordLimits {
   records: number;
   /** Content bytes one record may hold. */
   recordBytes: number;
+  /** Content bytes all records together may hold. */
+  totalBytes?: number;
 }
 
 /** Header bytes of a record at most: a manifest of the largest file sent whole is far smaller. */
@@ -78,6 +80,7 @@ export async function* readFileRecords<H extends RecordHeader>(
   };
   let header: H | null = null;
   let records = 0;
+  let total = 0;
   for await (const piece of body) {
     pending.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.length));
     pendingBytes += piece.length;
@@ -85,10 +88,14 @@ export async function* readFileRecords<H extends RecordHeader>(
       if (header === null) {
         if (pendingBytes < 4) break;
         const length = peek(4).readUInt32BE(0);
-        if (length > RECORD_HEADER_MAX_BYTES) throw invalid(`A record header of ${length} bytes is larger than ${RECORD_HEADER_MAX_BYTES}.`);
+        if (length > RECORD_HEADER_MAX_BYTES)
+          throw invalid(`A record header of ${length} bytes is larger than ${RECORD_HEADER_MAX_BYTES}.`);
         if (pendingBytes < 4 + length) break;
         take(4);
         header = parseHeader<H>(Buffer.concat(take(length), length), limits, ++records);
+        total += header.size;
+        if (limits.totalBytes !== undefined && total > limits.totalBytes)
+          throw invalid(`The records hold more than ${limits.totalBytes} bytes together.`);
       }
       if (pendingBytes < header.size) break;
       yield { header, pieces: take(header.size) };

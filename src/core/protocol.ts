@@ -122,6 +122,8 @@ export const UPLOADS_PER_BATCH_MAX = 64;
 export const WHOLE_FILE_MAX_BYTES = 8 * 1024 * 1024;
 /** Files one POST /uploads/files or POST /files/contents carries at most. */
 export const WHOLE_FILES_PER_REQUEST_MAX = 64;
+/** Content bytes one POST /uploads/files carries at most: what the server holds in memory for it. */
+export const WHOLE_FILES_REQUEST_MAX_BYTES = 32 * 1024 * 1024;
 
 export const UploadBatchRequestSchema = Type.Object({
   uploads: Type.Array(UploadRequestSchema, { minItems: 1, maxItems: UPLOADS_PER_BATCH_MAX }),
@@ -158,8 +160,7 @@ export const ContentsRequestSchema = Type.Object({
 
 /** The header of one version's record in a POST /files/contents answer: the version, or why it is not there (size 0). */
 export type ContentRecordHeader =
-  | { versionId: string; contentHash: string; size: number }
-  | { versionId: string; size: 0; code: string; detail: string };
+  { versionId: string; contentHash: string; size: number } | { versionId: string; size: 0; code: string; detail: string };
 
 export const ChunkReceiptSchema = Type.Object({ hash: Hash, stored: Type.Boolean({ description: 'false when it was already stored' }) });
 export type ChunkReceipt = Static<typeof ChunkReceiptSchema>;

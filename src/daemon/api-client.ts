@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher, request } from 'undici';
 import { PvError, type PvErrorCode } from '../core/errors.js';
 import { API_PREFIX } from '../core/api-prefix.js';
+import { FILE_RECORDS_TYPE } from '../core/file-records.js';
 import type {
   ApiKeyView,
   ChangePage,
@@ -71,13 +72,28 @@ export class ApiClient {
    * Several negotiations in one request (POST /uploads/batch): per request, its status or the
    * PvError POST /uploads would have answered with.
    */
-  async beginUploads(requests: UploadRequest[]): Promise<(UploadStatus | PvError)[]> {
-    const { results } = await this.json<UploadBatchResult>({ method: 'POST', path: '/uploads/batch', json: { uploads: requests } });
-    return results.map((result) =>
-      result.state === 'failed'
-        ? new PvError(result.code as PvErrorCode, result.detail, result.fix === undefined ? {} : { fix: result.fix })
-        : result,
-    );
+  async beginUploads(requests: UploadRequest[], options: { sendWhole?: boolean } = {}): Promise<(UploadStatus | PvError)[]> {
+    const { results } = await this.json<UploadBatchResult>({
+      method: 'POST',
+      path: '/uploads/batch',
+      json: { uploads: requests, ...options },
+    });
+    return results.map(statusOrError);
+  }
+
+  /**
+   * Sends new files whole, many in one request (POST /uploads/files): body holds each file's
+   * negotiation and bytes, framed as src/core/file-records.ts says. Per file, its committed
+   * status or the PvError it failed with alone.
+   */
+  async putWholeFiles(body: Buffer): Promise<(UploadStatus | PvError)[]> {
+    const { results } = await this.json<UploadBatchResult>({
+      method: 'POST',
+      path: '/uploads/files',
+      body,
+      headers: { 'content-type': FILE_RECORDS_TYPE },
+    });
+    return results.map(statusOrError);
   }
 
   uploadStatus(uploadId: string): Promise<UploadStatus> {
@@ -265,6 +281,13 @@ export class ApiClient {
     if (ok) return response;
     throw await problemToError(response);
   }
+}
+
+/** A batch's answer for one file: its status, or the error it failed with alone. */
+function statusOrError(result: UploadBatchResult['results'][number]): UploadStatus | PvError {
+  return result.state === 'failed'
+    ? new PvError(result.code as PvErrorCode, result.detail, result.fix === undefined ? {} : { fix: result.fix })
+    : result;
 }
 
 /** Turns a problem+json answer into the PvError it reports. */

@@ -3,11 +3,12 @@ import { basename, join } from 'node:path';
 import { type Fingerprint, fingerprintFile } from '../core/chunker.js';
 import { isPvError, PvError } from '../core/errors.js';
 import { decodeSignature, encodeDelta, type Signature } from '../core/delta.js';
+import { recordHeader } from '../core/file-records.js';
 import { encodeManifest, type Manifest } from '../core/manifest.js';
 import { diffManifests, encodeManifestDiff } from '../core/manifest-diff.js';
 import { joinPath } from '../core/paths.js';
 import { inGroups, runPool } from '../core/pool.js';
-import { CHUNKS_PER_REQUEST_MAX, type UploadRequest, type UploadStatus } from '../core/protocol.js';
+import { CHUNKS_PER_REQUEST_MAX, type UploadRequest, type UploadStatus, WHOLE_FILES_PER_REQUEST_MAX } from '../core/protocol.js';
 import type { ApiClient } from './api-client.js';
 
 /** The summary `photovault upload --json` prints. */
@@ -179,16 +180,76 @@ export class Uploader {
     }
     const answers = await this.negotiate(ready.map((job) => prepared.get(job)!));
     const answerOf = new Map(ready.map((job, at) => [job, answers[at]!]));
-    await runPool(ready, concurrency, async (job) => {
-      let outcome: UploadOutcome;
-      try {
-        outcome = await this.finish(job, prepared.get(job)!, answerOf.get(job)!);
-      } catch (error) {
-        if (!isFileError(error)) throw error;
-        outcome = { error };
-      }
-      await onDone(job, outcome);
-    });
+    const sentWhole = (job: UploadJob) => (answerOf.get(job) as UploadStatus).state === 'send';
+    await Promise.all([
+      this.sendWhole(ready.filter(sentWhole), prepared, concurrency, onDone),
+      runPool(
+        ready.filter((job) => !sentWhole(job)),
+        concurrency,
+        async (job) => {
+          let outcome: UploadOutcome;
+          try {
+            outcome = await this.finish(job, prepared.get(job)!, answerOf.get(job)!);
+          } catch (error) {
+            if (!isFileError(error)) throw error;
+            outcome = { error };
+          }
+          await onDone(job, outcome);
+        },
+      ),
+    ]);
+  }
+
+  /**
+   * Sends files the server asked for whole, many to a request (POST /uploads/files), concurrency
+   * requests at a time: a small new file then costs a share of one request, not one of its own.
+   */
+  private async sendWhole(
+    jobs: UploadJob[],
+    prepared: Map<UploadJob, PreparedUpload>,
+    concurrency: number,
+    onDone: (job: UploadJob, outcome: UploadOutcome) => Promise<void>,
+  ): Promise<void> {
+    await runPool(
+      wholeFileRequests(jobs, (job) => prepared.get(job)!.fingerprint.size),
+      concurrency,
+      async (group) => {
+        const headers = group.map((job) => recordHeader(prepared.get(job)!.request));
+        const length = group.reduce((sum, job, at) => sum + headers[at]!.length + prepared.get(job)!.fingerprint.size, 0);
+        const body = takeBodyBuffer(length);
+        try {
+          // The files are read straight into the body, one after the other.
+          const sent: UploadJob[] = [];
+          let filled = 0;
+          for (const [at, job] of group.entries()) {
+            const size = prepared.get(job)!.fingerprint.size;
+            try {
+              headers[at]!.copy(body, filled);
+              await readInto(job.localPath, body.subarray(filled + headers[at]!.length, filled + headers[at]!.length + size));
+              filled += headers[at]!.length + size;
+              sent.push(job);
+            } catch (error) {
+              if (!isFileError(error)) throw error;
+              await onDone(job, { error });
+            }
+          }
+          if (sent.length === 0) return;
+          const answers = await this.api.putWholeFiles(body.subarray(0, filled));
+          for (const [at, job] of sent.entries()) {
+            const answer = answers[at]!;
+            const size = prepared.get(job)!.fingerprint.size;
+            if (answer instanceof PvError) {
+              await onDone(job, { error: asFileError(answer) });
+              continue;
+            }
+            job.onBytes?.(size);
+            await onDone(job, { status: answer, sent: size, deduplicated: 0, size });
+          }
+        } finally {
+          giveBodyBuffer(body);
+        }
+      },
+    );
   }
 
   /** One status (or its error) per prepared upload, in order: negotiated together, or one by one with a server that cannot. */
@@ -198,7 +259,10 @@ export class Uploader {
       return Promise.all(uploads.map((upload) => this.negotiateOne(upload).catch(asFileError)));
     let answers: (UploadStatus | PvError)[];
     try {
-      answers = await this.api.beginUploads(uploads.map((upload) => upload.request));
+      answers = await this.api.beginUploads(
+        uploads.map((upload) => upload.request),
+        { sendWhole: true },
+      );
     } catch (error) {
       // A server from before POST /uploads/batch: the route is unknown there.
       if (!isPvError(error, 'PV_NOT_FOUND')) throw error;
@@ -425,6 +489,65 @@ async function readChunks(handle: Awaited<ReturnType<typeof open>>, localPath: s
     i = end;
   }
   return bytes;
+}
+
+/** Bytes of files sent whole in one request, about: big enough that a request's own cost is small, small enough to pipeline. */
+const WHOLE_REQUEST_BYTES = 4 * 1024 * 1024;
+
+/** Jobs grouped into POST /uploads/files requests of about WHOLE_REQUEST_BYTES. */
+function wholeFileRequests(jobs: UploadJob[], sizeOf: (job: UploadJob) => number): UploadJob[][] {
+  const requests: UploadJob[][] = [];
+  let bytes = 0;
+  for (const job of jobs) {
+    const last = requests.at(-1);
+    if (last && last.length < WHOLE_FILES_PER_REQUEST_MAX && bytes + sizeOf(job) <= WHOLE_REQUEST_BYTES) {
+      last.push(job);
+      bytes += sizeOf(job);
+    } else {
+      requests.push([job]);
+      bytes = sizeOf(job);
+    }
+  }
+  return requests;
+}
+
+/**
+ * Reads a file into target, which is as long as the file was when fingerprinted: a file that
+ * shrank since fails (it waits for the next pass); one that grew is caught by the server's hash check.
+ */
+async function readInto(localPath: string, target: Buffer): Promise<void> {
+  const handle = await open(localPath, 'r');
+  try {
+    for (let filled = 0; filled < target.length;) {
+      const { bytesRead } = await handle.read(target, filled, target.length - filled, filled);
+      if (bytesRead === 0) {
+        throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `${localPath} shrank while it was being uploaded.`, {
+          fix: 'It is sent again once it is left alone.',
+        });
+      }
+      filled += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Bodies of POST /uploads/files, kept for the next requests: a fresh 4 MiB one per request is
+ * external memory that V8 answers with full collections. Two groups of requests are in flight.
+ */
+const spareBodies: Buffer[] = [];
+const SPARE_BODIES_KEPT = 4;
+const BODY_KEPT_BYTES = WHOLE_REQUEST_BYTES + 256 * 1024;
+
+function takeBodyBuffer(length: number): Buffer {
+  const at = spareBodies.findIndex((buffer) => buffer.length >= length);
+  if (at >= 0) return spareBodies.splice(at, 1)[0]!;
+  return Buffer.allocUnsafe(Math.max(length, BODY_KEPT_BYTES));
+}
+
+function giveBodyBuffer(buffer: Buffer): void {
+  if (buffer.length === BODY_KEPT_BYTES && spareBodies.length < SPARE_BODIES_KEPT) spareBodies.push(buffer);
 }
 
 /** A delta is sent when it is at most this share of the chunk: below that the chunk goes whole. */

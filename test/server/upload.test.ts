@@ -3,7 +3,14 @@ import { CHUNK_MAX_SIZE } from '../../src/core/chunker.js';
 import { sha256Hex } from '../../src/core/hash.js';
 import { encodeManifest, MAX_MANIFEST_CHUNKS } from '../../src/core/manifest.js';
 import { diffManifests, encodeManifestDiff } from '../../src/core/manifest-diff.js';
-import { type UploadFailure, type UploadRequest, type UploadStatus, UPLOADS_PER_BATCH_MAX } from '../../src/core/protocol.js';
+import { FILE_RECORDS_TYPE, recordHeader } from '../../src/core/file-records.js';
+import {
+  type UploadFailure,
+  type UploadRequest,
+  type UploadStatus,
+  UPLOADS_PER_BATCH_MAX,
+  WHOLE_FILE_MAX_BYTES,
+} from '../../src/core/protocol.js';
 import { describeEachDatabase } from '../support/databases.js';
 import { createTestServer, type TestServer } from '../support/server.js';
 import { begin, commit, download, prepareUpload, pseudoRandomBytes, putChunk, uploadBytes } from '../support/uploads.js';
@@ -325,6 +332,165 @@ describeEachDatabase('upload protocol', (kind) => {
       );
       expect(tooMany.statusCode).toBe(400);
       expect(tooMany.json()).toMatchObject({ code: 'PV_INVALID_INPUT' });
+    });
+  });
+
+  describe('new files sent whole, many to a request', () => {
+    const framed = (files: { request: UploadRequest; bytes: Buffer }[]) =>
+      Buffer.concat(files.flatMap(({ request, bytes }) => [recordHeader(request), bytes]));
+    const putWhole = (auth: { authorization: string }, body: Buffer) =>
+      server.app.inject({
+        method: 'POST',
+        url: '/api/v1/uploads/files',
+        headers: { ...auth, 'content-type': FILE_RECORDS_TYPE },
+        payload: body,
+      });
+    const beginWhole = (auth: { authorization: string }, uploads: UploadRequest[]) =>
+      server.app.inject({ method: 'POST', url: '/api/v1/uploads/batch', headers: auth, payload: { uploads, sendWhole: true } });
+    const uploadRows = async () => (await server.context.db.selectFrom('uploads').select('id').execute()).length;
+
+    it('asks for new small files whole, records nothing until they come, then commits them all byte-identical', async () => {
+      const files = await Promise.all(
+        [0, 1, 2, 70_000, 300_000].map((size, i) => prepareUpload(`whole/${i}/f.bin`, pseudoRandomBytes(size, 60 + i))),
+      );
+      const rowsBefore = await uploadRows();
+      const negotiated = (
+        await beginWhole(
+          alice.auth,
+          files.map((f) => f.request),
+        )
+      ).json<{ results: UploadStatus[] }>().results;
+      for (const [at, status] of negotiated.entries()) {
+        expect(status).toMatchObject({ state: 'send', uploadId: null, missingBytes: files[at]!.bytes.length });
+      }
+      expect(await uploadRows()).toBe(rowsBefore);
+
+      const answer = await putWhole(alice.auth, framed(files.map((f) => ({ request: f.request, bytes: f.bytes }))));
+      expect(answer.statusCode, answer.body).toBe(200);
+      const results = answer.json<{ results: UploadStatus[] }>().results;
+      expect(results.map((r) => r.state)).toEqual(files.map(() => 'committed'));
+      for (const [at, file] of files.entries()) {
+        expect(results[at]!.file?.path).toBe(`whole/${at}/f.bin`);
+        expect((await download(server.app, alice.auth, `whole/${at}/f.bin`)).rawPayload.equals(file.bytes)).toBe(true);
+      }
+      // Recorded as any upload: the feed has each, and their chunks are the user's to dedup against.
+      const again = (await beginWhole(alice.auth, [{ ...files[4]!.request, path: 'whole/copy.bin' }])).json<{ results: UploadStatus[] }>();
+      expect(again.results[0]).toMatchObject({ state: 'committed', missingBytes: 0 });
+      const edited = await prepareUpload('whole/edited.bin', Buffer.concat([files[4]!.bytes, Buffer.from('tail')]));
+      const [editStatus] = (await beginWhole(alice.auth, [edited.request])).json<{ results: UploadStatus[] }>().results;
+      expect(editStatus).toMatchObject({ state: 'pending' });
+      expect(editStatus!.missingBytes).toBeLessThan(CHUNK_MAX_SIZE);
+    });
+
+    it('fails alone a file whose bytes do not match its chunks or content hash, or whose path is bad, and stores nothing of it', async () => {
+      const good = await prepareUpload('whole/ok.bin', pseudoRandomBytes(100_000, 70));
+      const tampered = await prepareUpload('whole/tampered.bin', pseudoRandomBytes(100_000, 71));
+      const lying = await prepareUpload('whole/lying.bin', pseudoRandomBytes(100_000, 72));
+      const badPath = await prepareUpload('../escape.bin', pseudoRandomBytes(1000, 73));
+      const flipped = Buffer.from(tampered.bytes);
+      flipped[500]! ^= 1;
+      const objectsBefore = await storedObjects(server);
+      const answer = await putWhole(
+        alice.auth,
+        framed([
+          { request: tampered.request, bytes: flipped },
+          // Chunks that match their manifest, under a content hash that is another file's.
+          {
+            request: { ...lying.request, contentHash: good.request.contentHash.replace(/^./, (c) => (c === '0' ? '1' : '0')) },
+            bytes: lying.bytes,
+          },
+          { request: badPath.request, bytes: badPath.bytes },
+          { request: good.request, bytes: good.bytes },
+        ]),
+      );
+      expect(answer.statusCode, answer.body).toBe(200);
+      const results = answer.json<{ results: (UploadStatus | UploadFailure)[] }>().results;
+      expect(results[0]).toMatchObject({ state: 'failed', code: 'PV_UPLOAD_CHUNK_HASH_MISMATCH' });
+      expect(results[1]).toMatchObject({ state: 'failed', code: 'PV_UPLOAD_HASH_MISMATCH' });
+      expect(results[2]).toMatchObject({ state: 'failed', code: 'PV_PATH_INVALID' });
+      expect(results[3]).toMatchObject({ state: 'committed', file: { path: 'whole/ok.bin' } });
+      expect(await storedObjects(server)).toBe(objectsBefore + 1);
+      for (const path of ['whole/tampered.bin', 'whole/lying.bin'])
+        expect((await download(server.app, alice.auth, path)).statusCode).toBe(404);
+    });
+
+    it('keeps a conflict copy for a file whose path moved on since its base, and takes a path that is free again', async () => {
+      const first = await uploadBytes(server.app, alice.auth, 'whole/shared.txt', Buffer.from('first'));
+      await uploadBytes(server.app, alice.auth, 'whole/shared.txt', Buffer.from('second'), { baseVersionId: first.status.version!.id });
+      const stale = await prepareUpload('whole/shared.txt', Buffer.from('edited from first'), { baseVersionId: first.status.version!.id });
+      const results = (await putWhole(alice.auth, framed([{ request: stale.request, bytes: stale.bytes }]))).json<{
+        results: UploadStatus[];
+      }>().results;
+      expect(results[0]).toMatchObject({ state: 'committed' });
+      expect(results[0]!.conflictPath).toMatch(/^whole\/shared\.conflict-.*\.txt$/);
+      expect((await download(server.app, alice.auth, 'whole/shared.txt')).rawPayload.toString()).toBe('second');
+      expect((await download(server.app, alice.auth, results[0]!.conflictPath!)).rawPayload.toString()).toBe('edited from first');
+    });
+
+    it('commits the same new file twice in one body once, and content the user already holds without storing it again', async () => {
+      const held = await uploadBytes(server.app, alice.auth, 'whole/held.bin', pseudoRandomBytes(50_000, 74));
+      const twice = await prepareUpload('whole/twice.bin', pseudoRandomBytes(50_000, 75));
+      const copy = await prepareUpload('whole/held-copy.bin', held.prepared.bytes);
+      const objectsBefore = await storedObjects(server);
+      const results = (
+        await putWhole(
+          alice.auth,
+          framed([
+            { request: twice.request, bytes: twice.bytes },
+            { request: twice.request, bytes: twice.bytes },
+            { request: copy.request, bytes: copy.bytes },
+          ]),
+        )
+      ).json<{ results: UploadStatus[] }>().results;
+      expect(results.map((r) => r.state)).toEqual(['committed', 'committed', 'committed']);
+      expect(results[1]!.version!.id).toBe(results[0]!.version!.id);
+      expect(await storedObjects(server)).toBe(objectsBefore + 1);
+      expect((await download(server.app, alice.auth, 'whole/held-copy.bin')).rawPayload.equals(held.prepared.bytes)).toBe(true);
+    });
+
+    it('refuses a body that is not framed records, ends inside a record or holds more than the limits, keeping the files before it', async () => {
+      const first = await prepareUpload('whole/before-break.bin', pseudoRandomBytes(20_000, 76));
+      const second = await prepareUpload('whole/broken.bin', pseudoRandomBytes(20_000, 77));
+      const body = framed([
+        { request: first.request, bytes: first.bytes },
+        { request: second.request, bytes: second.bytes },
+      ]);
+      const truncated = await putWhole(alice.auth, body.subarray(0, body.length - 10));
+      expect(truncated.statusCode).toBe(400);
+      expect(truncated.json()).toMatchObject({ code: 'PV_INVALID_INPUT' });
+      expect((await download(server.app, alice.auth, 'whole/before-break.bin')).statusCode).toBe(200);
+      expect((await download(server.app, alice.auth, 'whole/broken.bin')).statusCode).toBe(404);
+
+      const notFramed = await putWhole(alice.auth, Buffer.from('{"path":"x"}'));
+      expect(notFramed.statusCode).toBe(400);
+      const plain = await server.app.inject({
+        method: 'POST',
+        url: '/api/v1/uploads/files',
+        headers: { ...alice.auth, 'content-type': 'application/octet-stream' },
+        payload: body,
+      });
+      expect(plain.statusCode).toBe(400);
+      const big = await prepareUpload('whole/too-big.bin', Buffer.alloc(WHOLE_FILE_MAX_BYTES + 1));
+      const tooBig = await putWhole(alice.auth, framed([{ request: big.request, bytes: big.bytes }]));
+      expect(tooBig.statusCode).toBe(400);
+      expect(tooBig.json()).toMatchObject({ code: 'PV_INVALID_INPUT' });
+    });
+
+    it("answers another user exactly as if nobody held the content, and never records a file for them from alice's", async () => {
+      const bytes = pseudoRandomBytes(80_000, 78);
+      await uploadBytes(server.app, alice.auth, 'whole/alices.bin', bytes);
+      const bob = await server.login('bob-whole');
+      const prepared = await prepareUpload('bobs.bin', bytes);
+      const [negotiated] = (await beginWhole(bob.auth, [prepared.request])).json<{ results: UploadStatus[] }>().results;
+      expect(negotiated).toMatchObject({ state: 'send', missingBytes: bytes.length });
+      // Bob must send the bytes to get the file: a hash alone gets him nothing.
+      const [empty] = (await putWhole(bob.auth, framed([{ request: prepared.request, bytes: Buffer.alloc(bytes.length) }]))).json<{
+        results: (UploadStatus | UploadFailure)[];
+      }>().results;
+      expect(empty).toMatchObject({ state: 'failed', code: 'PV_UPLOAD_CHUNK_HASH_MISMATCH' });
+      const [sent] = (await putWhole(bob.auth, framed([{ request: prepared.request, bytes }]))).json<{ results: UploadStatus[] }>().results;
+      expect(sent).toMatchObject({ state: 'committed', file: { path: 'bobs.bin' } });
+      expect((await download(server.app, bob.auth, 'bobs.bin')).rawPayload.equals(bytes)).toBe(true);
     });
   });
 

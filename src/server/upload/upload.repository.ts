@@ -262,6 +262,33 @@ export class UploadRepository {
     }
   }
 
+  /** insertObject for many objects, in a few statements. */
+  async insertObjects(trx: Kysely<Database>, objects: NewObject[], at: number): Promise<void> {
+    const inserted = new Set<string>();
+    for (let i = 0; i < objects.length; i += BATCH) {
+      const rows = await trx
+        .insertInto('objects')
+        .values(
+          objects.slice(i, i + BATCH).map((object) => ({ hash: object.hash, size: object.size, bucket: object.bucket, created_at: at })),
+        )
+        .onConflict((oc) => oc.column('hash').doNothing())
+        .returning('hash')
+        .execute();
+      for (const row of rows) inserted.add(row.hash);
+    }
+    // Only a new object gets its chunk index: one already there (another user's) has it.
+    const chunks = objects
+      .filter((object) => inserted.delete(object.hash))
+      .flatMap((object) =>
+        object.chunks.map((c) => ({ object_hash: object.hash, offset: c.offset, chunk_hash: c.hash, length: c.length })),
+      );
+    for (let i = 0; i < chunks.length; i += BATCH)
+      await trx
+        .insertInto('object_chunks')
+        .values(chunks.slice(i, i + BATCH))
+        .execute();
+  }
+
   async deleteUpload(db: Kysely<Database>, uploadId: string): Promise<void> {
     await db.deleteFrom('upload_chunks').where('upload_id', '=', uploadId).execute();
     await db.deleteFrom('uploads').where('id', '=', uploadId).execute();

@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { CHUNK_MAX_SIZE } from '../../core/chunker.js';
 import { PvError } from '../../core/errors.js';
+import { FILE_RECORDS_TYPE } from '../../core/file-records.js';
 import {
   CHUNKS_PER_REQUEST_MAX,
   ChunkReceiptSchema,
@@ -61,7 +62,7 @@ function chunksBody(request: FastifyRequest): Readable {
 export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox {
   return async (app) => {
     // Chunk bodies reach the service as the raw stream: it verifies while it stores.
-    app.addContentTypeParser(['application/octet-stream', DELTA_TYPE], (_request, payload, done) => done(null, payload));
+    app.addContentTypeParser(['application/octet-stream', DELTA_TYPE, FILE_RECORDS_TYPE], (_request, payload, done) => done(null, payload));
 
     app.post(
       '/uploads',
@@ -92,7 +93,28 @@ export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox 
           response: { 200: UploadBatchResultSchema },
         },
       },
-      async (request) => ({ results: await uploads.beginMany(principalOf(request), request.body.uploads) }),
+      async (request) => ({
+        results: await uploads.beginMany(principalOf(request), request.body.uploads, { sendWhole: request.body.sendWhole }),
+      }),
+    );
+
+    app.post(
+      '/uploads/files',
+      {
+        schema: {
+          tags: ['uploads'],
+          summary: `Send new files whole, many in one body (${FILE_RECORDS_TYPE}: per file its negotiation and its bytes), each checked and committed as if uploaded alone`,
+          response: { 200: UploadBatchResultSchema },
+        },
+      },
+      async (request) => {
+        if (!request.body || request.headers['content-type'] !== FILE_RECORDS_TYPE) {
+          throw new PvError('PV_INVALID_INPUT', `Files sent whole must be sent as ${FILE_RECORDS_TYPE}.`, {
+            fix: 'Frame each file as docs/protocol.md says under "Whole files".',
+          });
+        }
+        return { results: await uploads.putWholeFiles(principalOf(request), request.body as Readable) };
+      },
     );
 
     app.get(

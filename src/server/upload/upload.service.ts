@@ -1,14 +1,26 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { Compile } from 'typebox/compile';
 import { inBlocks } from '../../core/byte-blocks.js';
 import { CHUNK_MAX_SIZE } from '../../core/chunker.js';
 import { isPvError, notFoundAsNull, PvError } from '../../core/errors.js';
-import { parseContentHash } from '../../core/hash.js';
+import { type FileRecord, readFileRecords, recordContent } from '../../core/file-records.js';
+import { parseContentHash, sha256Hex } from '../../core/hash.js';
 import { applyDelta, MAX_SIGNED_BYTES } from '../../core/delta.js';
 import { decodeManifest, encodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../../core/manifest.js';
 import { applyManifestDiff, decodeManifestDiff } from '../../core/manifest-diff.js';
 import { normalizePath } from '../../core/paths.js';
-import type { ChunkReceipt, UploadFailure, UploadRequest, UploadStatus } from '../../core/protocol.js';
+import {
+  type ChunkReceipt,
+  type UploadFailure,
+  type UploadRequest,
+  UploadRequestSchema,
+  type UploadStatus,
+  WHOLE_FILE_MAX_BYTES,
+  WHOLE_FILES_PER_REQUEST_MAX,
+  WHOLE_FILES_REQUEST_MAX_BYTES,
+  type WholeFileHeader,
+} from '../../core/protocol.js';
 import type { BlobStore, Bucket } from '../../infra/blobs/blob-store.js';
 import type { StagingArea } from '../../infra/blobs/staging-area.js';
 import type { EventBus } from '../../infra/bus/event-bus.js';
@@ -16,7 +28,7 @@ import type { Db } from '../../infra/db/database.js';
 import { GroupCommit } from '../../infra/db/group-commit.js';
 import type { Database, UploadRow } from '../../infra/db/schema.js';
 import { toFileEntry, toVersionView } from '../files/file-views.js';
-import type { FilesRepository, RecordedVersion } from '../files/files.repository.js';
+import type { FilesRepository, NewVersion, RecordedVersion } from '../files/files.repository.js';
 import { readAll, type VersionDeltas } from '../files/version-deltas.js';
 import { objectKey } from '../../infra/blobs/object-keys.js';
 import { openObject } from '../../infra/blobs/object-reader.js';
@@ -36,6 +48,8 @@ export interface UploadMetrics {
 }
 
 const NEW_OBJECT_BUCKET: Bucket = 'uploads';
+/** Checks the header of a file sent whole: it comes inside a binary body, past the routes' schemas. */
+const WholeFileHeaderCheck = Compile(UploadRequestSchema);
 /** Bytes of stored objects a commit copies into the staging per write. */
 const COPY_BLOCK = 4 * 1024 * 1024;
 
@@ -89,7 +103,11 @@ export class UploadService {
    * error it would have thrown, as a failure of that one alone. The lookups are made once for
    * all, and the uploads created (or content committed) in one transaction.
    */
-  async beginMany(principal: Principal, requests: UploadRequest[]): Promise<(UploadStatus | UploadFailure)[]> {
+  async beginMany(
+    principal: Principal,
+    requests: UploadRequest[],
+    options: { sendWhole?: boolean } = {},
+  ): Promise<(UploadStatus | UploadFailure)[]> {
     const outcomes: (UploadStatus | UploadFailure)[] = new Array(requests.length);
     const settle = async (at: number, work: () => Promise<UploadStatus>) => {
       try {
@@ -116,11 +134,16 @@ export class UploadService {
     const owned = await this.uploads.locateOwnedChunks(principal.userId, [
       ...new Set(fresh.flatMap((n) => n.manifest.map((chunk) => chunk.hash))),
     ]);
+    // A small file with nothing to take from the user's own objects goes whole, many to a
+    // request (POST /uploads/files), with no upload to record now and clean up later.
+    const whole = (n: Negotiation) =>
+      options.sendWhole === true && n.size <= WHOLE_FILE_MAX_BYTES && !n.manifest.some((c) => owned.has(c.hash));
+    for (const n of fresh.filter(whole)) outcomes[n.at] = sendWholeStatus(n.manifest);
     // Started in one turn, so their transactions are grouped into one.
     await Promise.all([
       ...plain.filter((n) => held.has(n.contentHash)).map((n) => settle(n.at, () => this.commitHeld(principal, n))),
       ...toCreate.filter((n) => resumable.has(resumeKey(n))).map((n) => settle(n.at, () => this.resume(resumable.get(resumeKey(n))!))),
-      ...fresh.map((n) => settle(n.at, async () => (await this.create(principal, n, owned)).status)),
+      ...fresh.filter((n) => !whole(n)).map((n) => settle(n.at, async () => (await this.create(principal, n, owned)).status)),
       ...based.map((at) => settle(at, () => this.begin(principal, requests[at]!))),
     ]);
     return outcomes;
@@ -382,6 +405,116 @@ export class UploadService {
   }
 
   /**
+   * Stores files sent whole, many in one body (POST /uploads/files): each is checked like a
+   * negotiation, its chunks and content against their hashes, and committed as if uploaded alone,
+   * so one that fails fails alone. Each is stored as soon as it has arrived, while the next ones
+   * arrive; then all are recorded in one transaction.
+   */
+  async putWholeFiles(principal: Principal, body: Readable): Promise<(UploadStatus | UploadFailure)[]> {
+    const stored: Promise<Negotiation | UploadStatus>[] = [];
+    const records = readFileRecords<WholeFileHeader>(body, {
+      records: WHOLE_FILES_PER_REQUEST_MAX,
+      recordBytes: WHOLE_FILE_MAX_BYTES,
+      totalBytes: WHOLE_FILES_REQUEST_MAX_BYTES,
+    });
+    let broken: { error: unknown } | null = null;
+    try {
+      for await (const record of records) stored.push(this.storeWholeFile(principal, record));
+    } catch (error) {
+      broken = { error };
+    }
+    // The files that arrived whole before a broken body are committed; then the request fails.
+    const outcomes = await Promise.all(stored.map((work) => work.catch(failureOf)));
+    const toRecord = [...outcomes.keys()].filter((at) => isNegotiation(outcomes[at]!));
+    const recorded = await this.recordWholeFiles(
+      principal,
+      toRecord.map((at) => outcomes[at] as Negotiation),
+    );
+    for (const [i, at] of toRecord.entries()) outcomes[at] = recorded[i]!;
+    if (broken) throw broken.error;
+    return outcomes as (UploadStatus | UploadFailure)[];
+  }
+
+  /**
+   * Checks a file sent whole and stores its bytes; returns its negotiation, to be recorded, or its
+   * status when the user held the content already (then nothing is stored).
+   */
+  private async storeWholeFile(principal: Principal, record: FileRecord<WholeFileHeader>): Promise<Negotiation | UploadStatus> {
+    const request = record.header;
+    if (!WholeFileHeaderCheck.Check(request)) {
+      throw new PvError('PV_INVALID_INPUT', `The header of ${describePath(request)} is not a negotiation.`, {
+        fix: 'Send the fields POST /uploads takes, with the whole manifest.',
+      });
+    }
+    if (request.manifestDiff !== undefined) {
+      throw new PvError('PV_INVALID_INPUT', 'A file sent whole carries its whole manifest.', { fix: 'Send manifest, not manifestDiff.' });
+    }
+    const negotiation = this.negotiation(request, null);
+    const bytes = recordContent(record);
+    for (const place of placesOf(negotiation.manifest))
+      checkChunk(place.hash, place.length, bytes.subarray(place.offset, place.offset + place.length));
+    // Held already (another device, or this one, got there first): no bytes to keep.
+    if (await this.files.findVersionByContent(principal.userId, negotiation.contentHash)) return this.commitHeld(principal, negotiation);
+    const existing = await this.uploads.findObject(negotiation.contentHash);
+    const expected = { sha256: negotiation.contentHash, size: negotiation.size };
+    try {
+      // Stored already (another user's upload): only prove these bytes are that content.
+      if (existing && sha256Hex(bytes) !== expected.sha256) throw new PvError('PV_INTEGRITY', 'The content does not match.');
+      if (!existing) await this.blobs.put(NEW_OBJECT_BUCKET, objectKey(negotiation.contentHash), Readable.from([bytes]), expected);
+    } catch (error) {
+      if (!isPvError(error, 'PV_INTEGRITY')) throw error;
+      throw new PvError(
+        'PV_UPLOAD_HASH_MISMATCH',
+        `The bytes sent for ${negotiation.path} do not have its content hash; nothing was stored.`,
+        {
+          fix: 'Re-read the file (it may have changed while uploading) and send it again.',
+        },
+      );
+    }
+    this.metrics.chunkReceived(negotiation.size);
+    return negotiation;
+  }
+
+  /**
+   * Records files whose objects are stored: the new files among them in one transaction of a few
+   * statements, the others (a path taken, a conflict) one by one as a commit records them.
+   */
+  private async recordWholeFiles(principal: Principal, negotiations: Negotiation[]): Promise<(UploadStatus | UploadFailure)[]> {
+    const at = this.now();
+    const inputs = negotiations.map((n) => this.newVersion(principal, n));
+    const objectOf = (n: Negotiation) => ({ hash: n.contentHash, size: n.size, bucket: NEW_OBJECT_BUCKET, chunks: placesOf(n.manifest) });
+    const { fresh, recorded } = await this.transactions.run(async (trx) => {
+      const fresh = await this.files.newFiles(trx, inputs);
+      await this.uploads.insertObjects(trx, negotiations.filter((_, i) => fresh[i]).map(objectOf), at);
+      return {
+        fresh,
+        recorded: await this.files.recordNewFiles(
+          trx,
+          inputs.filter((_, i) => fresh[i]),
+        ),
+      };
+    });
+    let next = 0;
+    return Promise.all(
+      negotiations.map(async (n, i) => {
+        try {
+          const version = fresh[i]
+            ? recorded[next++]!
+            : await this.transactions.run(async (trx) => {
+                await this.uploads.insertObject(trx, objectOf(n), at);
+                return this.files.recordVersion(trx, inputs[i]!);
+              });
+          this.metrics.committed('assembled', n.size);
+          await this.announce(principal, version);
+          return committedStatus(version);
+        } catch (error) {
+          return failureOf(error);
+        }
+      }),
+    );
+  }
+
+  /**
    * Completes the staged file with the ranges that come from the user's objects, checks the
    * whole-content hash and makes it the object; only a fully written, verified object is then
    * recorded, in one transaction with the version.
@@ -495,18 +628,24 @@ export class UploadService {
     return expired.length;
   }
 
-  private async recordVersion(
-    trx: Db,
-    principal: Principal,
-    version: { path: string; contentHash: string; size: number; mtime: number; baseVersionId: string | null },
-  ): Promise<RecordedVersion> {
-    return this.files.recordVersion(trx, {
+  private async recordVersion(trx: Db, principal: Principal, version: VersionContent): Promise<RecordedVersion> {
+    return this.files.recordVersion(trx, this.newVersion(principal, version));
+  }
+
+  /** A version of this content by this principal, now. */
+  private newVersion(principal: Principal, version: VersionContent): NewVersion {
+    const { path, contentHash, size, mtime, baseVersionId } = version;
+    return {
       ownerId: principal.userId,
       deviceId: principal.deviceId,
       deviceName: principal.deviceName ?? 'api',
       at: this.now(),
-      ...version,
-    });
+      path,
+      contentHash,
+      size,
+      mtime,
+      baseVersionId,
+    };
   }
 
   /** Chunks whose staged bytes are gone or torn; their places read back with another hash. */
@@ -613,6 +752,13 @@ function copyPlan(places: ChunkPlace[], owned: Map<string, ChunkLocation>): Copy
   return runs;
 }
 
+/** What a version records of its content. */
+type VersionContent = Pick<Negotiation, 'path' | 'contentHash' | 'size' | 'mtime' | 'baseVersionId'>;
+
+function isNegotiation(outcome: Negotiation | UploadStatus | UploadFailure): outcome is Negotiation {
+  return 'manifest' in outcome;
+}
+
 /** A checked negotiation. */
 interface Negotiation {
   path: string;
@@ -631,6 +777,17 @@ function resumeKey(negotiation: { path: string; contentHash: string }): string {
 function failureOf(error: unknown): UploadFailure {
   if (!isPvError(error)) throw error;
   return { state: 'failed', code: error.code, detail: error.message, ...(error.fix ? { fix: error.fix } : {}) };
+}
+
+/** The answer for a file to send whole: nothing recorded, every chunk wanted. */
+function sendWholeStatus(manifest: Manifest): UploadStatus {
+  return { ...pendingStatus('', manifest), uploadId: null, state: 'send' };
+}
+
+/** A header's path for an error message, if it has one. */
+function describePath(header: unknown): string {
+  const path = (header as { path?: unknown } | null)?.path;
+  return typeof path === 'string' ? JSON.stringify(path.slice(0, 200)) : 'a file';
 }
 
 function pendingStatus(uploadId: string, missing: { hash: string; length: number }[]): UploadStatus {
