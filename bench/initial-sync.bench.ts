@@ -146,7 +146,7 @@ async function sequential(work: string, initial: string, env: NodeJS.ProcessEnv,
   return {
     mode: 'sequential',
     wall: up + down,
-    detail: `up ${up.toFixed(1)} + down ${down.toFixed(1)} s; server CPU up ${(server1 - server0).toFixed(1)}; server threads: main ${threads.main.toFixed(1)}, pool ${threads.pool.toFixed(1)}, other ${threads.other.toFixed(1)}`,
+    detail: `up ${up.toFixed(1)} + down ${down.toFixed(1)} s; server CPU up ${(server1 - server0).toFixed(1)}; server threads: main ${threads.main.toFixed(1)}, pool ${threads.pool.toFixed(1)}, other ${threads.other.toFixed(1)} (${[...threads.otherByName].map(([name, seconds]) => `${name} ${seconds.toFixed(1)}`).join(', ')})`,
     cpu,
     others,
   };

@@ -451,7 +451,7 @@ export interface ThreadCpu {
   /** Everything else: V8's platform workers (GC, compilation), worker_threads, inspector. */
   other: number;
   /** Per-thread seconds by tid, so a later reading can be subtracted exactly. */
-  byThread: Map<number, { kind: keyof Omit<ThreadCpu, 'byThread'>; seconds: number }>;
+  byThread: Map<number, { kind: keyof Omit<ThreadCpu, 'byThread'>; seconds: number; comm: string }>;
 }
 
 /** Reads /proc/<pid>/task/<tid>/stat for every live thread; threads that already exited are missing. */
@@ -470,15 +470,19 @@ export function threadCpuSeconds(pid: number): ThreadCpu {
     const seconds = (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond();
     const kind = tid === pid ? 'main' : comm.startsWith('libuv-worker') ? 'pool' : 'other';
     result[kind] += seconds;
-    result.byThread.set(tid, { kind, seconds });
+    result.byThread.set(tid, { kind, seconds, comm });
   }
   return result;
 }
 
 /** CPU per thread kind between two readings; a thread born in between counts from zero. */
-export function threadCpuDelta(before: ThreadCpu, after: ThreadCpu): Omit<ThreadCpu, 'byThread'> {
-  const delta = { main: 0, pool: 0, other: 0 };
-  for (const [tid, { kind, seconds }] of after.byThread) delta[kind] += seconds - (before.byThread.get(tid)?.seconds ?? 0);
+export function threadCpuDelta(before: ThreadCpu, after: ThreadCpu): Omit<ThreadCpu, 'byThread'> & { otherByName: Map<string, number> } {
+  const delta = { main: 0, pool: 0, other: 0, otherByName: new Map<string, number>() };
+  for (const [tid, { kind, seconds, comm }] of after.byThread) {
+    const spent = seconds - (before.byThread.get(tid)?.seconds ?? 0);
+    delta[kind] += spent;
+    if (kind === 'other') delta.otherByName.set(comm, (delta.otherByName.get(comm) ?? 0) + spent);
+  }
   return delta;
 }
 

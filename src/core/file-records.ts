@@ -105,9 +105,17 @@ export async function* readFileRecords<H extends RecordHeader>(
   if (header !== null || pendingBytes > 0) throw invalid('The body ends inside a record.');
 }
 
-/** The content of a record as one buffer (a copy unless it arrived in one piece). */
-export function recordContent(record: FileRecord<RecordHeader>): Buffer {
-  return record.pieces.length === 1 ? record.pieces[0]! : Buffer.concat(record.pieces, record.header.size);
+/**
+ * The content of a record as one buffer: the piece it arrived in, or its pieces copied into
+ * target (at least as long as the content; a new buffer without one).
+ */
+export function recordContent(record: FileRecord<RecordHeader>, target?: Buffer): Buffer {
+  const { pieces, header } = record;
+  if (pieces.length === 1) return pieces[0]!;
+  if (!target) return Buffer.concat(pieces, header.size);
+  let at = 0;
+  for (const piece of pieces) at += piece.copy(target, at);
+  return target.subarray(0, header.size);
 }
 
 function parseHeader<H extends RecordHeader>(json: Buffer, limits: RecordLimits, ordinal: number): H {

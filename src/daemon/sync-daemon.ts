@@ -136,9 +136,17 @@ export class SyncDaemon {
         this.options.onPass?.(summary);
         // The watcher can drop a local change made while it was still settling this pass's own
         // writes (a file deleted right after it was downloaded): look once more when that is over.
-        if (summary.downloaded + summary.deleted > 0) this.recheck = setTimeout(() => this.scheduleFull(0), 2 * this.settleMs);
+        // Once after a burst of such passes, not after each: a first sync downloads in many passes,
+        // and a walk of the whole folder after each made its CPU grow with the square of its files.
+        if (summary.downloaded + summary.deleted > 0) {
+          clearTimeout(this.recheck);
+          this.recheck = setTimeout(() => this.scheduleFull(0), 2 * this.settleMs);
+        }
         // Files still being written (a pass the socket or the timer started) get their own pass once settled.
-        if (summary.deferred > 0) this.settling = setTimeout(() => this.scheduleFull(0), this.settleMs);
+        if (summary.deferred > 0) {
+          clearTimeout(this.settling);
+          this.settling = setTimeout(() => this.scheduleFull(0), this.settleMs);
+        }
       } catch (error) {
         // Offline, refused, or a local file system error: reported, and the next trigger (the
         // reconnect, a local change, the periodic pass) tries again; local work is never lost.
