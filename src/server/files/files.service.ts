@@ -29,36 +29,6 @@ export interface FilesPolicy {
 
 const MAX_PAGE = 1000;
 
-function blobMissingAsNull(error: unknown): null {
-  if (isPvError(error, 'PV_BLOB_NOT_FOUND')) return null;
-  throw error;
-}
-
-/** The framing of a record that carries no content, saying why. */
-function failedRecord(versionId: string, code: PvErrorCode, detail: string): Buffer {
-  const header: ContentRecordHeader = { versionId, size: 0, code, detail };
-  return recordHeader(header);
-}
-
-/**
- * The bytes of an object, exactly size of them. One that ends early or runs on would shift every
- * record after it, so it fails the body instead (the client then fetches those files alone).
- */
-async function* objectBytes(object: Readable, size: number): AsyncGenerator<Buffer> {
-  let sent = 0;
-  for await (const piece of object as AsyncIterable<Buffer>) {
-    sent += piece.length;
-    if (sent > size) break;
-    yield piece;
-  }
-  if (sent !== size) {
-    object.destroy();
-    throw new PvError('PV_INTEGRITY', `A stored object holds ${sent > size ? 'more' : 'fewer'} than its ${size} bytes.`, {
-      fix: 'Run `photovault server verify`.',
-    });
-  }
-}
-
 /** Browsing, downloading, and deleting to and restoring from the trash. */
 export class FilesService {
   constructor(
@@ -197,8 +167,13 @@ export class FilesService {
         continue;
       }
       const header: ContentRecordHeader = { versionId, contentHash: version.content_hash, size: version.size };
-      yield recordHeader(header);
-      yield* objectBytes(object, version.size);
+      try {
+        yield recordHeader(header);
+        yield* objectBytes(object, version.size);
+      } finally {
+        // A client gone midway ends this generator at a yield: the object must not stay open.
+        object.destroy();
+      }
     }
   }
 
@@ -244,5 +219,34 @@ export class FilesService {
     // a crash before this point leaves unreferenced blobs, which `server verify` reports.
     for (const orphan of orphans) await this.blobs.delete(orphan.bucket as Bucket, objectKey(orphan.hash));
     return { entries, objectsDeleted: orphans.length };
+  }
+}
+
+function blobMissingAsNull(error: unknown): null {
+  if (isPvError(error, 'PV_BLOB_NOT_FOUND')) return null;
+  throw error;
+}
+
+/** The framing of a record that carries no content, saying why. */
+function failedRecord(versionId: string, code: PvErrorCode, detail: string): Buffer {
+  const header: ContentRecordHeader = { versionId, size: 0, code, detail };
+  return recordHeader(header);
+}
+
+/**
+ * The bytes of an object, exactly size of them. One that ends early or runs on would shift every
+ * record after it, so it fails the body instead (the client then fetches those files alone).
+ */
+async function* objectBytes(object: Readable, size: number): AsyncGenerator<Buffer> {
+  let sent = 0;
+  for await (const piece of object as AsyncIterable<Buffer>) {
+    sent += piece.length;
+    if (sent > size) break;
+    yield piece;
+  }
+  if (sent !== size) {
+    throw new PvError('PV_INTEGRITY', `A stored object holds ${sent > size ? 'more' : 'fewer'} than its ${size} bytes.`, {
+      fix: 'Run `photovault server verify`.',
+    });
   }
 }
