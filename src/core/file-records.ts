@@ -56,27 +56,30 @@ export async function* readFileRecords<H extends RecordHeader>(
   // Bytes received and not yet taken, as pieces; framing is read across piece boundaries.
   const pending: Buffer[] = [];
   let pendingBytes = 0;
+  // Whole pieces taken leave in one splice, and a peek copies only the pieces it needs: a body
+  // arriving in tiny pieces costs time in proportion to its pieces, not their square.
   const take = (n: number): Buffer[] => {
     const taken: Buffer[] = [];
-    while (n > 0) {
-      const first = pending[0]!;
-      if (first.length <= n) {
-        taken.push(first);
-        pending.shift();
-        n -= first.length;
-        pendingBytes -= first.length;
-      } else {
-        taken.push(first.subarray(0, n));
-        pending[0] = first.subarray(n);
+    let whole = 0;
+    for (; n > 0; whole++) {
+      const piece = pending[whole]!;
+      if (piece.length > n) {
+        taken.push(piece.subarray(0, n));
+        pending[whole] = piece.subarray(n);
         pendingBytes -= n;
-        n = 0;
+        break;
       }
+      taken.push(piece);
+      n -= piece.length;
+      pendingBytes -= piece.length;
     }
+    pending.splice(0, whole);
     return taken;
   };
   const peek = (n: number): Buffer => {
-    const first = pending[0]!;
-    return first.length >= n ? first : Buffer.concat(pending, pendingBytes).subarray(0, n);
+    const covering: Buffer[] = [];
+    for (let bytes = 0; bytes < n; bytes += covering.at(-1)!.length) covering.push(pending[covering.length]!);
+    return covering.length === 1 ? covering[0]! : Buffer.concat(covering).subarray(0, n);
   };
   let header: H | null = null;
   let records = 0;

@@ -4,15 +4,16 @@ import { isPvError, notFoundAsNull, PvError } from '../core/errors.js';
 import { decodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../core/manifest.js';
 import { joinPath } from '../core/paths.js';
 import { Feed, runPool } from '../core/pool.js';
-import { type Change, MANIFESTS_PER_REQUEST_MAX, type VersionManifest } from '../core/protocol.js';
+import { type Change, MANIFESTS_PER_REQUEST_MAX, type VersionManifest, WHOLE_FILE_MAX_BYTES } from '../core/protocol.js';
 import type { ApiClient } from './api-client.js';
-import { downloadReusingChunks } from './delta-download.js';
+import { type DeltaDownloadResult, downloadReusingChunks } from './delta-download.js';
 import { loadIgnoreRules } from './ignore-rules.js';
 import { addLocalChunks, type LocalChunk, localChunksOf } from './local-chunks.js';
 import { type IndexedFile, type IndexedFileHead, type LocalIndex, syncedManifestOf } from './local-index.js';
 import { detectRenames } from './renames.js';
 import { scanFolder } from './scanner.js';
 import { Uploader } from './uploader.js';
+import { discardFetched, type FetchedWholeFile, fetchWholeFiles, type WholeFileWanted } from './whole-download.js';
 
 /** What one pass did: the summary `photovault sync --once --json` prints. */
 export interface SyncSummary {
@@ -61,6 +62,10 @@ export class SyncEngine {
   private readonly prefetched = new Map<string, VersionManifest>();
   /** Cleared when the server turns out not to know POST /files/manifests. */
   private manifestsInBatches = true;
+  /** Files of a page of changes fetched whole ahead (fetchWholeFiles), by remote path, until their changes take them. */
+  private readonly fetchedWhole = new Map<string, FetchedWholeFile>();
+  /** Cleared when the server turns out not to know POST /files/contents. */
+  private contentsInBatches = true;
 
   constructor(
     private readonly api: ApiClient,
@@ -295,8 +300,15 @@ export class SyncEngine {
       // A processing result changes derived files on the server only: nothing to do on disk.
       const changes = page.changes.filter((change) => change.kind !== 'processed');
       await this.prefetchManifests(changes);
-      await this.applyInOrder(changes, summary);
-      this.prefetched.clear();
+      try {
+        await this.fetchWholeFiles(changes);
+        await this.applyInOrder(changes, summary);
+      } finally {
+        this.prefetched.clear();
+        // Fetched for a change that did not take it (its path was taken locally meanwhile, say).
+        await discardFetched(this.fetchedWhole.values());
+        this.fetchedWhole.clear();
+      }
       cursor = page.next;
       more = page.hasMore;
       await this.writeState({ cursor });
@@ -331,6 +343,69 @@ export class SyncEngine {
         if (!(manifest instanceof PvError)) this.prefetched.set(path, manifest);
       }
     }
+  }
+
+  /**
+   * Fetches whole, many to a request, the new files of the page that nothing local can help
+   * build: those with a prefetched manifest (so nothing at their path in the index) of at most
+   * WHOLE_FILE_MAX_BYTES, none of whose chunks is on disk, and whose path is free. Each such
+   * download is then a share of one request instead of a request of its own. They wait in temp
+   * files for their changes to be applied, in order, like any other download.
+   */
+  private async fetchWholeFiles(changes: Change[]): Promise<void> {
+    if (!this.contentsInBatches || this.prefetched.size === 0) return;
+    const wanted = await this.wholeFilesWanted(changes);
+    if (wanted.length === 0) return;
+    try {
+      for (const [path, file] of await fetchWholeFiles(this.api, wanted)) this.fetchedWhole.set(path, file);
+    } catch (error) {
+      // A server from before POST /files/contents: each download fetches its own.
+      if (!isPvError(error, 'PV_NOT_FOUND')) throw error;
+      this.contentsInBatches = false;
+    }
+  }
+
+  private async wholeFilesWanted(changes: Change[]): Promise<WholeFileWanted[]> {
+    const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
+    // A temp file makes its folder ahead of the page's changes, and a move checks what exists:
+    // a file a move of the page comes near is left to the download made in its turn.
+    const moved = changes.flatMap((change) => (change.kind === 'move' ? [change.path, change.fromPath ?? change.path] : []));
+    const wanted: WholeFileWanted[] = [];
+    const contents = new Set<string>();
+    for (const [remotePath, fetched] of this.prefetched) {
+      const { size, contentHash } = fetched.version;
+      // An empty file costs no request anyway. Content another file of the page brings is
+      // taken from that file once it is in place.
+      if (size === 0 || size > WHOLE_FILE_MAX_BYTES || contents.has(contentHash)) continue;
+      if (moved.some((path) => overlaps(path, remotePath))) continue;
+      if (decodeManifest(Buffer.from(fetched.manifest, 'base64'), MAX_MANIFEST_CHUNKS).some(({ hash }) => chunks.has(hash))) continue;
+      const target = join(this.root, this.localPath(remotePath)!);
+      if (await exists(target)) continue;
+      contents.add(contentHash);
+      wanted.push({ remotePath, target, fetched });
+    }
+    return wanted;
+  }
+
+  /**
+   * Renames the file fetched whole for this path into place, if it holds the version the
+   * download is of: what downloadReusingChunks would have answered, or null to download.
+   */
+  private async placeFetchedWhole(remotePath: string, manifest: VersionManifest, target: string): Promise<DeltaDownloadResult | null> {
+    const fetched = this.fetchedWhole.get(remotePath);
+    if (fetched?.version.id !== manifest.version.id) return null;
+    // A move applied earlier in the page may have taken the folder it waited in, and it with it.
+    const placed = await rename(fetched.temp, target).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return false;
+        throw error;
+      },
+    );
+    this.fetchedWhole.delete(remotePath);
+    if (!placed) return null;
+    const { id, contentHash, size } = fetched.version;
+    return { contentHash, versionId: id, size, bytesReceived: size, bytesReused: 0, manifest: fetched.manifest };
   }
 
   /**
@@ -411,7 +486,10 @@ export class SyncEngine {
     const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
     const manifest = this.prefetched.get(change.path);
     this.prefetched.delete(change.path);
-    const result = await downloadReusingChunks(this.api, change.path, absolute, chunks, { base, manifest }).catch(notFoundAsNull);
+    // A file fetched whole is taken only where nothing is at its path, as checked just above.
+    const result =
+      (!local && manifest && (await this.placeFetchedWhole(change.path, manifest, absolute))) ||
+      (await downloadReusingChunks(this.api, change.path, absolute, chunks, { base, manifest }).catch(notFoundAsNull));
     if (!result) {
       // Removed (or made a folder) since: nothing to fetch, and no folder left behind for it.
       if (created) await removeEmptyFolders(created);

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { PvError } from '../../src/core/errors.js';
 import { ApiClient } from '../../src/daemon/api-client.js';
+import { PART_SUFFIX } from '../../src/daemon/downloader.js';
 import { loadIgnoreRules } from '../../src/daemon/ignore-rules.js';
 import { LocalIndex } from '../../src/daemon/local-index.js';
 import { scanFolder } from '../../src/daemon/scanner.js';
@@ -32,6 +34,11 @@ async function contents(root: string): Promise<Record<string, string>> {
   };
   await walk(root);
   return out;
+}
+
+/** The download temp files left anywhere under root. */
+async function partsUnder(root: string): Promise<string[]> {
+  return (await readdir(root, { recursive: true })).filter((path) => path.endsWith(PART_SUFFIX));
 }
 
 describe('two-way folder sync, one pass at a time', () => {
@@ -87,17 +94,19 @@ describe('two-way folder sync, one pass at a time', () => {
     expect(await contents(desktop.root)).toEqual(await contents(laptop.root));
   });
 
-  it('sends many new files whole, many to a request, and fetches each with one request of its own, their negotiations and manifests going many to a request', async () => {
-    const requests = async () => {
-      const counts = new Map<string, number>();
-      for (const value of (await server.context.metrics.httpDuration.get()).values) {
-        if (!String(value.metricName).endsWith('_count')) continue;
-        const key = `${value.labels.method} ${value.labels.route}`;
-        counts.set(key, (counts.get(key) ?? 0) + value.value);
-      }
-      return counts;
-    };
-    const delta = (before: Map<string, number>, after: Map<string, number>, key: string) => (after.get(key) ?? 0) - (before.get(key) ?? 0);
+  /** Requests the server has answered so far, by method and route. */
+  const requests = async () => {
+    const counts = new Map<string, number>();
+    for (const value of (await server.context.metrics.httpDuration.get()).values) {
+      if (!String(value.metricName).endsWith('_count')) continue;
+      const key = `${value.labels.method} ${value.labels.route}`;
+      counts.set(key, (counts.get(key) ?? 0) + value.value);
+    }
+    return counts;
+  };
+  const delta = (before: Map<string, number>, after: Map<string, number>, key: string) => (after.get(key) ?? 0) - (before.get(key) ?? 0);
+
+  it('sends and fetches many new files whole, many to a request, their negotiations and manifests going many to a request too', async () => {
     // Written a while ago, so that none is left to settle for a later pass.
     const past = new Date(Date.now() - 60_000);
     for (let i = 0; i < 40; i++) {
@@ -116,10 +125,131 @@ describe('two-way folder sync, one pass at a time', () => {
     const afterDown = await requests();
     expect(delta(afterUp, afterDown, 'POST /api/v1/files/manifests')).toBe(1);
     expect(delta(afterUp, afterDown, 'GET /api/v1/files/manifest')).toBe(0);
-    expect(delta(afterUp, afterDown, 'GET /api/v1/files/content')).toBe(40);
+    // 40 files of 100 KB: one request brings them all.
+    expect(delta(afterUp, afterDown, 'POST /api/v1/files/contents')).toBe(1);
+    expect(delta(afterUp, afterDown, 'GET /api/v1/files/content')).toBe(0);
     expect(await contents(desktop.root)).toEqual(await contents(laptop.root));
+    expect(await partsUnder(desktop.root)).toEqual([]);
     for (let i = 0; i < 40; i++) await rm(join(laptop.root, `many-${i}.bin`));
     await converge();
+  });
+
+  it('fetches many new small files in requests of about 8 MiB, byte for byte, leaving no temp file', async () => {
+    const written = new Map<string, Buffer>();
+    for (let i = 0; i < 150; i++) {
+      const path = `Small/${i % 5}/p${i}.jpg`;
+      written.set(path, pseudoRandomBytes(110_000 + i * 101, 2_000 + i));
+      await mkdir(join(laptop.root, dirname(path)), { recursive: true });
+      await writeFile(join(laptop.root, path), written.get(path)!);
+    }
+    expect(await laptop.sync()).toMatchObject({ uploaded: 150, failed: [] });
+    const before = await requests();
+    const bytes = [...written.values()].reduce((n, b) => n + b.length, 0);
+    expect(await desktop.sync()).toMatchObject({ downloaded: 150, bytesReceived: bytes, failed: [] });
+    const after = await requests();
+    // 64 files at most to a request, and about 8 MiB: 150 files of ~120 KB (17.5 MiB) take 3.
+    expect(delta(before, after, 'POST /api/v1/files/contents')).toBe(3);
+    expect(delta(before, after, 'GET /api/v1/files/content')).toBe(0);
+    for (const [path, content] of written) expect((await readFile(join(desktop.root, path))).equals(content)).toBe(true);
+    expect(await partsUnder(desktop.root)).toEqual([]);
+    await rm(join(laptop.root, 'Small'), { recursive: true });
+    await converge();
+  });
+
+  it('leaves alone a file that took the path of one fetched whole before its change was applied, and removes the temp file', async () => {
+    await mkdir(join(laptop.root, 'Raced'));
+    await writeFile(join(laptop.root, 'Raced/photo.jpg'), pseudoRandomBytes(50_000, 3_001));
+    await writeFile(join(laptop.root, 'Raced/other.jpg'), pseudoRandomBytes(50_000, 3_002));
+    expect(await laptop.sync()).toMatchObject({ uploaded: 2, failed: [] });
+    // The desktop's own photo lands at the path after the fetch, before the change is applied.
+    const fetchContents = desktop.api.contents.bind(desktop.api);
+    const spy = vi.spyOn(desktop.api, 'contents').mockImplementation(async function* (versionIds) {
+      yield* fetchContents(versionIds);
+      expect(await partsUnder(join(desktop.root, 'Raced'))).toHaveLength(2);
+      await writeFile(join(desktop.root, 'Raced/photo.jpg'), 'taken on the desktop');
+    });
+    try {
+      expect(await desktop.sync()).toMatchObject({ downloaded: 1, failed: [] });
+      expect(spy).toHaveBeenCalledTimes(1);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(await readFile(join(desktop.root, 'Raced/photo.jpg'), 'utf8')).toBe('taken on the desktop');
+    expect((await readFile(join(desktop.root, 'Raced/other.jpg'))).equals(await readFile(join(laptop.root, 'Raced/other.jpg')))).toBe(true);
+    expect(await partsUnder(desktop.root)).toEqual([]);
+    // The desktop's file goes up as the path's new version, and the laptop takes it.
+    await converge();
+    expect(await readFile(join(laptop.root, 'Raced/photo.jpg'), 'utf8')).toBe('taken on the desktop');
+    await rm(join(laptop.root, 'Raced'), { recursive: true });
+    await converge();
+  });
+
+  it('applies a folder move and a new file in the moved folder from one page, the file fetched whole or not', async () => {
+    await mkdir(join(laptop.root, 'Album'));
+    await writeFile(join(laptop.root, 'Album/old.jpg'), pseudoRandomBytes(40_000, 5_001));
+    await converge();
+    await laptop.api.move('Sync/Album', 'Sync/Album 2024');
+    expect(await laptop.sync()).toMatchObject({ downloaded: 0, failed: [] });
+    await writeFile(join(laptop.root, 'Album 2024/new.jpg'), pseudoRandomBytes(40_000, 5_002));
+    expect(await laptop.sync()).toMatchObject({ uploaded: 1, failed: [] });
+    // The desktop reads the move and then the new file: fetching the file ahead must not make
+    // the folder the move goes to before the move is applied.
+    expect(await desktop.sync()).toMatchObject({ downloaded: 1, failed: [] });
+    expect(await readdir(desktop.root)).not.toContain('Album');
+    expect(await contents(desktop.root)).toEqual(await contents(laptop.root));
+    await rm(join(laptop.root, 'Album 2024'), { recursive: true });
+    await converge();
+  });
+
+  it('fetches files one by one from a server without POST /files/contents, or when a body breaks off, asking an old server only once', async () => {
+    const folder = async (name: string) => {
+      const root = await mkdtemp(join(tmpdir(), `pv-sync-${name}-`));
+      const api = new ApiClient(url, (await server.login('alice', { deviceName: name })).token);
+      const index = await LocalIndex.open(join(root, '.photovault', 'index.db'));
+      const engine = new SyncEngine(api, root, 'Fallback', index, join(root, '.photovault', 'state.json'));
+      return {
+        root,
+        api,
+        sync: () => engine.converge(() => engine.syncOnce()),
+        close: async () => {
+          await index.close();
+          await api.close();
+          await rm(root, { recursive: true, force: true });
+        },
+      };
+    };
+    const [source, old, broken] = [await folder('source'), await folder('old'), await folder('broken')];
+    try {
+      const write = async (from: number) => {
+        for (let i = from; i < from + 6; i++) await writeFile(join(source.root, `f${i}.bin`), pseudoRandomBytes(30_000, 4_000 + i));
+        expect(await source.sync()).toMatchObject({ uploaded: 6, failed: [] });
+      };
+      await write(0);
+      const noRoute = vi.spyOn(old.api, 'contents').mockImplementation(async function* () {
+        throw new PvError('PV_NOT_FOUND', 'No route POST /api/v1/files/contents.');
+      });
+      const fetchContents = broken.api.contents.bind(broken.api);
+      const breakingOff = vi.spyOn(broken.api, 'contents').mockImplementation(async function* (versionIds) {
+        let records = 0;
+        for await (const record of fetchContents(versionIds)) {
+          yield record;
+          if (++records === 2) throw new PvError('PV_SERVER_UNREACHABLE', 'The server broke off its answer.');
+        }
+      });
+      expect(await old.sync()).toMatchObject({ downloaded: 6, failed: [] });
+      expect(await broken.sync()).toMatchObject({ downloaded: 6, failed: [] });
+      await write(6);
+      expect(await old.sync()).toMatchObject({ downloaded: 6, failed: [] });
+      expect(await broken.sync()).toMatchObject({ downloaded: 6, failed: [] });
+      expect(noRoute).toHaveBeenCalledTimes(1);
+      expect(breakingOff).toHaveBeenCalledTimes(2);
+      for (const device of [old, broken]) {
+        expect(await contents(device.root)).toEqual(await contents(source.root));
+        expect(await partsUnder(device.root)).toEqual([]);
+      }
+    } finally {
+      for (const device of [source, old, broken]) await device.close();
+    }
   });
 
   it('propagates edits, deletes and local renames the other way, a rename as a move that keeps the history', async () => {

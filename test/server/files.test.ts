@@ -1,5 +1,8 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { FileEntry, FileList } from '../../src/core/protocol.js';
+import { FILE_RECORDS_TYPE, readFileRecords, recordContent } from '../../src/core/file-records.js';
+import { type ContentRecordHeader, type FileEntry, type FileList, WHOLE_FILE_MAX_BYTES } from '../../src/core/protocol.js';
 import { objectKey } from '../../src/infra/blobs/object-keys.js';
 import { describeEachDatabase } from '../support/databases.js';
 import { createTestServer, type TestServer } from '../support/server.js';
@@ -59,6 +62,91 @@ describeEachDatabase('files API', (kind) => {
       payload: { paths: ['manifests/private.bin'] },
     });
     expect(answer.json().manifests).toEqual([expect.objectContaining({ path: 'manifests/private.bin', code: 'PV_NOT_FOUND' })]);
+  });
+
+  const contents = (versions: string[], headers = auth) =>
+    server.app.inject({ method: 'POST', url: '/api/v1/files/contents', headers, payload: { versions } });
+  /** The records of a POST /files/contents answer, read as a client reads them, content as one buffer each. */
+  const recordsOf = async (body: Buffer) => {
+    const records: { header: ContentRecordHeader; content: Buffer }[] = [];
+    for await (const record of readFileRecords<ContentRecordHeader>(Readable.from([body]), {
+      records: 64,
+      recordBytes: WHOLE_FILE_MAX_BYTES,
+    })) {
+      records.push({ header: record.header, content: recordContent(record) });
+    }
+    return records;
+  };
+
+  it('gives the contents of several versions in one body, one record each in the order asked, byte for byte', async () => {
+    const files = [
+      ['contents/a.bin', pseudoRandomBytes(300_000, 71)],
+      ['contents/empty.txt', Buffer.alloc(0)],
+      ['contents/deeper/b.txt', Buffer.from('bee')],
+    ] as const;
+    const versions: string[] = [];
+    for (const [path, bytes] of files) versions.push((await uploadBytes(server.app, auth, path, bytes)).status.version!.id);
+    const old = versions[2]!;
+    versions[2] = (await uploadBytes(server.app, auth, 'contents/deeper/b.txt', Buffer.from('bee, edited'))).status.version!.id;
+    // An old version, and one asked for twice, come like any other.
+    const asked = [versions[2], versions[0]!, versions[1]!, old, versions[0]!];
+    const expected = [Buffer.from('bee, edited'), files[0][1], files[1][1], Buffer.from('bee'), files[0][1]];
+    const answer = await contents(asked);
+    expect(answer.statusCode, answer.body).toBe(200);
+    expect(answer.headers['content-type']).toBe(FILE_RECORDS_TYPE);
+    const records = await recordsOf(answer.rawPayload);
+    expect(records.map((record) => record.header.versionId)).toEqual(asked);
+    for (const [at, { header, content }] of records.entries()) {
+      expect(content.equals(expected[at]!)).toBe(true);
+      expect(header).toEqual({ versionId: asked[at], size: expected[at]!.length, contentHash: sha256(expected[at]!) });
+    }
+  });
+
+  it("answers an unknown version and another user's alike, PV_NOT_FOUND records, and the others whole", async () => {
+    const mine = (await uploadBytes(server.app, auth, 'contents/mine.txt', Buffer.from('mine'))).status.version!.id;
+    const bob = await server.login('bob');
+    const bobs = (await uploadBytes(server.app, bob.auth, 'contents/bobs.txt', Buffer.from("bob's"))).status.version!.id;
+    const records = await recordsOf((await contents([bobs, 'no-such-version', mine])).rawPayload);
+    expect(records.map((record) => record.header)).toEqual([
+      { versionId: bobs, size: 0, code: 'PV_NOT_FOUND', detail: `No version ${bobs}.` },
+      { versionId: 'no-such-version', size: 0, code: 'PV_NOT_FOUND', detail: 'No version no-such-version.' },
+      { versionId: mine, contentHash: sha256(Buffer.from('mine')), size: 4 },
+    ]);
+    expect(records[2]!.content.toString()).toBe('mine');
+  });
+
+  it('answers a version too large to travel with others, or whose object is missing, with an empty record saying so', async () => {
+    const large = await uploadBytes(server.app, auth, 'contents/large.bin', pseudoRandomBytes(WHOLE_FILE_MAX_BYTES + 1, 72));
+    const lost = await uploadBytes(server.app, auth, 'contents/lost.bin', pseudoRandomBytes(20_000, 73));
+    await server.context.blobs.delete('uploads', objectKey(lost.status.version!.contentHash));
+    const kept = await uploadBytes(server.app, auth, 'contents/kept.txt', Buffer.from('kept'));
+    const asked = [large, lost, kept].map(({ status }) => status.version!.id);
+    const records = await recordsOf((await contents(asked)).rawPayload);
+    expect(records.map((record) => record.header)).toEqual([
+      expect.objectContaining({ versionId: asked[0], size: 0, code: 'PV_PAYLOAD_TOO_LARGE' }),
+      expect.objectContaining({ versionId: asked[1], size: 0, code: 'PV_NOT_FOUND' }),
+      { versionId: asked[2], contentHash: sha256(Buffer.from('kept')), size: 4 },
+    ]);
+  });
+
+  it('breaks the body off when an object turns out shorter than its version, so no record after it is misread', async () => {
+    const before = await uploadBytes(server.app, auth, 'contents/before.txt', Buffer.from('before'));
+    const short = await uploadBytes(server.app, auth, 'contents/short.bin', pseudoRandomBytes(20_000, 74));
+    const key = objectKey(short.status.version!.contentHash);
+    await server.context.blobs.delete('uploads', key);
+    await server.context.blobs.put('uploads', key, Readable.from([pseudoRandomBytes(10_000, 74)]));
+    const after = await uploadBytes(server.app, auth, 'contents/after.txt', Buffer.from('after'));
+    // The response is destroyed mid-body (inject's name for a reset connection): the client then fetches those files alone.
+    await expect(contents([before, short, after].map(({ status }) => status.version!.id))).rejects.toMatchObject({
+      code: 'LIGHT_ECONNRESET',
+    });
+  });
+
+  it('refuses more versions than one body may carry, or none', async () => {
+    const tooMany = Array.from({ length: 65 }, (_, at) => `v${at}`);
+    expect((await contents(tooMany)).json()).toMatchObject({ status: 400, code: 'PV_INVALID_INPUT' });
+    expect((await contents([])).statusCode).toBe(400);
+    expect((await contents(tooMany.slice(0, 64))).statusCode).toBe(200);
   });
 
   it('lists a folder in pages, folders and files together in name order', async () => {
@@ -224,3 +312,7 @@ describeEachDatabase('files API', (kind) => {
     expect((await download(server.app, auth, 'mv/y.txt')).body).toBe('y');
   });
 });
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { FILE_RECORDS_TYPE } from '../../core/file-records.js';
 import {
+  ContentsRequestSchema,
   FileEntrySchema,
   FileListSchema,
   FileVersionSchema,
@@ -93,6 +95,26 @@ export function filesRoutes(files: FilesService): FastifyPluginAsyncTypebox {
         },
       },
       async (request) => ({ manifests: await files.manifests(principalOf(request), request.body.paths) }),
+    );
+
+    app.post(
+      '/files/contents',
+      {
+        schema: {
+          tags: ['files'],
+          summary: 'The bytes of several versions in one request, each whole, in the order asked',
+          description:
+            `Answers ${FILE_RECORDS_TYPE}: per version a record (docs/protocol.md, "Whole files") whose header is ` +
+            '{versionId, contentHash, size} followed by its bytes, or {versionId, size: 0, code, detail} when it is not there ' +
+            '(PV_NOT_FOUND) or too large to travel with others (PV_PAYLOAD_TOO_LARGE: download it alone).',
+          body: ContentsRequestSchema,
+          response: { 200: Type.Any({ description: `${FILE_RECORDS_TYPE}: one record per version asked for, in order` }) },
+        },
+      },
+      async (request, reply) => {
+        const records = await files.contents(principalOf(request), request.body.versions);
+        return reply.type(FILE_RECORDS_TYPE).header('cache-control', 'private, no-store').send(records);
+      },
     );
 
     app.get(

@@ -1,9 +1,20 @@
-import type { Readable } from 'node:stream';
-import { isPvError, PvError } from '../../core/errors.js';
+import { Readable } from 'node:stream';
+import { isPvError, PvError, type PvErrorCode } from '../../core/errors.js';
+import { recordHeader } from '../../core/file-records.js';
 import { encodeManifest } from '../../core/manifest.js';
 import { normalizePath } from '../../core/paths.js';
-import type { FileEntry, FileList, FileVersionView, ManifestsResult, TrashEntry, VersionPatch } from '../../core/protocol.js';
+import {
+  type ContentRecordHeader,
+  type FileEntry,
+  type FileList,
+  type FileVersionView,
+  type ManifestsResult,
+  type TrashEntry,
+  type VersionPatch,
+  WHOLE_FILE_MAX_BYTES,
+} from '../../core/protocol.js';
 import type { BlobStore, Bucket, ByteRange } from '../../infra/blobs/blob-store.js';
+import type { FileVersionRow } from '../../infra/db/schema.js';
 import { objectKey } from '../../infra/blobs/object-keys.js';
 import { openObject } from '../../infra/blobs/object-reader.js';
 import type { ChangeNotifier } from '../sync/change-notifier.js';
@@ -126,6 +137,46 @@ export class FilesService {
     return openObject(this.blobs, this.files, version.contentHash, { range });
   }
 
+  /**
+   * The contents of several versions in one body (docs/protocol.md, "Whole files"): per id, in
+   * order, a record of its bytes, or an empty one saying why not (unknown or another user's
+   * version alike PV_NOT_FOUND; one too large to travel with others PV_PAYLOAD_TOO_LARGE).
+   */
+  async contents(principal: Principal, versionIds: string[]): Promise<Readable> {
+    const versions = await this.files.findVersions(principal.userId, versionIds);
+    return Readable.from(this.contentRecords(versionIds, versions), { objectMode: false });
+  }
+
+  private async *contentRecords(versionIds: string[], versions: Map<string, FileVersionRow>): AsyncGenerator<Buffer> {
+    for (const versionId of versionIds) {
+      const version = versions.get(versionId);
+      if (!version) {
+        yield failedRecord(versionId, 'PV_NOT_FOUND', `No version ${versionId}.`);
+        continue;
+      }
+      if (version.size > WHOLE_FILE_MAX_BYTES) {
+        const detail = `Version ${versionId} has ${version.size} bytes; only files of at most ${WHOLE_FILE_MAX_BYTES} travel with others.`;
+        yield failedRecord(versionId, 'PV_PAYLOAD_TOO_LARGE', detail);
+        continue;
+      }
+      // Opened before its header goes out: a missing object is then a record of its own, where
+      // failing after the header could only break the whole body.
+      const object = await openObject(this.blobs, this.files, version.content_hash).catch(blobMissingAsNull);
+      if (!object) {
+        yield failedRecord(versionId, 'PV_NOT_FOUND', `The content of version ${versionId} is not stored.`);
+        continue;
+      }
+      const header: ContentRecordHeader = { versionId, contentHash: version.content_hash, size: version.size };
+      try {
+        yield recordHeader(header);
+        yield* objectBytes(object, version.size);
+      } finally {
+        // A client gone midway ends this generator at a yield: the object must not stay open.
+        object.destroy();
+      }
+    }
+  }
+
   async remove(principal: Principal, path: string): Promise<TrashEntry> {
     const entry = await this.files.moveToTrash(principal.userId, normalizePath(path), principal.deviceId, this.now());
     this.notifier.changed(principal.userId);
@@ -168,5 +219,34 @@ export class FilesService {
     // a crash before this point leaves unreferenced blobs, which `server verify` reports.
     for (const orphan of orphans) await this.blobs.delete(orphan.bucket as Bucket, objectKey(orphan.hash));
     return { entries, objectsDeleted: orphans.length };
+  }
+}
+
+function blobMissingAsNull(error: unknown): null {
+  if (isPvError(error, 'PV_BLOB_NOT_FOUND')) return null;
+  throw error;
+}
+
+/** The framing of a record that carries no content, saying why. */
+function failedRecord(versionId: string, code: PvErrorCode, detail: string): Buffer {
+  const header: ContentRecordHeader = { versionId, size: 0, code, detail };
+  return recordHeader(header);
+}
+
+/**
+ * The bytes of an object, exactly size of them. One that ends early or runs on would shift every
+ * record after it, so it fails the body instead (the client then fetches those files alone).
+ */
+async function* objectBytes(object: Readable, size: number): AsyncGenerator<Buffer> {
+  let sent = 0;
+  for await (const piece of object as AsyncIterable<Buffer>) {
+    sent += piece.length;
+    if (sent > size) break;
+    yield piece;
+  }
+  if (sent !== size) {
+    throw new PvError('PV_INTEGRITY', `A stored object holds ${sent > size ? 'more' : 'fewer'} than its ${size} bytes.`, {
+      fix: 'Run `photovault server verify`.',
+    });
   }
 }

@@ -1,0 +1,137 @@
+import { createHash } from 'node:crypto';
+import { mkdir, open, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { isPvError } from '../core/errors.js';
+import type { FileRecord } from '../core/file-records.js';
+import { runPool } from '../core/pool.js';
+import { type ContentRecordHeader, type FileVersionView, type VersionManifest, WHOLE_FILES_PER_REQUEST_MAX } from '../core/protocol.js';
+import type { ApiClient } from './api-client.js';
+import { tempPathBeside } from './downloader.js';
+
+/** A file to fetch whole: the version its prefetched manifest names, and the local path it goes to. */
+export interface WholeFileWanted {
+  remotePath: string;
+  /** Absolute local path. */
+  target: string;
+  fetched: VersionManifest;
+}
+
+/** A file fetched whole into a temp file beside its target, to be renamed into place when its change is applied. */
+export interface FetchedWholeFile {
+  temp: string;
+  version: FileVersionView;
+  /** The version's compact manifest, base64, for the local index. */
+  manifest: string;
+}
+
+/**
+ * Requests of POST /files/contents in flight at once: while one body is being written to disk,
+ * the next is on its way, and the server reads objects for a third.
+ */
+const CONTENTS_REQUESTS_IN_FLIGHT = 3;
+
+/** Content bytes one request asks for, about: a request is then a few hundred milliseconds even on a slow link. */
+const CONTENTS_REQUEST_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Fetches files whole, many per request (POST /files/contents), each into a temp file beside its
+ * target, checked against its content hash and flushed: by remote path, the files that came. A
+ * file the server answered without content, whose bytes did not match, or that a body broken off
+ * midway did not bring is left out, for the per-file download to fetch. Throws PV_NOT_FOUND when
+ * the server has no such route (and an error that no per-file download would get past, such as
+ * an expired session); the temp files written are then removed.
+ */
+export async function fetchWholeFiles(api: ApiClient, files: WholeFileWanted[]): Promise<Map<string, FetchedWholeFile>> {
+  const fetched = new Map<string, FetchedWholeFile>();
+  try {
+    await runPool(contentsRequests(files), CONTENTS_REQUESTS_IN_FLIGHT, (request) => fetchRequest(api, request, fetched));
+  } catch (error) {
+    await discardFetched(fetched.values());
+    throw error;
+  }
+  return fetched;
+}
+
+/** Removes the temp files of fetched files no change took. */
+export async function discardFetched(files: Iterable<FetchedWholeFile>): Promise<void> {
+  for (const file of files) await rm(file.temp, { force: true });
+}
+
+/** The files in requests of at most 64 files and about 8 MiB, in the order given. */
+export function contentsRequests<T extends { fetched: VersionManifest }>(files: T[]): T[][] {
+  const requests: T[][] = [];
+  let request: T[] = [];
+  let bytes = 0;
+  for (const file of files) {
+    const size = file.fetched.version.size;
+    if (request.length === WHOLE_FILES_PER_REQUEST_MAX || (request.length > 0 && bytes + size > CONTENTS_REQUEST_BYTES)) {
+      requests.push(request);
+      request = [];
+      bytes = 0;
+    }
+    request.push(file);
+    bytes += size;
+  }
+  if (request.length > 0) requests.push(request);
+  return requests;
+}
+
+async function fetchRequest(api: ApiClient, files: WholeFileWanted[], fetched: Map<string, FetchedWholeFile>): Promise<void> {
+  const wanted = new Map(files.map((file) => [file.fetched.version.id, file]));
+  try {
+    for await (const record of api.contents([...wanted.keys()])) {
+      const file = wanted.get(record.header.versionId);
+      // Sent without content (too large, gone since): the per-file download deals with it.
+      if (!file || 'code' in record.header) continue;
+      wanted.delete(record.header.versionId);
+      const temp = await writeWholeFile(file.target, file.fetched.version.contentHash, record);
+      if (temp) fetched.set(file.remotePath, { temp, version: file.fetched.version, manifest: file.fetched.manifest });
+    }
+  } catch (error) {
+    // A body broken off midway (the server failed to read an object, the connection dropped) or
+    // malformed, or a request refused (busy, failing): the files it did not bring are downloaded
+    // one by one, which meets, and reports, any lasting cause. An old server, or a session
+    // that ended, stops the whole step instead.
+    if (!isPvError(error) || error.code === 'PV_NOT_FOUND' || error.code.startsWith('PV_AUTH')) throw error;
+  }
+}
+
+/**
+ * Writes a record's content to a fresh temp file beside target, flushed: its path, or null (and
+ * no file) when the bytes do not have the expected hash or the file cannot be written (the
+ * per-file download then meets the same cause and reports it).
+ */
+async function writeWholeFile(target: string, contentHash: string, record: FileRecord<ContentRecordHeader>): Promise<string | null> {
+  const temp = tempPathBeside(target);
+  try {
+    await mkdir(dirname(target), { recursive: true });
+    if (await writeVerified(temp, contentHash, record)) return temp;
+  } catch (error) {
+    if (!isFileSystemError(error)) {
+      await rm(temp, { force: true });
+      throw error;
+    }
+  }
+  await rm(temp, { force: true });
+  return null;
+}
+
+/** Writes the pieces as they arrived (no copy), hashing them while the write is under way; flushes them if the hash is right. */
+async function writeVerified(temp: string, contentHash: string, record: FileRecord<ContentRecordHeader>): Promise<boolean> {
+  const out = await open(temp, 'w', 0o644);
+  try {
+    const writing = out.writev(record.pieces, 0);
+    const hash = createHash('sha256');
+    for (const piece of record.pieces) hash.update(piece);
+    const { bytesWritten } = await writing;
+    if (bytesWritten !== record.header.size || hash.digest('hex') !== contentHash) return false;
+    await out.sync();
+    return true;
+  } finally {
+    await out.close();
+  }
+}
+
+function isFileSystemError(error: unknown): boolean {
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).syscall === 'string';
+}
