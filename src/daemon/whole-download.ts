@@ -43,8 +43,9 @@ const CONTENTS_REQUEST_BYTES = 8 * 1024 * 1024;
  */
 export async function fetchWholeFiles(api: ApiClient, files: WholeFileWanted[]): Promise<Map<string, FetchedWholeFile>> {
   const fetched = new Map<string, FetchedWholeFile>();
+  const folders = new FolderMaker();
   try {
-    await runPool(contentsRequests(files), CONTENTS_REQUESTS_IN_FLIGHT, (request) => fetchRequest(api, request, fetched));
+    await runPool(contentsRequests(files), CONTENTS_REQUESTS_IN_FLIGHT, (request) => fetchRequest(api, request, fetched, folders));
   } catch (error) {
     await discardFetched(fetched.values());
     throw error;
@@ -76,23 +77,64 @@ export function contentsRequests<T extends { fetched: VersionManifest }>(files: 
   return requests;
 }
 
-async function fetchRequest(api: ApiClient, files: WholeFileWanted[], fetched: Map<string, FetchedWholeFile>): Promise<void> {
+async function fetchRequest(
+  api: ApiClient,
+  files: WholeFileWanted[],
+  fetched: Map<string, FetchedWholeFile>,
+  folders: FolderMaker,
+): Promise<void> {
   const wanted = new Map(files.map((file) => [file.fetched.version.id, file]));
+  // Files are written while the next ones arrive, a few at a time: each write is a few round
+  // trips to the thread pool (open, write, flush, close), which one at a time would leave idle.
+  const writing = new Set<Promise<void>>();
+  let failure: { error: unknown } | null = null;
+  const write = (file: WholeFileWanted, record: FileRecord<ContentRecordHeader>) => {
+    const task: Promise<void> = writeWholeFile(file.target, file.fetched.version.contentHash, record, folders)
+      .then((temp) => {
+        if (temp) fetched.set(file.remotePath, { temp, version: file.fetched.version, manifest: file.fetched.manifest });
+      })
+      .catch((error: unknown) => {
+        failure ??= { error };
+      })
+      .finally(() => writing.delete(task));
+    writing.add(task);
+  };
   try {
     for await (const record of api.contents([...wanted.keys()])) {
       const file = wanted.get(record.header.versionId);
       // Sent without content (too large, gone since): the per-file download deals with it.
       if (!file || 'code' in record.header) continue;
       wanted.delete(record.header.versionId);
-      const temp = await writeWholeFile(file.target, file.fetched.version.contentHash, record);
-      if (temp) fetched.set(file.remotePath, { temp, version: file.fetched.version, manifest: file.fetched.manifest });
+      write(file, record);
+      while (writing.size >= WRITES_IN_FLIGHT) await Promise.race(writing);
     }
   } catch (error) {
     // A body broken off midway (the server failed to read an object, the connection dropped) or
     // malformed, or a request refused (busy, failing): the files it did not bring are downloaded
     // one by one, which meets, and reports, any lasting cause. An old server, or a session
     // that ended, stops the whole step instead.
-    if (!isPvError(error) || error.code === 'PV_NOT_FOUND' || error.code.startsWith('PV_AUTH')) throw error;
+    if (!isPvError(error) || error.code === 'PV_NOT_FOUND' || error.code.startsWith('PV_AUTH')) failure ??= { error };
+  }
+  await Promise.all(writing);
+  if (failure) throw failure.error;
+}
+
+/** Files of one request written at once. */
+const WRITES_IN_FLIGHT = 4;
+
+/** Makes the folders files go to, each once: a page of new files is mostly a few folders. */
+class FolderMaker {
+  private readonly made = new Map<string, Promise<unknown>>();
+
+  make(folder: string): Promise<unknown> {
+    let making = this.made.get(folder);
+    if (!making) {
+      making = mkdir(folder, { recursive: true });
+      // A failure is met again by the next file of the folder, not remembered.
+      making.catch(() => this.made.delete(folder));
+      this.made.set(folder, making);
+    }
+    return making;
   }
 }
 
@@ -101,10 +143,15 @@ async function fetchRequest(api: ApiClient, files: WholeFileWanted[], fetched: M
  * no file) when the bytes do not have the expected hash or the file cannot be written (the
  * per-file download then meets the same cause and reports it).
  */
-async function writeWholeFile(target: string, contentHash: string, record: FileRecord<ContentRecordHeader>): Promise<string | null> {
+async function writeWholeFile(
+  target: string,
+  contentHash: string,
+  record: FileRecord<ContentRecordHeader>,
+  folders: FolderMaker,
+): Promise<string | null> {
   const temp = tempPathBeside(target);
   try {
-    await mkdir(dirname(target), { recursive: true });
+    await folders.make(dirname(target));
     if (await writeVerified(temp, contentHash, record)) return temp;
   } catch (error) {
     if (!isFileSystemError(error)) {

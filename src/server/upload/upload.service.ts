@@ -450,32 +450,26 @@ export class UploadService {
       throw new PvError('PV_INVALID_INPUT', 'A file sent whole carries its whole manifest.', { fix: 'Send manifest, not manifestDiff.' });
     }
     const negotiation = this.negotiation(request, null);
-    // Copied into a reused buffer: a fresh one per file is external memory V8 collects with full GCs.
-    const buffer = this.bodyBuffers.take(negotiation.size);
+    const bytes = recordContent(record);
+    for (const place of placesOf(negotiation.manifest))
+      checkChunk(place.hash, place.length, bytes.subarray(place.offset, place.offset + place.length));
+    // Held already (another device, or this one, got there first): no bytes to keep.
+    if (await this.files.findVersionByContent(principal.userId, negotiation.contentHash)) return this.commitHeld(principal, negotiation);
+    const existing = await this.uploads.findObject(negotiation.contentHash);
+    const expected = { sha256: negotiation.contentHash, size: negotiation.size };
     try {
-      const bytes = recordContent(record, buffer);
-      for (const place of placesOf(negotiation.manifest))
-        checkChunk(place.hash, place.length, bytes.subarray(place.offset, place.offset + place.length));
-      // Held already (another device, or this one, got there first): no bytes to keep.
-      if (await this.files.findVersionByContent(principal.userId, negotiation.contentHash)) return this.commitHeld(principal, negotiation);
-      const existing = await this.uploads.findObject(negotiation.contentHash);
-      const expected = { sha256: negotiation.contentHash, size: negotiation.size };
-      try {
-        // Stored already (another user's upload): only prove these bytes are that content.
-        if (existing && sha256Hex(bytes) !== expected.sha256) throw new PvError('PV_INTEGRITY', 'The content does not match.');
-        if (!existing) await this.blobs.put(NEW_OBJECT_BUCKET, objectKey(negotiation.contentHash), Readable.from([bytes]), expected);
-      } catch (error) {
-        if (!isPvError(error, 'PV_INTEGRITY')) throw error;
-        throw new PvError(
-          'PV_UPLOAD_HASH_MISMATCH',
-          `The bytes sent for ${negotiation.path} do not have its content hash; nothing was stored.`,
-          {
-            fix: 'Re-read the file (it may have changed while uploading) and send it again.',
-          },
-        );
-      }
-    } finally {
-      this.bodyBuffers.give(buffer);
+      // Stored already (another user's upload): only prove these bytes are that content.
+      if (existing && sha256Hex(bytes) !== expected.sha256) throw new PvError('PV_INTEGRITY', 'The content does not match.');
+      if (!existing) await this.blobs.put(NEW_OBJECT_BUCKET, objectKey(negotiation.contentHash), Readable.from([bytes]), expected);
+    } catch (error) {
+      if (!isPvError(error, 'PV_INTEGRITY')) throw error;
+      throw new PvError(
+        'PV_UPLOAD_HASH_MISMATCH',
+        `The bytes sent for ${negotiation.path} do not have its content hash; nothing was stored.`,
+        {
+          fix: 'Re-read the file (it may have changed while uploading) and send it again.',
+        },
+      );
     }
     this.metrics.chunkReceived(negotiation.size);
     return negotiation;
