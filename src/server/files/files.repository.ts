@@ -191,46 +191,18 @@ export class FilesRepository {
       path = conflictPath = conflictCopyPath(input.path, input.deviceName, new Date(input.at));
       file = undefined;
     }
-    const version: FileVersionRow = {
-      id: randomUUID(),
-      file_id: file?.id ?? randomUUID(),
-      owner_id: input.ownerId,
-      content_hash: input.contentHash,
-      size: input.size,
-      mtime: input.mtime,
-      created_at: input.at,
-      device_id: input.deviceId,
-      base_version_id: file?.head_version_id ?? null,
-    };
-    const fields = {
-      head_version_id: version.id,
-      content_hash: input.contentHash,
-      size: input.size,
-      mtime: input.mtime,
-      updated_at: input.at,
-    };
+    const head = headRows(input, path, file);
     if (file) {
-      await trx.updateTable('files').set(fields).where('id', '=', file.id).execute();
-      file = { ...file, ...fields };
+      const { head_version_id, content_hash, size, mtime, updated_at } = head.file;
+      await trx.updateTable('files').set({ head_version_id, content_hash, size, mtime, updated_at }).where('id', '=', file.id).execute();
     } else {
-      file = {
-        id: version.file_id,
-        owner_id: input.ownerId,
-        dir: parentOf(path),
-        name: baseName(path),
-        kind: 'file',
-        created_at: input.at,
-        deleted_at: null,
-        trash_id: null,
-        ...fields,
-      };
       // The version references the file, but the file's head references the version: insert
       // the file first with its head set, which is fine as head_version_id has no constraint.
-      await trx.insertInto('files').values(file).execute();
+      await trx.insertInto('files').values(head.file).execute();
     }
-    await trx.insertInto('file_versions').values(version).execute();
-    await this.changes.append(trx, changeOf(file, 'upsert', input.deviceId, input.at));
-    return { file, version, conflictPath };
+    await trx.insertInto('file_versions').values(head.version).execute();
+    await this.changes.append(trx, changeOf(head.file, 'upsert', input.deviceId, input.at));
+    return { ...head, conflictPath };
   }
 
   /**
@@ -275,35 +247,7 @@ export class FilesRepository {
    */
   async recordNewFiles(trx: Kysely<Database>, inputs: NewVersion[]): Promise<RecordedVersion[]> {
     if (inputs.length === 0) return [];
-    const recorded = inputs.map((input): RecordedVersion => {
-      const version: FileVersionRow = {
-        id: randomUUID(),
-        file_id: randomUUID(),
-        owner_id: input.ownerId,
-        content_hash: input.contentHash,
-        size: input.size,
-        mtime: input.mtime,
-        created_at: input.at,
-        device_id: input.deviceId,
-        base_version_id: null,
-      };
-      const file: FileRow = {
-        id: version.file_id,
-        owner_id: input.ownerId,
-        dir: parentOf(input.path),
-        name: baseName(input.path),
-        kind: 'file',
-        head_version_id: version.id,
-        content_hash: input.contentHash,
-        size: input.size,
-        mtime: input.mtime,
-        created_at: input.at,
-        updated_at: input.at,
-        deleted_at: null,
-        trash_id: null,
-      };
-      return { file, version, conflictPath: null };
-    });
+    const recorded = inputs.map((input): RecordedVersion => ({ ...headRows(input, input.path, undefined), conflictPath: null }));
     for (let i = 0; i < recorded.length; i += ROWS_PER_INSERT) {
       const slice = recorded.slice(i, i + ROWS_PER_INSERT);
       // As in recordVersion: the file first, its head pointing at the version inserted next.
@@ -520,6 +464,42 @@ export class FilesRepository {
       return { entries: entries.length, orphans };
     });
   }
+}
+
+/** The rows that record a version as the head of a file (a new one at path when file is undefined): the version, and the file as it then is. */
+function headRows(input: NewVersion, path: string, file: FileRow | undefined): { version: FileVersionRow; file: FileRow } {
+  const version: FileVersionRow = {
+    id: randomUUID(),
+    file_id: file?.id ?? randomUUID(),
+    owner_id: input.ownerId,
+    content_hash: input.contentHash,
+    size: input.size,
+    mtime: input.mtime,
+    created_at: input.at,
+    device_id: input.deviceId,
+    base_version_id: file?.head_version_id ?? null,
+  };
+  const fields = {
+    head_version_id: version.id,
+    content_hash: input.contentHash,
+    size: input.size,
+    mtime: input.mtime,
+    updated_at: input.at,
+  };
+  const head: FileRow = file
+    ? { ...file, ...fields }
+    : {
+        id: version.file_id,
+        owner_id: input.ownerId,
+        dir: parentOf(path),
+        name: baseName(path),
+        kind: 'file',
+        created_at: input.at,
+        deleted_at: null,
+        trash_id: null,
+        ...fields,
+      };
+  return { version, file: head };
 }
 
 /** The error for a path the user has no live entry at (also when another user has one there). */
