@@ -167,8 +167,13 @@ export class ApiClient {
     return this.json({ method: 'POST', path: '/files/move', json: { from, to } });
   }
 
-  changes(since: number, limit: number): Promise<ChangePage> {
-    return this.json({ method: 'GET', path: '/changes', query: { since, limit } });
+  /** A page of the change feed; excludeProcessed leaves out processing results (a server from before ignores it). */
+  changes(since: number, limit: number, options: { excludeProcessed?: boolean } = {}): Promise<ChangePage> {
+    return this.json({
+      method: 'GET',
+      path: '/changes',
+      query: { since, limit, exclude: options.excludeProcessed ? 'processed' : undefined },
+    });
   }
 
   async acknowledge(seq: number): Promise<void> {

@@ -296,8 +296,9 @@ export class SyncEngine {
     let cursor = state.cursor;
     this.chunksOnDisk = undefined;
     for (let more = true; more;) {
-      const page = await this.api.changes(cursor, 500);
-      // A processing result changes derived files on the server only: nothing to do on disk.
+      const page = await this.api.changes(cursor, 500, { excludeProcessed: true });
+      // A processing result changes derived files on the server only: nothing to do on disk
+      // (the server leaves them out when asked; one from before does not).
       const changes = page.changes.filter((change) => change.kind !== 'processed');
       await this.prefetchManifests(changes);
       try {

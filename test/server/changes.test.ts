@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Change, ChangePage } from '../../src/core/protocol.js';
+import { changeOf } from '../../src/server/files/files.repository.js';
+import { ChangeFeedRepository } from '../../src/server/sync/change-feed.repository.js';
 import { describeEachDatabase } from '../support/databases.js';
 import { createTestServer, type TestServer } from '../support/server.js';
 import { pseudoRandomBytes, uploadBytes } from '../support/uploads.js';
@@ -94,6 +96,42 @@ describeEachDatabase('change feed', (kind) => {
     expect(first).toMatchObject({ next: 3, hasMore: true, latest });
     const end = await page(latest);
     expect(end).toEqual({ changes: [], latest, next: latest, hasMore: false });
+  });
+
+  it('leaves processing results out when asked, its last page still ending at the end of the feed', async () => {
+    const start = (await page(0)).latest;
+    await uploadBytes(server.app, alice.auth, 'feed/processed/photo.jpg', Buffer.from('not really a photo'));
+    const file = await server.context.db
+      .selectFrom('files')
+      .selectAll()
+      .where('dir', '=', 'feed/processed')
+      .where('name', '=', 'photo.jpg')
+      .executeTakeFirstOrThrow();
+    // What the processing service appends when a job finishes (two of them here), then a second file.
+    const feed = new ChangeFeedRepository(server.context.db);
+    for (let i = 0; i < 2; i++) {
+      await server.context.db.transaction().execute((trx) => feed.append(trx, changeOf(file, 'processed', null, Date.now())));
+    }
+    await uploadBytes(server.app, alice.auth, 'feed/processed/notes.txt', Buffer.from('notes'));
+    const results = async () => {
+      await server.context.db.transaction().execute((trx) => feed.append(trx, changeOf(file, 'processed', null, Date.now())));
+      return (await page(0)).latest;
+    };
+    const latest = await results();
+    const filtered = async (since: number, limit: number): Promise<ChangePage> =>
+      (await server.app.inject({ url: `/api/v1/changes?since=${since}&limit=${limit}&exclude=processed`, headers: alice.auth })).json();
+
+    expect((await all(start)).filter((c) => c.kind === 'processed')).toHaveLength(3);
+    const first = await filtered(start, 2);
+    expect(first.changes.map((c) => c.path)).toEqual(['feed/processed', 'feed/processed/photo.jpg']);
+    expect(first).toMatchObject({ hasMore: true, next: first.changes[1]!.seq });
+    const last = await filtered(first.next, 2);
+    expect(last.changes.map((c) => [c.kind, c.path])).toEqual([['upsert', 'feed/processed/notes.txt']]);
+    // Past the result that came last: a client's cursor reaches the end, so the device is in sync.
+    expect(last).toMatchObject({ hasMore: false, next: latest, latest });
+    expect(await filtered(latest, 2)).toEqual({ changes: [], latest, next: latest, hasMore: false });
+    const refused = await server.app.inject({ url: '/api/v1/changes?since=0&exclude=upsert', headers: alice.auth });
+    expect(refused.statusCode).toBe(400);
   });
 
   it('shows a user only their own changes', async () => {

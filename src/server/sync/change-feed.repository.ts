@@ -64,14 +64,16 @@ export class ChangeFeedRepository {
       .execute();
   }
 
-  /** Changes after a sequence number, oldest first. */
-  since(ownerId: string, after: number, limit: number): Promise<ChangeRow[]> {
-    return this.sinceQuery(ownerId, after, limit).execute();
+  /** Changes after a sequence number, oldest first; without processing results if asked. */
+  since(ownerId: string, after: number, limit: number, options: { excludeProcessed?: boolean } = {}): Promise<ChangeRow[]> {
+    return this.sinceQuery(ownerId, after, limit, options).execute();
   }
 
   /** The query of since(), which bench/explain.bench.ts and the plan test run EXPLAIN on. */
-  sinceQuery(ownerId: string, after: number, limit: number) {
-    return this.db.selectFrom('changes').selectAll().where('owner_id', '=', ownerId).where('seq', '>', after).orderBy('seq').limit(limit);
+  sinceQuery(ownerId: string, after: number, limit: number, options: { excludeProcessed?: boolean } = {}) {
+    let query = this.db.selectFrom('changes').selectAll().where('owner_id', '=', ownerId).where('seq', '>', after);
+    if (options.excludeProcessed) query = query.where('kind', '!=', 'processed');
+    return query.orderBy('seq').limit(limit);
   }
 
   async latest(ownerId: string): Promise<number> {

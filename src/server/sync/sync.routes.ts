@@ -7,6 +7,11 @@ import type { SyncService } from './sync.service.js';
 const ChangesQuery = Type.Object({
   since: Type.Optional(Type.Integer({ minimum: 0, description: 'return changes after this sequence number' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  exclude: Type.Optional(
+    Type.Literal('processed', {
+      description: 'leave out processing results (kind processed), which change no file: a sync client has no use for them',
+    }),
+  ),
 });
 
 /** The change feed (DESIGN section 4). */
@@ -22,7 +27,10 @@ export function syncRoutes(sync: SyncService): FastifyPluginAsyncTypebox {
           response: { 200: ChangePageSchema },
         },
       },
-      async (request) => sync.changes(principalOf(request), request.query.since ?? 0, request.query.limit ?? 500),
+      async (request) =>
+        sync.changes(principalOf(request), request.query.since ?? 0, request.query.limit ?? 500, {
+          excludeProcessed: request.query.exclude === 'processed',
+        }),
     );
 
     app.post(

@@ -13,18 +13,25 @@ export class SyncService {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** One page of the user's changes after `since`, oldest first. */
-  async changes(principal: Principal, since: number, limit: number): Promise<ChangePage> {
+  /**
+   * One page of the user's changes after `since`, oldest first; without processing results if
+   * asked. A last page then ends at the latest number read, past any results left out, so a
+   * client's cursor reaches the end of the feed.
+   */
+  async changes(principal: Principal, since: number, limit: number, options: { excludeProcessed?: boolean } = {}): Promise<ChangePage> {
     const pageSize = Math.min(Math.max(limit, 1), MAX_PAGE);
-    // Read the latest number first: a page read after it can only be as new or newer.
+    // Read the latest number first: a page read after it can only be as new or newer, and every
+    // change up to it is there to read (a number is taken in the transaction that writes its change).
     const latest = await this.feed.latest(principal.userId);
-    const rows = await this.feed.since(principal.userId, since, pageSize + 1);
+    const rows = await this.feed.since(principal.userId, since, pageSize + 1, options);
     const page = rows.slice(0, pageSize);
+    const hasMore = rows.length > pageSize;
+    const last = page.at(-1)?.seq ?? since;
     return {
       changes: page.map(toChange),
-      latest: Math.max(latest, page.at(-1)?.seq ?? 0),
-      next: page.at(-1)?.seq ?? since,
-      hasMore: rows.length > pageSize,
+      latest: Math.max(latest, last),
+      next: hasMore || !options.excludeProcessed ? last : Math.max(latest, last),
+      hasMore,
     };
   }
 
