@@ -60,7 +60,9 @@ export class ProcessingService {
   async start(): Promise<Subscription[]> {
     for (const job of JOB_KINDS) await this.bus.declare(jobQueue(job), 'processing-jobs');
     const subscriptions = [
-      await this.bus.subscribe({ durable: 'processing-dispatch', stream: 'file-uploads', concurrency: 4 }, async (message) => {
+      // The dispatcher only looks at a path and publishes jobs: 16 at a time, a first sync's burst
+      // of uploads takes a claim per 16 messages where 4 at a time took one per 4.
+      await this.bus.subscribe({ durable: 'processing-dispatch', stream: 'file-uploads', concurrency: 16 }, async (message) => {
         if (message.event === 'file.uploaded') {
           const { contentHash, path } = message.payload as { contentHash: string; path: string };
           await this.request(contentHash, path);

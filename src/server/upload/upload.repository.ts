@@ -242,6 +242,20 @@ export class UploadRepository {
       );
   }
 
+  /** Which of these contents are stored (by anyone). */
+  async storedObjects(hashes: string[]): Promise<Set<string>> {
+    const stored = new Set<string>();
+    for (let i = 0; i < hashes.length; i += BATCH) {
+      const rows = await this.db
+        .selectFrom('objects')
+        .select('hash')
+        .where('hash', 'in', hashes.slice(i, i + BATCH))
+        .execute();
+      for (const row of rows) stored.add(row.hash);
+    }
+    return stored;
+  }
+
   findObject(hash: string, db: Kysely<Database> = this.db) {
     return db.selectFrom('objects').selectAll().where('hash', '=', hash).executeTakeFirst();
   }

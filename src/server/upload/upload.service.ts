@@ -407,24 +407,45 @@ export class UploadService {
   /**
    * Stores files sent whole, many in one body (POST /uploads/files): each is checked like a
    * negotiation, its chunks and content against their hashes, and committed as if uploaded alone,
-   * so one that fails fails alone. Each is stored as soon as it has arrived, while the next ones
-   * arrive; then all are recorded in one transaction.
+   * so one that fails fails alone. The body is small (WHOLE_FILES_REQUEST_MAX_BYTES): it is read
+   * whole, so that what the user holds and what is stored is looked up once for all its files,
+   * and they are recorded in one transaction.
    */
   async putWholeFiles(principal: Principal, body: Readable): Promise<(UploadStatus | UploadFailure)[]> {
-    const stored: Promise<Negotiation | UploadStatus>[] = [];
-    const records = readFileRecords<WholeFileHeader>(body, {
-      records: WHOLE_FILES_PER_REQUEST_MAX,
-      recordBytes: WHOLE_FILE_MAX_BYTES,
-      totalBytes: WHOLE_FILES_REQUEST_MAX_BYTES,
-    });
+    const records: FileRecord<WholeFileHeader>[] = [];
     let broken: { error: unknown } | null = null;
     try {
-      for await (const record of records) stored.push(this.storeWholeFile(principal, record));
+      const limits = { records: WHOLE_FILES_PER_REQUEST_MAX, recordBytes: WHOLE_FILE_MAX_BYTES, totalBytes: WHOLE_FILES_REQUEST_MAX_BYTES };
+      for await (const record of readFileRecords<WholeFileHeader>(body, limits)) records.push(record);
     } catch (error) {
       broken = { error };
     }
     // The files that arrived whole before a broken body are committed; then the request fails.
-    const outcomes = await Promise.all(stored.map((work) => work.catch(failureOf)));
+    const contents = records.map((record) => recordContent(record));
+    const outcomes: (Negotiation | UploadStatus | UploadFailure)[] = records.map((record, at) => {
+      try {
+        return this.checkWholeFile(record.header, contents[at]!);
+      } catch (error) {
+        return failureOf(error);
+      }
+    });
+    const checked = outcomes.filter(isNegotiation);
+    const hashes = [...new Set(checked.map((n) => n.contentHash))];
+    const held = await this.uploads.heldContents(principal.userId, hashes);
+    const stored = await this.uploads.storedObjects(hashes);
+    await Promise.all(
+      [...outcomes.keys()].map(async (at) => {
+        const n = outcomes[at]!;
+        if (!isNegotiation(n)) return;
+        try {
+          // Held already (another device, or this one, got there first): no bytes to keep.
+          if (held.has(n.contentHash)) outcomes[at] = await this.commitHeld(principal, n);
+          else await this.storeWholeFile(n, contents[at]!, stored.has(n.contentHash));
+        } catch (error) {
+          outcomes[at] = failureOf(error);
+        }
+      }),
+    );
     const toRecord = [...outcomes.keys()].filter((at) => isNegotiation(outcomes[at]!));
     const recorded = await this.recordWholeFiles(
       principal,
@@ -435,12 +456,8 @@ export class UploadService {
     return outcomes as (UploadStatus | UploadFailure)[];
   }
 
-  /**
-   * Checks a file sent whole and stores its bytes; returns its negotiation, to be recorded, or its
-   * status when the user held the content already (then nothing is stored).
-   */
-  private async storeWholeFile(principal: Principal, record: FileRecord<WholeFileHeader>): Promise<Negotiation | UploadStatus> {
-    const request = record.header;
+  /** A file sent whole as a checked negotiation, its bytes checked against every chunk hash. */
+  private checkWholeFile(request: WholeFileHeader, bytes: Buffer): Negotiation {
     if (!WholeFileHeaderCheck.Check(request)) {
       throw new PvError('PV_INVALID_INPUT', `The header of ${describePath(request)} is not a negotiation.`, {
         fix: 'Send the fields POST /uploads takes, with the whole manifest.',
@@ -450,29 +467,29 @@ export class UploadService {
       throw new PvError('PV_INVALID_INPUT', 'A file sent whole carries its whole manifest.', { fix: 'Send manifest, not manifestDiff.' });
     }
     const negotiation = this.negotiation(request, null);
-    const bytes = recordContent(record);
     for (const place of placesOf(negotiation.manifest))
       checkChunk(place.hash, place.length, bytes.subarray(place.offset, place.offset + place.length));
-    // Held already (another device, or this one, got there first): no bytes to keep.
-    if (await this.files.findVersionByContent(principal.userId, negotiation.contentHash)) return this.commitHeld(principal, negotiation);
-    const existing = await this.uploads.findObject(negotiation.contentHash);
+    return negotiation;
+  }
+
+  /**
+   * Makes a file's checked bytes its object, the put checking the content hash; content stored
+   * already (another user's upload) is only proved to be these bytes.
+   */
+  private async storeWholeFile(negotiation: Negotiation, bytes: Buffer, stored: boolean): Promise<void> {
     const expected = { sha256: negotiation.contentHash, size: negotiation.size };
     try {
-      // Stored already (another user's upload): only prove these bytes are that content.
-      if (existing && sha256Hex(bytes) !== expected.sha256) throw new PvError('PV_INTEGRITY', 'The content does not match.');
-      if (!existing) await this.blobs.put(NEW_OBJECT_BUCKET, objectKey(negotiation.contentHash), Readable.from([bytes]), expected);
+      if (stored && sha256Hex(bytes) !== expected.sha256) throw new PvError('PV_INTEGRITY', 'The content does not match.');
+      if (!stored) await this.blobs.put(NEW_OBJECT_BUCKET, objectKey(negotiation.contentHash), Readable.from([bytes]), expected);
     } catch (error) {
       if (!isPvError(error, 'PV_INTEGRITY')) throw error;
       throw new PvError(
         'PV_UPLOAD_HASH_MISMATCH',
         `The bytes sent for ${negotiation.path} do not have its content hash; nothing was stored.`,
-        {
-          fix: 'Re-read the file (it may have changed while uploading) and send it again.',
-        },
+        { fix: 'Re-read the file (it may have changed while uploading) and send it again.' },
       );
     }
     this.metrics.chunkReceived(negotiation.size);
-    return negotiation;
   }
 
   /**
