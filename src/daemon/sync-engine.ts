@@ -56,7 +56,13 @@ interface SyncState {
  */
 export class SyncEngine {
   private readonly uploader: Uploader;
-  /** The chunks of the local files, for downloads to take from: read from the index once per pull. */
+  /**
+   * The chunks of the local files, for downloads to take from: read from the index at the first
+   * download after a pass over the whole folder, then kept up to date with what is downloaded.
+   * Passes the watcher or the socket start (a daemon's first sync is hundreds of them) reuse it:
+   * reading every manifest each time made their cost grow with the square of the files. A chunk
+   * whose file changed since is caught by the hash check of every chunk taken from disk.
+   */
   private chunksOnDisk: Promise<Map<string, LocalChunk>> | undefined;
   /** Manifests of files a page of changes brings, fetched together (prefetchManifests), by remote path. */
   private readonly prefetched = new Map<string, VersionManifest>();
@@ -87,6 +93,7 @@ export class SyncEngine {
   /** One pass: scan (the whole folder, or only the paths given), push, pull. */
   async syncOnce(options: { paths?: string[] } = {}): Promise<SyncSummary> {
     const summary = emptySummary();
+    if (!options.paths) this.chunksOnDisk = undefined;
     await this.push(summary, { deletes: true, paths: options.paths });
     await this.pull(summary);
     return summary;
@@ -294,7 +301,6 @@ export class SyncEngine {
   private async pull(summary: SyncSummary): Promise<void> {
     const state = await this.readState();
     let cursor = state.cursor;
-    this.chunksOnDisk = undefined;
     for (let more = true; more;) {
       const page = await this.api.changes(cursor, 500, { excludeProcessed: true });
       // A processing result changes derived files on the server only: nothing to do on disk
