@@ -18,6 +18,8 @@ export interface SyncDaemonOptions {
 
 const RECONNECT_MIN_MS = 1_000;
 const RECONNECT_MAX_MS = 30_000;
+/** Own writes noted before expired ones are swept out. */
+const OWN_WRITES_SWEEP_AT = 1_000;
 /** Past this many changed paths a pass walks the whole folder: one walk is cheaper than many lookups. */
 const MAX_DIRTY_PATHS = 500;
 
@@ -41,6 +43,8 @@ export class SyncDaemon {
   private recheck: NodeJS.Timeout | undefined;
   private settling: NodeJS.Timeout | undefined;
   private readonly settleMs: number;
+  /** Files a pull just wrote (absolute paths), until when the watcher ignores them. */
+  private readonly ownWrites = new Map<string, number>();
   /** What the next pass must look at: the paths the watcher reported, or the whole folder. */
   private dirty: Set<string> | 'all' = 'all';
   private connected = false;
@@ -57,6 +61,7 @@ export class SyncDaemon {
   ) {
     // A file must be left alone this long before it is synced, so half-written files never go up.
     this.settleMs = engine.settleMs;
+    engine.onOwnWrite((path) => this.noteOwnWrite(path));
   }
 
   /**
@@ -67,7 +72,7 @@ export class SyncDaemon {
     const settleMs = this.settleMs;
     this.watcher = watch(this.root, {
       ignoreInitial: true,
-      ignored: (path: string) => path.includes(`${sep}.photovault`) || path.endsWith('.pvpart'),
+      ignored: (path: string) => path.includes(`${sep}.photovault`) || path.endsWith('.pvpart') || this.isOwnWrite(path),
       awaitWriteFinish: { stabilityThreshold: settleMs, pollInterval: Math.max(10, Math.round(settleMs / 3)) },
     });
     this.watcher.on('all', (_event, path) => {
@@ -92,6 +97,27 @@ export class SyncDaemon {
     this.socket?.close();
     await this.watcher?.close();
     await this.running;
+  }
+
+  /**
+   * Notes a file a pull is writing: the watcher ignores it for 2 * settleMs, so a first sync's
+   * thousands of downloads do not each come back as a change to poll until settled and scan.
+   * A user's change in that window is not lost: a pass that downloaded is followed, 2 * settleMs
+   * after it ended, by a pass over the whole folder (see pass()).
+   */
+  private noteOwnWrite(path: string): void {
+    const now = Date.now();
+    if (this.ownWrites.size >= OWN_WRITES_SWEEP_AT)
+      for (const [known, until] of this.ownWrites) if (until <= now) this.ownWrites.delete(known);
+    this.ownWrites.set(path, now + 2 * this.settleMs);
+  }
+
+  private isOwnWrite(path: string): boolean {
+    const until = this.ownWrites.get(path);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.ownWrites.delete(path);
+    return false;
   }
 
   /** Notes a path the watcher reported (absolute) for the next pass. */

@@ -70,6 +70,8 @@ export class SyncEngine {
   private manifestsInBatches = true;
   /** Files of a page of changes fetched whole ahead (fetchWholeFiles), by remote path, until their changes take them. */
   private readonly fetchedWhole = new Map<string, FetchedWholeFile>();
+  /** Told of each file a pull is about to write (its absolute path); see onOwnWrite. */
+  private ownWrite: ((absolutePath: string) => void) | undefined;
   /** Cleared when the server turns out not to know POST /files/contents. */
   private contentsInBatches = true;
 
@@ -89,6 +91,11 @@ export class SyncEngine {
   /** See SyncEngineOptions.settleMs. */
   readonly settleMs: number;
   private readonly now: () => number;
+
+  /** Tells listener of each file a pull is about to write, so that a watcher can tell those writes from the user's. */
+  onOwnWrite(listener: (absolutePath: string) => void): void {
+    this.ownWrite = listener;
+  }
 
   /** One pass: scan (the whole folder, or only the paths given), push, pull. */
   async syncOnce(options: { paths?: string[] } = {}): Promise<SyncSummary> {
@@ -493,6 +500,7 @@ export class SyncEngine {
     const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
     const manifest = this.prefetched.get(change.path);
     this.prefetched.delete(change.path);
+    this.ownWrite?.(absolute);
     // A file fetched whole is taken only where nothing is at its path, as checked just above.
     const result =
       (!local && manifest && (await this.placeFetchedWhole(change.path, manifest, absolute))) ||
