@@ -3,6 +3,7 @@ import { Agent, type Dispatcher, request } from 'undici';
 import { isPvError, PvError, type PvErrorCode } from '../core/errors.js';
 import { API_PREFIX } from '../core/api-prefix.js';
 import { FILE_RECORDS_TYPE, type FileRecord, readFileRecords } from '../core/file-records.js';
+import { piecesOf } from '../core/stream-pieces.js';
 import {
   type ApiKeyView,
   type ChangePage,
@@ -238,7 +239,10 @@ export class ApiClient {
   async *contents(versionIds: string[]): AsyncGenerator<FileRecord<ContentRecordHeader>> {
     const response = await this.send({ method: 'POST', path: '/files/contents', json: { versions: versionIds } });
     try {
-      yield* readFileRecords<ContentRecordHeader>(response.body, { records: versionIds.length, recordBytes: WHOLE_FILE_MAX_BYTES });
+      yield* readFileRecords<ContentRecordHeader>(piecesOf(response.body), {
+        records: versionIds.length,
+        recordBytes: WHOLE_FILE_MAX_BYTES,
+      });
     } catch (error) {
       if (isPvError(error)) throw error;
       throw new PvError('PV_SERVER_UNREACHABLE', `The server at ${this.server} broke off its answer: ${(error as Error).message}.`, {

@@ -6,6 +6,7 @@ import { CHUNK_MAX_SIZE } from '../../core/chunker.js';
 import { isPvError, notFoundAsNull, PvError } from '../../core/errors.js';
 import { type FileRecord, readFileRecords, recordContent } from '../../core/file-records.js';
 import { parseContentHash, sha256Hex } from '../../core/hash.js';
+import { piecesOf } from '../../core/stream-pieces.js';
 import { applyDelta, MAX_SIGNED_BYTES } from '../../core/delta.js';
 import { decodeManifest, encodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../../core/manifest.js';
 import { applyManifestDiff, decodeManifestDiff } from '../../core/manifest-diff.js';
@@ -416,7 +417,7 @@ export class UploadService {
     let broken: { error: unknown } | null = null;
     try {
       const limits = { records: WHOLE_FILES_PER_REQUEST_MAX, recordBytes: WHOLE_FILE_MAX_BYTES, totalBytes: WHOLE_FILES_REQUEST_MAX_BYTES };
-      for await (const record of readFileRecords<WholeFileHeader>(body, limits)) records.push(record);
+      for await (const record of readFileRecords<WholeFileHeader>(piecesOf(body), limits)) records.push(record);
     } catch (error) {
       broken = { error };
     }
@@ -512,8 +513,8 @@ export class UploadService {
       };
     });
     let next = 0;
-    return Promise.all(
-      negotiations.map(async (n, i) => {
+    const outcomes = await Promise.all(
+      negotiations.map(async (n, i): Promise<UploadStatus | UploadFailure> => {
         try {
           const version = fresh[i]
             ? recorded[next++]!
@@ -522,13 +523,17 @@ export class UploadService {
                 return this.files.recordVersion(trx, inputs[i]!);
               });
           this.metrics.committed('assembled', n.size);
-          await this.announce(principal, version);
+          await this.publishUploaded(principal, version);
           return committedStatus(version);
         } catch (error) {
           return failureOf(error);
         }
       }),
     );
+    // One signal for all the files: each makes every process with a device of the user's
+    // connected read the end of the feed.
+    if (outcomes.some((outcome) => outcome.state === 'committed')) this.notifier.changed(principal.userId);
+    return outcomes;
   }
 
   /**
@@ -698,6 +703,11 @@ export class UploadService {
   /** Tells the user's devices and the workers about a committed version. */
   private async announce(principal: Principal, recorded: RecordedVersion): Promise<void> {
     this.notifier.changed(principal.userId);
+    await this.publishUploaded(principal, recorded);
+  }
+
+  /** Tells the workers about a committed version. */
+  private async publishUploaded(principal: Principal, recorded: RecordedVersion): Promise<void> {
     await this.bus.publish('file.uploaded', {
       ownerId: principal.userId,
       fileId: recorded.file.id,
