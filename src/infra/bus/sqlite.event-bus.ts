@@ -127,10 +127,10 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
     // cannot run until the wait ends. Writers wait asynchronously instead (retryWhileLocked).
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('busy_timeout = 0');
-    const stopCheckpoints = checkpointInBackground(sqlite, file);
+    const checkpoints = checkpointInBackground(sqlite, file);
     const database = withStatementCache(sqlite);
     const close = () => {
-      stopCheckpoints();
+      checkpoints.stop();
       database.close();
     };
     const db = new Kysely<BusTables>({ dialect: new SqliteDialect({ database: { prepare: (sql) => database.prepare(sql), close } }) });

@@ -68,10 +68,10 @@ function openSqlite(file: string): Db {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('busy_timeout = 10000');
   sqlite.pragma('foreign_keys = ON');
-  const stopCheckpoints = checkpointInBackground(sqlite, file);
+  const checkpoints = checkpointInBackground(sqlite, file);
   const database = withStatementCache(sqlite);
   const close = () => {
-    stopCheckpoints();
+    checkpoints.stop();
     database.close();
   };
   return new Kysely<Database>({ dialect: new SqliteDialect({ database: { prepare: (sql) => database.prepare(sql), close } }) });

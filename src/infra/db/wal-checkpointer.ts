@@ -19,6 +19,7 @@ const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.file, { fileMustExist: true });
 db.pragma('busy_timeout = 0');
+parentPort.postMessage('ready');
 const checkpoint = () => {
   try {
     db.pragma('wal_checkpoint(PASSIVE)');
@@ -42,21 +43,36 @@ parentPort.once('message', () => {
  * Here a worker thread with a connection of its own checkpoints every CHECKPOINT_INTERVAL_MS
  * instead (PASSIVE: it never blocks the writer or readers), and the writer's own automatic
  * checkpoint is pushed far out. Crash safety is SQLite's either way: a checkpoint only copies
- * committed pages. Returns the function that stops the thread (it closes its connection).
+ * committed pages. stop() ends the thread (it closes its connection); ready settles once the
+ * thread has its connection.
  */
-export function checkpointInBackground(sqlite: SQLite.Database, file: string): () => void {
+export function checkpointInBackground(sqlite: SQLite.Database, file: string): BackgroundCheckpoints {
   sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
     workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), file, intervalMs: CHECKPOINT_INTERVAL_MS },
   });
-  // It never keeps a process alive, and a failure of it costs only the background checkpoints:
-  // the writer's fallback checkpoint still bounds the WAL.
-  worker.unref();
+  // It never keeps a process alive once it has its connection; until then it must: a process that
+  // ends while the thread is still loading the driver's addon aborts ("FATAL ERROR: Error::New
+  // napi_get_last_error_info"), which a short command (`user add`) met now and then at exit.
+  const ready = new Promise<void>((resolve) => {
+    worker.once('message', () => resolve());
+    worker.once('exit', () => resolve());
+  });
+  void ready.then(() => worker.unref());
+  // A failure of it costs only the background checkpoints: the writer's fallback checkpoint still bounds the WAL.
   worker.on('error', (error) => {
     if (!sqlite.open) return;
     sqlite.pragma('wal_autocheckpoint = 1000');
     process.emitWarning(`photovault: background WAL checkpoints of ${file} stopped: ${error.message}`);
   });
-  return () => worker.postMessage('close');
+  return { stop: () => worker.postMessage('close'), ready };
+}
+
+/** The thread checkpointing a database in the background. */
+export interface BackgroundCheckpoints {
+  /** Ends the thread; it closes its connection first. */
+  stop(): void;
+  /** Settles once the thread has its connection (or has ended). */
+  ready: Promise<void>;
 }
