@@ -35,6 +35,26 @@ export async function* inGroups<T>(items: Iterable<T> | AsyncIterable<T>, size: 
 }
 
 /**
+ * Items in order, in groups of at most maxItems items and maxBytes bytes (sizeOf each); an item
+ * larger than maxBytes makes a group of its own. How many chunks or files go to one request.
+ */
+export function inSizedGroups<T>(items: T[], sizeOf: (item: T) => number, limits: { maxItems: number; maxBytes: number }): T[][] {
+  const groups: T[][] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const group = groups.at(-1);
+    if (group && group.length < limits.maxItems && bytes + sizeOf(item) <= limits.maxBytes) {
+      group.push(item);
+      bytes += sizeOf(item);
+    } else {
+      groups.push([item]);
+      bytes = sizeOf(item);
+    }
+  }
+  return groups;
+}
+
+/**
  * Items handed from a producer to a consumer that iterates them as they come, until end(): how
  * a scan gives files to the uploads while it goes on. One consumer.
  */

@@ -7,7 +7,7 @@ import { recordHeader } from '../core/file-records.js';
 import { encodeManifest, type Manifest } from '../core/manifest.js';
 import { diffManifests, encodeManifestDiff } from '../core/manifest-diff.js';
 import { joinPath } from '../core/paths.js';
-import { inGroups, runPool } from '../core/pool.js';
+import { inGroups, inSizedGroups, runPool } from '../core/pool.js';
 import { CHUNKS_PER_REQUEST_MAX, type UploadRequest, type UploadStatus, WHOLE_FILES_PER_REQUEST_MAX } from '../core/protocol.js';
 import type { ApiClient } from './api-client.js';
 
@@ -211,7 +211,10 @@ export class Uploader {
     onDone: (job: UploadJob, outcome: UploadOutcome) => Promise<void>,
   ): Promise<void> {
     await runPool(
-      wholeFileRequests(jobs, (job) => prepared.get(job)!.fingerprint.size),
+      inSizedGroups(jobs, (job) => prepared.get(job)!.fingerprint.size, {
+        maxItems: WHOLE_FILES_PER_REQUEST_MAX,
+        maxBytes: WHOLE_REQUEST_BYTES,
+      }),
       concurrency,
       async (group) => {
         const headers = group.map((job) => recordHeader(prepared.get(job)!.request));
@@ -349,7 +352,11 @@ export class Uploader {
       const base = { base: offer.base, signature: decodeSignature(Buffer.from(offer.signature, 'base64')) };
       for (const hash of offer.chunks) deltaBases.set(hash, base);
     }
-    const batches = batchesOf(todo.filter((chunk) => !deltaBases.has(chunk.hash)));
+    const batches = inSizedGroups(
+      todo.filter((chunk) => !deltaBases.has(chunk.hash)),
+      (chunk) => chunk.length,
+      { maxItems: CHUNKS_PER_REQUEST_MAX, maxBytes: BATCH_BYTES },
+    );
     const singles = todo.filter((chunk) => deltaBases.has(chunk.hash));
     const handle = await open(localPath, 'r');
     let sent = 0;
@@ -453,23 +460,6 @@ const BATCH_BYTES = 1024 * 1024;
 
 type ChunkAt = { hash: string; offset: number; length: number };
 
-/** Chunks in file order, grouped for requests of at most BATCH_BYTES (a bigger chunk goes alone). */
-function batchesOf(chunks: ChunkAt[]): ChunkAt[][] {
-  const batches: ChunkAt[][] = [];
-  let bytes = 0;
-  for (const chunk of chunks) {
-    const batch = batches.at(-1);
-    if (batch && batch.length < CHUNKS_PER_REQUEST_MAX && bytes + chunk.length <= BATCH_BYTES) {
-      batch.push(chunk);
-      bytes += chunk.length;
-    } else {
-      batches.push([chunk]);
-      bytes = chunk.length;
-    }
-  }
-  return batches;
-}
-
 /** The chunks' bytes back to back, read from the file with one read per run of adjacent chunks. */
 async function readChunks(handle: Awaited<ReturnType<typeof open>>, localPath: string, chunks: ChunkAt[]): Promise<Buffer> {
   const bytes = Buffer.allocUnsafe(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
@@ -493,23 +483,6 @@ async function readChunks(handle: Awaited<ReturnType<typeof open>>, localPath: s
 
 /** Bytes of files sent whole in one request, about: big enough that a request's own cost is small, small enough to pipeline. */
 const WHOLE_REQUEST_BYTES = 4 * 1024 * 1024;
-
-/** Jobs grouped into POST /uploads/files requests of about WHOLE_REQUEST_BYTES. */
-function wholeFileRequests(jobs: UploadJob[], sizeOf: (job: UploadJob) => number): UploadJob[][] {
-  const requests: UploadJob[][] = [];
-  let bytes = 0;
-  for (const job of jobs) {
-    const last = requests.at(-1);
-    if (last && last.length < WHOLE_FILES_PER_REQUEST_MAX && bytes + sizeOf(job) <= WHOLE_REQUEST_BYTES) {
-      last.push(job);
-      bytes += sizeOf(job);
-    } else {
-      requests.push([job]);
-      bytes = sizeOf(job);
-    }
-  }
-  return requests;
-}
 
 /**
  * Reads a file into target, which is as long as the file was when fingerprinted: a file that

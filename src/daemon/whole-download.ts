@@ -3,7 +3,7 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { isPvError } from '../core/errors.js';
 import type { FileRecord } from '../core/file-records.js';
-import { runPool } from '../core/pool.js';
+import { inSizedGroups, runPool } from '../core/pool.js';
 import { type ContentRecordHeader, type FileVersionView, type VersionManifest, WHOLE_FILES_PER_REQUEST_MAX } from '../core/protocol.js';
 import type { ApiClient } from './api-client.js';
 import { tempPathBeside } from './downloader.js';
@@ -60,21 +60,10 @@ export async function discardFetched(files: Iterable<FetchedWholeFile>): Promise
 
 /** The files in requests of at most 64 files and about 8 MiB, in the order given. */
 export function contentsRequests<T extends { fetched: VersionManifest }>(files: T[]): T[][] {
-  const requests: T[][] = [];
-  let request: T[] = [];
-  let bytes = 0;
-  for (const file of files) {
-    const size = file.fetched.version.size;
-    if (request.length === WHOLE_FILES_PER_REQUEST_MAX || (request.length > 0 && bytes + size > CONTENTS_REQUEST_BYTES)) {
-      requests.push(request);
-      request = [];
-      bytes = 0;
-    }
-    request.push(file);
-    bytes += size;
-  }
-  if (request.length > 0) requests.push(request);
-  return requests;
+  return inSizedGroups(files, (file) => file.fetched.version.size, {
+    maxItems: WHOLE_FILES_PER_REQUEST_MAX,
+    maxBytes: CONTENTS_REQUEST_BYTES,
+  });
 }
 
 async function fetchRequest(

@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { Feed, inGroups, runPool } from '../../src/core/pool.js';
+import { Feed, inGroups, inSizedGroups, runPool } from '../../src/core/pool.js';
 
 describe('runPool', () => {
   it('runs every item with at most limit in flight, and throws the first failure once the rest settle', async () => {
@@ -69,5 +69,23 @@ describe('inGroups', () => {
     const groups: number[][] = [];
     for await (const group of inGroups([], 4)) groups.push(group);
     expect(groups).toEqual([]);
+  });
+});
+
+describe('inSizedGroups', () => {
+  it.each([
+    { sizes: [], groups: [] },
+    { sizes: [2, 3, 3], groups: [[2, 3, 3]] },
+    { sizes: [4, 4, 4], groups: [[4, 4], [4]] },
+    { sizes: [2, 20, 2], groups: [[2], [20], [2]] },
+    {
+      sizes: [1, 1, 1, 1, 1],
+      groups: [
+        [1, 1, 1],
+        [1, 1],
+      ],
+    },
+  ])('groups $sizes by at most 3 items and 8 bytes, a larger item alone: $groups', ({ sizes, groups }) => {
+    expect(inSizedGroups(sizes, (size) => size, { maxItems: 3, maxBytes: 8 })).toEqual(groups);
   });
 });
