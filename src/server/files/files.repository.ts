@@ -89,6 +89,20 @@ export class FilesRepository {
     return (row?.bucket as Bucket | undefined) ?? null;
   }
 
+  /** bucketOf() for many contents in a query per BATCH: the stored ones, by content hash. */
+  async bucketsOf(contentHashes: string[]): Promise<Map<string, Bucket>> {
+    const found = new Map<string, Bucket>();
+    for (let i = 0; i < contentHashes.length; i += BATCH) {
+      const rows = await this.db
+        .selectFrom('objects')
+        .select(['hash', 'bucket'])
+        .where('hash', 'in', contentHashes.slice(i, i + BATCH))
+        .execute();
+      for (const row of rows) found.set(row.hash, row.bucket as Bucket);
+    }
+    return found;
+  }
+
   /** The chunks of stored content, in file order. */
   manifestOf(contentHash: string): Promise<{ hash: string; length: number }[]> {
     return this.manifestQuery(contentHash).execute();

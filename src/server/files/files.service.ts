@@ -144,10 +144,17 @@ export class FilesService {
    */
   async contents(principal: Principal, versionIds: string[]): Promise<Readable> {
     const versions = await this.files.findVersions(principal.userId, versionIds);
-    return Readable.from(this.contentRecords(versionIds, versions), { objectMode: false });
+    // Where each object lies, looked up once for all; openObject still looks again for one the
+    // tiering job moved meanwhile.
+    const buckets = await this.files.bucketsOf([...new Set([...versions.values()].map((version) => version.content_hash))]);
+    return Readable.from(this.contentRecords(versionIds, versions, buckets), { objectMode: false });
   }
 
-  private async *contentRecords(versionIds: string[], versions: Map<string, FileVersionRow>): AsyncGenerator<Buffer> {
+  private async *contentRecords(
+    versionIds: string[],
+    versions: Map<string, FileVersionRow>,
+    buckets: Map<string, Bucket>,
+  ): AsyncGenerator<Buffer> {
     for (const versionId of versionIds) {
       const version = versions.get(versionId);
       if (!version) {
@@ -161,7 +168,9 @@ export class FilesService {
       }
       // Opened before its header goes out: a missing object is then a record of its own, where
       // failing after the header could only break the whole body.
-      const object = await openObject(this.blobs, this.files, version.content_hash).catch(blobMissingAsNull);
+      const object = await openObject(this.blobs, this.files, version.content_hash, { bucket: buckets.get(version.content_hash) }).catch(
+        blobMissingAsNull,
+      );
       if (!object) {
         yield failedRecord(versionId, 'PV_NOT_FOUND', `The content of version ${versionId} is not stored.`);
         continue;

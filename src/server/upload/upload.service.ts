@@ -422,31 +422,43 @@ export class UploadService {
       broken = { error };
     }
     // The files that arrived whole before a broken body are committed; then the request fails.
-    const contents = records.map((record) => recordContent(record));
-    const outcomes: (Negotiation | UploadStatus | UploadFailure)[] = records.map((record, at) => {
-      try {
-        return this.checkWholeFile(record.header, contents[at]!);
-      } catch (error) {
-        return failureOf(error);
-      }
-    });
-    const checked = outcomes.filter(isNegotiation);
-    const hashes = [...new Set(checked.map((n) => n.contentHash))];
-    const held = await this.uploads.heldContents(principal.userId, hashes);
-    const stored = await this.uploads.storedObjects(hashes);
-    await Promise.all(
-      [...outcomes.keys()].map(async (at) => {
-        const n = outcomes[at]!;
-        if (!isNegotiation(n)) return;
+    // A file that arrived in several pieces is joined in a reused buffer, not a fresh one each.
+    const buffer = this.bodyBuffers.take(records.reduce((sum, record) => sum + record.header.size, 0));
+    const outcomes: (Negotiation | UploadStatus | UploadFailure)[] = [];
+    try {
+      let offset = 0;
+      const contents = records.map((record) => {
+        const content = recordContent(record, buffer.subarray(offset));
+        offset += record.header.size;
+        return content;
+      });
+      for (const [at, record] of records.entries()) {
         try {
-          // Held already (another device, or this one, got there first): no bytes to keep.
-          if (held.has(n.contentHash)) outcomes[at] = await this.commitHeld(principal, n);
-          else await this.storeWholeFile(n, contents[at]!, stored.has(n.contentHash));
+          outcomes.push(this.checkWholeFile(record.header, contents[at]!));
         } catch (error) {
-          outcomes[at] = failureOf(error);
+          outcomes.push(failureOf(error));
         }
-      }),
-    );
+      }
+      const checked = outcomes.filter(isNegotiation);
+      const hashes = [...new Set(checked.map((n) => n.contentHash))];
+      const held = await this.uploads.heldContents(principal.userId, hashes);
+      const stored = await this.uploads.storedObjects(hashes);
+      await Promise.all(
+        [...outcomes.keys()].map(async (at) => {
+          const n = outcomes[at]!;
+          if (!isNegotiation(n)) return;
+          try {
+            // Held already (another device, or this one, got there first): no bytes to keep.
+            if (held.has(n.contentHash)) outcomes[at] = await this.commitHeld(principal, n);
+            else await this.storeWholeFile(n, contents[at]!, stored.has(n.contentHash));
+          } catch (error) {
+            outcomes[at] = failureOf(error);
+          }
+        }),
+      );
+    } finally {
+      this.bodyBuffers.give(buffer);
+    }
     const toRecord = [...outcomes.keys()].filter((at) => isNegotiation(outcomes[at]!));
     const recorded = await this.recordWholeFiles(
       principal,
@@ -913,9 +925,12 @@ class BodyBuffers {
   }
 }
 
-/** A client sends about 1 MiB per request (src/daemon/uploader.ts); 8 requests in flight. */
+/**
+ * A client sends about 1 MiB of chunks per request, and up to 4 MiB of whole files
+ * (src/daemon/uploader.ts); 8 requests in flight.
+ */
 const BODY_BUFFER_MIN_BYTES = 1024 * 1024;
-const BODY_BUFFER_KEPT_BYTES = 2 * 1024 * 1024;
+const BODY_BUFFER_KEPT_BYTES = 4 * 1024 * 1024;
 const BODY_BUFFERS_KEPT = 8;
 
 /** Reads a stream into memory, stopping once more than limit bytes arrived (the rest is drained). */
