@@ -13,7 +13,7 @@ import { type IndexedFile, type IndexedFileHead, type LocalIndex, syncedManifest
 import { detectRenames } from './renames.js';
 import { scanFolder } from './scanner.js';
 import { Uploader } from './uploader.js';
-import { discardFetched, type FetchedWholeFile, fetchWholeFiles, type WholeFileWanted } from './whole-download.js';
+import { type FetchedWholeFile, WholeFetch, type WholeFileWanted } from './whole-download.js';
 
 /** What one pass did: the summary `photovault sync --once --json` prints. */
 export interface SyncSummary {
@@ -68,8 +68,8 @@ export class SyncEngine {
   private readonly prefetched = new Map<string, VersionManifest>();
   /** Cleared when the server turns out not to know POST /files/manifests. */
   private manifestsInBatches = true;
-  /** Files of a page of changes fetched whole ahead (fetchWholeFiles), by remote path, until their changes take them. */
-  private readonly fetchedWhole = new Map<string, FetchedWholeFile>();
+  /** The new files of the page of changes being applied, fetched whole (startWholeFetch) while it is. */
+  private wholeFetch: WholeFetch | null = null;
   /** Told of each file a pull is about to write (its absolute path); see onOwnWrite. */
   private ownWrite: ((absolutePath: string) => void) | undefined;
   /** Cleared when the server turns out not to know POST /files/contents. */
@@ -314,14 +314,20 @@ export class SyncEngine {
       // (the server leaves them out when asked; one from before does not).
       const changes = page.changes.filter((change) => change.kind !== 'processed');
       await this.prefetchManifests(changes);
+      this.wholeFetch = await this.startWholeFetch(changes);
       try {
-        await this.fetchWholeFiles(changes);
         await this.applyInOrder(changes, summary);
+        const stopped = await this.wholeFetch?.finished;
+        if (stopped) {
+          // A server from before POST /files/contents: each download fetched its own, and will.
+          if (!isPvError(stopped.error, 'PV_NOT_FOUND')) throw stopped.error;
+          this.contentsInBatches = false;
+        }
       } finally {
         this.prefetched.clear();
         // Fetched for a change that did not take it (its path was taken locally meanwhile, say).
-        await discardFetched(this.fetchedWhole.values());
-        this.fetchedWhole.clear();
+        await this.wholeFetch?.discard();
+        this.wholeFetch = null;
       }
       cursor = page.next;
       more = page.hasMore;
@@ -360,23 +366,17 @@ export class SyncEngine {
   }
 
   /**
-   * Fetches whole, many to a request, the new files of the page that nothing local can help
-   * build: those with a prefetched manifest (so nothing at their path in the index) of at most
-   * WHOLE_FILE_MAX_BYTES, none of whose chunks is on disk, and whose path is free. Each such
+   * Starts fetching whole, many to a request, the new files of the page that nothing local can
+   * help build: those with a prefetched manifest (so nothing at their path in the index) of at
+   * most WHOLE_FILE_MAX_BYTES, none of whose chunks is on disk, and whose path is free. Each such
    * download is then a share of one request instead of a request of its own. They wait in temp
-   * files for their changes to be applied, in order, like any other download.
+   * files for their changes to be applied, in order, like any other download; the first are
+   * applied while the last are still coming.
    */
-  private async fetchWholeFiles(changes: Change[]): Promise<void> {
-    if (!this.contentsInBatches || this.prefetched.size === 0) return;
+  private async startWholeFetch(changes: Change[]): Promise<WholeFetch | null> {
+    if (!this.contentsInBatches || this.prefetched.size === 0) return null;
     const wanted = await this.wholeFilesWanted(changes);
-    if (wanted.length === 0) return;
-    try {
-      for (const [path, file] of await fetchWholeFiles(this.api, wanted)) this.fetchedWhole.set(path, file);
-    } catch (error) {
-      // A server from before POST /files/contents: each download fetches its own.
-      if (!isPvError(error, 'PV_NOT_FOUND')) throw error;
-      this.contentsInBatches = false;
-    }
+    return wanted.length === 0 ? null : new WholeFetch(this.api, wanted);
   }
 
   private async wholeFilesWanted(changes: Change[]): Promise<WholeFileWanted[]> {
@@ -399,27 +399,6 @@ export class SyncEngine {
       wanted.push({ remotePath, target, fetched });
     }
     return wanted;
-  }
-
-  /**
-   * Renames the file fetched whole for this path into place, if it holds the version the
-   * download is of: what downloadReusingChunks would have answered, or null to download.
-   */
-  private async placeFetchedWhole(remotePath: string, manifest: VersionManifest, target: string): Promise<DeltaDownloadResult | null> {
-    const fetched = this.fetchedWhole.get(remotePath);
-    if (fetched?.version.id !== manifest.version.id) return null;
-    // A move applied earlier in the page may have taken the folder it waited in, and it with it.
-    const placed = await rename(fetched.temp, target).then(
-      () => true,
-      (error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return false;
-        throw error;
-      },
-    );
-    this.fetchedWhole.delete(remotePath);
-    if (!placed) return null;
-    const { id, contentHash, size } = fetched.version;
-    return { contentHash, versionId: id, size, bytesReceived: size, bytesReused: 0, manifest: fetched.manifest };
   }
 
   /**
@@ -479,6 +458,9 @@ export class SyncEngine {
     const local = await this.index.get(path);
     // This device's own upload, or a version it already has: nothing to fetch, nothing to ask.
     if (local && local.syncedVersionId === change.versionId && local.contentHash === local.syncedHash) return;
+    const manifest = this.prefetched.get(change.path);
+    this.prefetched.delete(change.path);
+    let fetched: FetchedWholeFile | null = null;
     // The feed may be behind: always fetch what the path holds now (a later change may have
     // replaced or removed it). For a path this device holds nothing at, the download does that.
     if (local) {
@@ -491,19 +473,22 @@ export class SyncEngine {
       // A local edit not yet pushed is never overwritten: the next pass uploads it against the
       // version it was based on, and the server keeps both.
       if (local.contentHash !== local.syncedHash) return;
-    } else if (await exists(absolute)) {
-      return;
+    } else {
+      // Its file fetched whole may still be on its way: taken first, then the path checked, so
+      // that it is renamed into place only where nothing is.
+      if (manifest) fetched = await this.wholeFetch?.take(change.path, manifest.version.id) ?? null;
+      if (await exists(absolute)) {
+        if (fetched) await rm(fetched.temp, { force: true });
+        return;
+      }
     }
     const created = await mkdir(dirname(absolute), { recursive: true });
     // The local copy is the synced version unchanged: the download is a patch of it.
     const base = local?.syncedVersionId ? { versionId: local.syncedVersionId, manifest: decodedOrNull(local.manifest)! } : undefined;
     const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
-    const manifest = this.prefetched.get(change.path);
-    this.prefetched.delete(change.path);
     this.ownWrite?.(absolute);
-    // A file fetched whole is taken only where nothing is at its path, as checked just above.
     const result =
-      (!local && manifest && (await this.placeFetchedWhole(change.path, manifest, absolute))) ||
+      (fetched && (await placeFetchedWhole(fetched, absolute))) ||
       (await downloadReusingChunks(this.api, change.path, absolute, chunks, { base, manifest }).catch(notFoundAsNull));
     if (!result) {
       // Removed (or made a folder) since: nothing to fetch, and no folder left behind for it.
@@ -633,4 +618,21 @@ async function removeEmptyFolders(path: string): Promise<void> {
   }
   for (const entry of entries) if (entry.isDirectory()) await removeEmptyFolders(join(path, entry.name));
   if ((await readdir(path)).length === 0) await rmdir(path);
+}
+
+/**
+ * Renames a file fetched whole into place: what downloadReusingChunks would have answered, or
+ * null when a move applied earlier in the page took the folder it waited in, and it with it.
+ */
+async function placeFetchedWhole(fetched: FetchedWholeFile, target: string): Promise<DeltaDownloadResult | null> {
+  const placed = await rename(fetched.temp, target).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return false;
+      throw error;
+    },
+  );
+  if (!placed) return null;
+  const { id, contentHash, size } = fetched.version;
+  return { contentHash, versionId: id, size, bytesReceived: size, bytesReused: 0, manifest: fetched.manifest };
 }

@@ -34,28 +34,55 @@ const CONTENTS_REQUESTS_IN_FLIGHT = 3;
 const CONTENTS_REQUEST_BYTES = 8 * 1024 * 1024;
 
 /**
- * Fetches files whole, many per request (POST /files/contents), each into a temp file beside its
- * target, checked against its content hash and flushed: by remote path, the files that came. A
- * file the server answered without content, whose bytes did not match, or that a body broken off
- * midway did not bring is left out, for the per-file download to fetch. Throws PV_NOT_FOUND when
- * the server has no such route (and an error that no per-file download would get past, such as
- * an expired session); the temp files written are then removed.
+ * Files being fetched whole, many per request (POST /files/contents), each into a temp file beside
+ * its target, checked against its content hash and flushed. Each can be taken as soon as it is
+ * written, so the changes of a page are applied while its later files are still on their way.
  */
-export async function fetchWholeFiles(api: ApiClient, files: WholeFileWanted[]): Promise<Map<string, FetchedWholeFile>> {
-  const fetched = new Map<string, FetchedWholeFile>();
-  const folders = new FolderMaker();
-  try {
-    await runPool(contentsRequests(files), CONTENTS_REQUESTS_IN_FLIGHT, (request) => fetchRequest(api, request, fetched, folders));
-  } catch (error) {
-    await discardFetched(fetched.values());
-    throw error;
-  }
-  return fetched;
-}
+export class WholeFetch {
+  /** By remote path: the file once written, or null once it is known not to come. */
+  readonly #files = new Map<string, PromiseWithResolvers<FetchedWholeFile | null>>();
+  /** Written and not taken: removed by discard(). */
+  readonly #untaken = new Map<string, FetchedWholeFile>();
+  /**
+   * Settles once every request has ended: with the error that stopped them all, if one did
+   * (PV_NOT_FOUND: the server has no such route; an expired session), else null. Never rejects.
+   */
+  readonly finished: Promise<{ error: unknown } | null>;
 
-/** Removes the temp files of fetched files no change took. */
-export async function discardFetched(files: Iterable<FetchedWholeFile>): Promise<void> {
-  for (const file of files) await rm(file.temp, { force: true });
+  constructor(api: ApiClient, files: WholeFileWanted[]) {
+    for (const file of files) this.#files.set(file.remotePath, Promise.withResolvers());
+    const folders = new FolderMaker();
+    const written = (file: WholeFileWanted, fetched: FetchedWholeFile | null) => {
+      if (fetched) this.#untaken.set(file.remotePath, fetched);
+      this.#files.get(file.remotePath)!.resolve(fetched);
+    };
+    this.finished = runPool(contentsRequests(files), CONTENTS_REQUESTS_IN_FLIGHT, (request) => fetchRequest(api, request, written, folders)).then(
+      () => null,
+      (error: unknown) => ({ error }),
+    );
+    // A file no body brought (a failed request, a record without content) is downloaded alone.
+    void this.finished.then(() => {
+      for (const file of this.#files.values()) file.resolve(null);
+    });
+  }
+
+  /**
+   * The file fetched for this path, once written, if it holds this version; it is then the
+   * caller's. null, at once, for a path not asked for.
+   */
+  async take(remotePath: string, versionId: string): Promise<FetchedWholeFile | null> {
+    const fetched = await this.#files.get(remotePath)?.promise;
+    if (fetched?.version.id !== versionId) return null;
+    this.#untaken.delete(remotePath);
+    return fetched;
+  }
+
+  /** Waits for the requests to end, then removes the temp files of the files nobody took. */
+  async discard(): Promise<void> {
+    await this.finished;
+    for (const file of this.#untaken.values()) await rm(file.temp, { force: true });
+    this.#untaken.clear();
+  }
 }
 
 /** The files in requests of at most 64 files and about 8 MiB, in the order given. */
@@ -69,7 +96,7 @@ export function contentsRequests<T extends { fetched: VersionManifest }>(files: 
 async function fetchRequest(
   api: ApiClient,
   files: WholeFileWanted[],
-  fetched: Map<string, FetchedWholeFile>,
+  written: (file: WholeFileWanted, fetched: FetchedWholeFile | null) => void,
   folders: FolderMaker,
 ): Promise<void> {
   const wanted = new Map(files.map((file) => [file.fetched.version.id, file]));
@@ -79,9 +106,7 @@ async function fetchRequest(
   let failure: { error: unknown } | null = null;
   const write = (file: WholeFileWanted, record: FileRecord<ContentRecordHeader>) => {
     const task: Promise<void> = writeWholeFile(file.target, file.fetched.version.contentHash, record, folders)
-      .then((temp) => {
-        if (temp) fetched.set(file.remotePath, { temp, version: file.fetched.version, manifest: file.fetched.manifest });
-      })
+      .then((temp) => written(file, temp ? { temp, version: file.fetched.version, manifest: file.fetched.manifest } : null))
       .catch((error: unknown) => {
         failure ??= { error };
       })
