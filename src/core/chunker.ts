@@ -8,9 +8,9 @@
  * protocol: changing any of it changes every manifest, so it needs a new CHUNKER_VERSION.
  */
 import { hash } from 'node:crypto';
-import { type FileHandle, open } from 'node:fs/promises';
-import { Worker } from 'node:worker_threads';
+import { open } from 'node:fs/promises';
 import { PvError } from './errors.js';
+import { LazyThread, newJob } from './lazy-thread.js';
 
 // Chunk sizes of protocol v1. 64 KiB on average keeps a 10 GiB video's manifest near 160k entries
 // while an edit still re-sends little; MAX bounds the memory a server holds for one chunk PUT.
@@ -170,21 +170,16 @@ async function fingerprintStream(source: ByteSource, withContentHash: boolean): 
   }
 }
 
-/** fingerprint() of a file on disk, read in large blocks. */
+/**
+ * fingerprint() of a file on disk. One smaller than the first dispatch (most photos) is read,
+ * cut and hashed whole on the small-file thread, leaving the caller's event loop free for the
+ * transfers that run beside a scan; a larger one is read here in large blocks and hashed by the
+ * hash threads.
+ */
 export async function fingerprintFile(path: string): Promise<Fingerprint> {
+  const small = await fingerprintSmallFile(path);
+  if (small !== undefined) return small;
   const file = await open(path, 'r');
-  let small: Fingerprint | undefined;
-  try {
-    const { size } = await file.stat();
-    if (size < FIRST_DISPATCH_SIZE) small = await fingerprintSmallFile(file, size);
-  } catch (error) {
-    await file.close();
-    throw error;
-  }
-  if (small !== undefined) {
-    await file.close();
-    return small;
-  }
   const builder = new FingerprintBuilder(true);
   try {
     for (;;) {
@@ -201,52 +196,14 @@ export async function fingerprintFile(path: string): Promise<Fingerprint> {
   }
 }
 
-/**
- * A file smaller than the first dispatch is hashed on the main thread anyway: read it whole into
- * an ordinary buffer instead of a 4 MiB shared block. The scanner fingerprints up to 16 files at
- * once (4 per folder level), more than the spare blocks kept, and a fresh shared block cost ~5 ms
- * of page faults (measured: 448 of them, 2.2 s, for 800 files of 64-448 KiB). Undefined if the
- * file grew past the limit while read; the caller then reads it again the general way.
- */
-async function fingerprintSmallFile(file: FileHandle, size: number): Promise<Fingerprint | undefined> {
-  // One byte more than the limit tells a file that grew past it from one that just fits.
-  const bytes = spareSmallBuffers.pop() ?? Buffer.allocUnsafe(FIRST_DISPATCH_SIZE + 1);
-  try {
-    let filled = 0;
-    for (;;) {
-      const { bytesRead } = await file.read(bytes, filled, bytes.length - filled, filled);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-      if (filled === bytes.length) return undefined;
-    }
-    const content = bytes.subarray(0, filled);
-    const chunks: ChunkRef[] = [];
-    let offset = 0;
-    for (const length of chunkLengths(content)) {
-      chunks.push({ hash: hash('sha256', content.subarray(offset, offset + length)), offset, length });
-      offset += length;
-    }
-    return { contentHash: hash('sha256', content), size: filled, chunks };
-  } finally {
-    if (spareSmallBuffers.length < SPARE_SMALL_BUFFERS_KEPT) spareSmallBuffers.push(bytes);
-  }
-}
-
-/**
- * Read buffers of fingerprintSmallFile, kept for the next files: a fresh one per file is external
- * memory V8 answers with full collections (1.3 s of GC in a scan of 2,000 photo-sized files).
- * The scanner fingerprints up to 16 files at once.
- */
-const spareSmallBuffers: Buffer[] = [];
-const SPARE_SMALL_BUFFERS_KEPT = 16;
-
 // ---------------------------------------------------------------------------------------------
 // Hashing in parallel with the scan.
 //
 // The main thread copies the content into shared blocks and finds the cut points; one worker
 // thread hashes the chunks of each block and another the whole content, so the three run on
-// separate cores. Content that fits in the first block never leaves the main thread: for small
-// files a thread round trip costs more than it saves.
+// separate cores. Streamed content that fits in the first block is hashed on the main thread:
+// for it a thread round trip costs more than it saves. (A small file on disk goes whole to the
+// small-file thread, below.)
 
 const BLOCK_SIZE = 4 * 1024 * 1024;
 /**
@@ -327,54 +284,89 @@ parentPort.on('message', ({ kind, job, slot, buffer, length, ends, last }) => {
 });
 `;
 
-/**
- * One lazily started worker thread, shared by all fingerprints (threads are a process resource);
- * it keeps the process alive only while a fingerprint is using it.
- */
-class HashThread {
-  #worker: Worker | undefined;
-  readonly #jobs = new Map<number, FingerprintBuilder>();
+const chunkHashThread = new LazyThread<HashRequest, HashReply>(HASH_THREAD_SOURCE);
+const contentHashThread = new LazyThread<HashRequest, HashReply>(HASH_THREAD_SOURCE);
 
-  attach(job: number, builder: FingerprintBuilder): void {
-    const worker = (this.#worker ??= this.#start());
-    this.#jobs.set(job, builder);
-    if (this.#jobs.size === 1) worker.ref();
-  }
+// ---------------------------------------------------------------------------------------------
+// Small files, on a thread of their own.
+//
+// A file smaller than the first dispatch would be hashed on the main thread anyway: the
+// small-file thread reads it whole, cuts and hashes it, and answers with its fingerprint. It runs
+// the very ChunkBoundaries class of this module (its source goes into the thread's), so the cut
+// points cannot drift apart. Measured on the initial-sync bench (2,000 files of 64-448 KiB): this
+// was 1.2 s of the uploading daemon's main thread, which its uploads then waited for.
 
-  detach(job: number): void {
-    if (!this.#jobs.delete(job)) return;
-    const abort: HashRequest = { kind: 'abort', job, slot: -1, length: 0, last: true };
-    this.#worker?.postMessage(abort);
-    if (this.#jobs.size === 0) this.#worker?.unref();
-  }
-
-  post(request: HashRequest): void {
-    this.#worker?.postMessage(request);
-  }
-
-  #start(): Worker {
-    const worker = new Worker(HASH_THREAD_SOURCE, { eval: true });
-    worker.unref();
-    worker.on('message', (reply: HashReply) => this.#jobs.get(reply.job)?.receive(reply));
-    const fail = (cause: unknown): void => {
-      if (this.#worker === worker) this.#worker = undefined;
-      const error = new PvError('PV_INTERNAL', 'A hashing thread stopped unexpectedly.', { cause });
-      for (const builder of this.#jobs.values()) builder.fail(error);
-      this.#jobs.clear();
-    };
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
-    return worker;
-  }
+interface SmallFileReply {
+  job: number;
+  /** Absent when the file is not small (any more): the caller reads it the general way. */
+  fingerprint?: Fingerprint;
+  /** The file system's error, as plain data (errors do not cross threads whole). */
+  error?: { message: string; code?: string; syscall?: string; path?: string; errno?: number };
 }
 
-const chunkHashThread = new HashThread();
-const contentHashThread = new HashThread();
-let nextJob = 0;
+const SMALL_FILE_THREAD_SOURCE = `
+'use strict';
+const { parentPort, workerData } = require('node:worker_threads');
+const { hash } = require('node:crypto');
+const { closeSync, fstatSync, openSync, readSync } = require('node:fs');
+const { CHUNK_MIN_SIZE, CHUNK_AVG_SIZE, CHUNK_MAX_SIZE, MASK_S, MASK_L, GEAR, limit } = workerData;
+${ChunkBoundaries.toString()}
+// One byte more than the limit tells a file that grew past it from one that just fits.
+const bytes = Buffer.allocUnsafe(limit + 1);
+function fingerprint(fd) {
+  if (fstatSync(fd).size >= limit) return undefined;
+  let filled = 0;
+  for (;;) {
+    const read = readSync(fd, bytes, filled, bytes.length - filled, filled);
+    if (read === 0) break;
+    filled += read;
+    if (filled === bytes.length) return undefined;
+  }
+  const content = bytes.subarray(0, filled);
+  const boundaries = new ChunkBoundaries();
+  const chunks = [];
+  let offset = 0;
+  for (const length of [...boundaries.push(content), ...boundaries.end()]) {
+    chunks.push({ hash: hash('sha256', content.subarray(offset, offset + length)), offset, length });
+    offset += length;
+  }
+  return { contentHash: hash('sha256', content), size: filled, chunks };
+}
+parentPort.on('message', ({ job, path }) => {
+  let fd;
+  try {
+    fd = openSync(path, 'r');
+    parentPort.postMessage({ job, fingerprint: fingerprint(fd) });
+  } catch (error) {
+    const { message, code, syscall, errno } = error;
+    parentPort.postMessage({ job, error: { message, code, syscall, path: error.path, errno } });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+});
+`;
+
+const smallFileThread = new LazyThread<{ job: number; path: string }, SmallFileReply>(SMALL_FILE_THREAD_SOURCE, {
+  CHUNK_MIN_SIZE,
+  CHUNK_AVG_SIZE,
+  CHUNK_MAX_SIZE,
+  MASK_S,
+  MASK_L,
+  GEAR,
+  limit: FIRST_DISPATCH_SIZE,
+});
+
+/** The fingerprint of a small file, from the small-file thread; undefined for a larger one. */
+async function fingerprintSmallFile(path: string): Promise<Fingerprint | undefined> {
+  const job = newJob();
+  const { fingerprint, error } = await smallFileThread.ask(job, { job, path });
+  if (error) throw Object.assign(new Error(error.message), error);
+  return fingerprint;
+}
 
 /** Collects content into blocks, cuts it and gets the cuts hashed, inline or by the hash threads. */
 class FingerprintBuilder {
-  readonly #job = nextJob++;
+  readonly #job = newJob();
   readonly #withContentHash: boolean;
   readonly #boundaries = new ChunkBoundaries();
   readonly #chunks: ChunkRef[] = [];
@@ -435,8 +427,9 @@ class FingerprintBuilder {
   /** Frees the threads' state for this job and keeps the idle blocks for later fingerprints. */
   dispose(): void {
     if (this.#threaded) {
-      chunkHashThread.detach(this.#job);
-      contentHashThread.detach(this.#job);
+      const abort: HashRequest = { kind: 'abort', job: this.#job, slot: -1, length: 0, last: true };
+      chunkHashThread.detach(this.#job, abort);
+      contentHashThread.detach(this.#job, abort);
     }
     // A block a thread may still be reading is left to the garbage collector, never reused.
     for (const block of this.#blocks) {

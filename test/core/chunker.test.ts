@@ -277,4 +277,26 @@ describe('fingerprintFile', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('fingerprints many small files at once, each its own (they share one thread)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pv-chunker-'));
+    try {
+      const contents = Array.from({ length: 40 }, (_, i) => pseudoRandomBytes(20 * KiB + i * 7_919, 400 + i));
+      await Promise.all(contents.map((bytes, i) => writeFile(join(dir, `f${i}`), bytes)));
+      const prints = await Promise.all(contents.map((_, i) => fingerprintFile(join(dir, `f${i}`))));
+      for (const [i, bytes] of contents.entries()) expect(prints[i]).toEqual(await fingerprint(stream([bytes])));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("fails with the file system's own error for a missing file or a folder", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pv-chunker-'));
+    try {
+      await expect(fingerprintFile(join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open' });
+      await expect(fingerprintFile(dir)).rejects.toMatchObject({ code: 'EISDIR' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
