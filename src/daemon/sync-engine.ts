@@ -476,7 +476,7 @@ export class SyncEngine {
     } else {
       // Its file fetched whole may still be on its way: taken first, then the path checked, so
       // that it is renamed into place only where nothing is.
-      if (manifest) fetched = await this.wholeFetch?.take(change.path, manifest.version.id) ?? null;
+      if (manifest) fetched = (await this.wholeFetch?.take(change.path, manifest.version.id)) ?? null;
       if (await exists(absolute)) {
         if (fetched) await rm(fetched.temp, { force: true });
         return;

@@ -56,7 +56,9 @@ export class WholeFetch {
       if (fetched) this.#untaken.set(file.remotePath, fetched);
       this.#files.get(file.remotePath)!.resolve(fetched);
     };
-    this.finished = runPool(contentsRequests(files), CONTENTS_REQUESTS_IN_FLIGHT, (request) => fetchRequest(api, request, written, folders)).then(
+    this.finished = runPool(contentsRequests(files), CONTENTS_REQUESTS_IN_FLIGHT, (request) =>
+      fetchRequest(api, request, written, folders),
+    ).then(
       () => null,
       (error: unknown) => ({ error }),
     );
