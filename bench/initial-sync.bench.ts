@@ -16,9 +16,9 @@
  * process writes a --cpu-prof profile there).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,7 @@ import {
   atExit,
   flushDirtyPages,
   Cli,
+  makeInitialSet,
   machineBusyCpuSeconds,
   MiB,
   ownCpuSeconds,
@@ -41,19 +42,6 @@ const RUNS = Number(process.env.PV_BENCH_RUNS ?? 1);
 const REPO = resolve(fileURLToPath(import.meta.url), '../../..');
 const BIN = resolve(process.env.PV_BENCH_BIN ?? join(REPO, 'bin', 'photovault'));
 const PASSWORD = 'benchmark password';
-
-/** The initial set of bench:sync: `files` files of 64-448 KiB in 20 folders. */
-export async function makeInitialSet(folder: string, scale: number): Promise<{ files: number; bytes: number }> {
-  const files = Math.round(2000 * scale);
-  let bytes = 0;
-  for (let i = 0; i < files; i++) {
-    const size = 64 * 1024 + ((i * 7919) % (384 * 1024));
-    bytes += size;
-    await mkdir(join(folder, `d${i % 20}`), { recursive: true });
-    await writeFile(join(folder, `d${i % 20}`, `f${i}.bin`), randomBytes(size));
-  }
-  return { files, bytes };
-}
 
 /** Files and bytes under dir, leaving out dot-files and dot-folders (the daemon's state, temp files of downloads). */
 export async function visibleTreeSize(dir: string): Promise<{ files: number; bytes: number }> {

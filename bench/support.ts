@@ -4,12 +4,28 @@
  * figures are read from. Linux only, like the deployments it measures.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 
 export const MiB = 1024 ** 2;
 export const GiB = 1024 ** 3;
+
+/** The initial set of bench:sync: 2,000 files of 64-448 KiB (498 MiB) at scale 1, in 20 folders. */
+export async function makeInitialSet(folder: string, scale: number): Promise<{ files: number; bytes: number }> {
+  const files = Math.round(2000 * scale);
+  let bytes = 0;
+  for (let i = 0; i < files; i++) {
+    const size = 64 * 1024 + ((i * 7919) % (384 * 1024));
+    bytes += size;
+    await mkdir(join(folder, `d${i % 20}`), { recursive: true });
+    await writeFile(join(folder, `d${i % 20}`, `f${i}.bin`), randomBytes(size));
+  }
+  return { files, bytes };
+}
 
 /** A text table: a label column, then right-aligned columns, under a rule. */
 export function table(title: string, columns: string[], rows: [string, ...string[]][]): string {

@@ -26,6 +26,7 @@ import {
   flushDirtyPages,
   ByteCountingProxy,
   Cli,
+  makeInitialSet,
   machineBusyCpuSeconds,
   MiB,
   ownCpuSeconds,
@@ -88,14 +89,7 @@ function sleep(ms: number): Promise<void> {
 async function makeDataSet(work: string): Promise<DataSet> {
   // Initial sync: 2,000 files, ~500 MiB, sizes spread from 64 to 448 KiB.
   const initial = join(work, 'source', 'initial');
-  const files = Math.round(2000 * SCALE);
-  let bytes = 0;
-  for (let i = 0; i < files; i++) {
-    const size = 64 * 1024 + ((i * 7919) % (384 * 1024));
-    bytes += size;
-    await mkdir(join(initial, `d${i % 20}`), { recursive: true });
-    await writeFile(join(initial, `d${i % 20}`, `f${i}.bin`), randomBytes(size));
-  }
+  const { files, bytes } = await makeInitialSet(initial, SCALE);
   const big = randomBytes(Math.round(100 * MiB * SCALE));
   const middle = Math.floor(big.length / 2);
   const inserted = Buffer.concat([big.subarray(0, middle), randomBytes(1024), big.subarray(middle)]);
