@@ -314,8 +314,8 @@ export class SyncEngine {
       // (the server leaves them out when asked; one from before does not).
       const changes = page.changes.filter((change) => change.kind !== 'processed');
       await this.prefetchManifests(changes);
-      this.wholeFetch = await this.startWholeFetch(changes);
       try {
+        this.wholeFetch = await this.startWholeFetch(changes);
         await this.applyInOrder(changes, summary);
         const stopped = await this.wholeFetch?.finished;
         if (stopped) {
