@@ -22,10 +22,14 @@ TOOLCHAIN=.toolchain
 
 # System packages (Debian), only those missing. The workers need ffmpeg (video) and libheif's
 # heif-convert (HEIC/HEIF, which sharp's prebuilt libvips cannot decode). The tests check
-# metadata against exiftool. With --bench, the peers the benchmarks run side by side with:
-# Syncthing (bench:sync) and vipsthumbnail (bench:thumbs).
+# metadata against exiftool and build the k3s kustomization with kubectl. With --bench, the
+# peers the benchmarks run side by side with: Syncthing (bench:sync) and vipsthumbnail
+# (bench:thumbs).
 packages=(ffmpeg libheif-examples)
-if $with_test_services; then packages+=(libimage-exiftool-perl); fi
+if $with_test_services; then
+  packages+=(libimage-exiftool-perl)
+  if ! command -v kubectl >/dev/null; then packages+=(kubernetes-client); fi
+fi
 if $with_bench_peers; then
   packages+=(libvips-tools)
   if ! command -v syncthing >/dev/null; then packages+=(syncthing); fi

@@ -76,9 +76,21 @@ export interface IngressRoute {
   spec: { routes: { match: string; priority?: number; services: { name: string; port: string | number }[] }[] };
 }
 
+export interface SecretGenerator {
+  name: string;
+  /** One env file: the field every kustomize reads, kubectl 1.20's (Debian's) included. */
+  env?: string;
+  envs?: string[];
+}
+
 export interface Kustomization {
   resources?: string[];
-  secretGenerator?: { name: string; envs?: string[] }[];
+  secretGenerator?: SecretGenerator[];
+}
+
+/** The env files a secretGenerator reads its keys from. */
+export function envFilesOf(generator: SecretGenerator): string[] {
+  return [...(generator.env === undefined ? [] : [generator.env]), ...(generator.envs ?? [])];
 }
 
 /** One object of a manifest, with the file it came from (relative to k3s/). */
