@@ -109,13 +109,12 @@ export async function* readFileRecords<H extends RecordHeader>(
 }
 
 /**
- * The content of a record as one buffer: the piece it arrived in, or its pieces copied into
- * target (at least as long as the content; a new buffer without one).
+ * The content of a record as one buffer: its pieces copied into target (at least as long as the
+ * content), or without one the piece it arrived in or a new buffer joining its pieces.
  */
 export function recordContent(record: FileRecord<RecordHeader>, target?: Buffer): Buffer {
   const { pieces, header } = record;
-  if (pieces.length === 1) return pieces[0]!;
-  if (!target) return Buffer.concat(pieces, header.size);
+  if (!target) return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, header.size);
   let at = 0;
   for (const piece of pieces) at += piece.copy(target, at);
   return target.subarray(0, header.size);

@@ -103,6 +103,17 @@ export function blobStoreContract(name: string, create: () => Promise<{ store: B
       expect(await store.head('uploads', 'k')).toEqual({ key: 'k', size: BYTES.length });
     });
 
+    it('trusts a sha256 the caller checked but still holds the bytes to the size', async () => {
+      const checked = { sha256: sha256(BYTES), sha256Checked: true };
+      expect(await store.put('uploads', 'checked', body(BYTES), { ...checked, size: BYTES.length })).toEqual({
+        size: BYTES.length,
+        sha256: sha256(BYTES),
+      });
+      expect(await readAll(await store.get('uploads', 'checked'))).toEqual(BYTES);
+      await expectPvError(store.put('uploads', 'short', body(BYTES), { ...checked, size: BYTES.length + 1 }), 'PV_INTEGRITY');
+      expect(await store.head('uploads', 'short')).toBeNull();
+    });
+
     it('makes a non-durable put just as atomic and readable', async () => {
       await store.put('uploads', 'scratch/one', body(BYTES), { sha256: sha256(BYTES), size: BYTES.length, durable: false });
       expect(await readAll(await store.get('uploads', 'scratch/one'))).toEqual(BYTES);

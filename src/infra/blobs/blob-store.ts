@@ -21,6 +21,11 @@ export interface PutOptions {
   /** Exact byte count the bytes must have; on mismatch nothing becomes visible. */
   size?: number;
   /**
+   * The caller has checked the bytes against sha256 itself, in its own memory, and passes them
+   * unchanged: the put counts them but trusts the hash instead of computing it a second time.
+   */
+  sha256Checked?: boolean;
+  /**
    * false: the object may be lost (never seen partial) if the machine loses power soon after.
    * For scratch data the caller can re-verify or re-fetch, such as staged upload chunks; it
    * saves a disk flush per object. Default true.

@@ -5,7 +5,7 @@ import { inBlocks } from '../../core/byte-blocks.js';
 import { CHUNK_MAX_SIZE } from '../../core/chunker.js';
 import { isPvError, notFoundAsNull, PvError } from '../../core/errors.js';
 import { type FileRecord, readFileRecords, recordContent } from '../../core/file-records.js';
-import { parseContentHash, sha256Hex } from '../../core/hash.js';
+import { parseContentHash, sha256OfSpans } from '../../core/hash.js';
 import { piecesOf } from '../../core/stream-pieces.js';
 import { applyDelta, MAX_SIGNED_BYTES } from '../../core/delta.js';
 import { decodeManifest, encodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../../core/manifest.js';
@@ -422,23 +422,26 @@ export class UploadService {
       broken = { error };
     }
     // The files that arrived whole before a broken body are committed; then the request fails.
-    // A file that arrived in several pieces is joined in a reused buffer, not a fresh one each.
+    // Each is copied into a shared buffer, reused, where a worker thread hashes it meanwhile.
     const buffer = this.bodyBuffers.take(records.reduce((sum, record) => sum + record.header.size, 0));
     const outcomes: (Negotiation | UploadStatus | UploadFailure)[] = [];
     try {
+      const offsets: number[] = [];
       let offset = 0;
       const contents = records.map((record) => {
+        offsets.push(offset);
         const content = recordContent(record, buffer.subarray(offset));
         offset += record.header.size;
         return content;
       });
-      for (const [at, record] of records.entries()) {
+      for (const record of records) {
         try {
-          outcomes.push(this.checkWholeFile(record.header, contents[at]!));
+          outcomes.push(this.wholeFileNegotiation(record.header));
         } catch (error) {
           outcomes.push(failureOf(error));
         }
       }
+      await this.checkWholeFiles(outcomes, buffer, offsets);
       const checked = outcomes.filter(isNegotiation);
       const hashes = [...new Set(checked.map((n) => n.contentHash))];
       const held = await this.uploads.heldContents(principal.userId, hashes);
@@ -449,8 +452,9 @@ export class UploadService {
           if (!isNegotiation(n)) return;
           try {
             // Held already (another device, or this one, got there first): no bytes to keep.
+            // Stored already (another user's upload): the bytes are proved to be its content.
             if (held.has(n.contentHash)) outcomes[at] = await this.commitHeld(principal, n);
-            else await this.storeWholeFile(n, contents[at]!, stored.has(n.contentHash));
+            else if (!stored.has(n.contentHash)) await this.storeWholeFile(n, contents[at]!);
           } catch (error) {
             outcomes[at] = failureOf(error);
           }
@@ -469,8 +473,8 @@ export class UploadService {
     return outcomes as (UploadStatus | UploadFailure)[];
   }
 
-  /** A file sent whole as a checked negotiation, its bytes checked against every chunk hash. */
-  private checkWholeFile(request: WholeFileHeader, bytes: Buffer): Negotiation {
+  /** The negotiation a file sent whole stands for, its bytes not yet checked (checkWholeFiles). */
+  private wholeFileNegotiation(request: WholeFileHeader): Negotiation {
     if (!WholeFileHeaderCheck.Check(request)) {
       throw new PvError('PV_INVALID_INPUT', `The header of ${describePath(request)} is not a negotiation.`, {
         fix: 'Send the fields POST /uploads takes, with the whole manifest.',
@@ -479,29 +483,45 @@ export class UploadService {
     if (request.manifestDiff !== undefined) {
       throw new PvError('PV_INVALID_INPUT', 'A file sent whole carries its whole manifest.', { fix: 'Send manifest, not manifestDiff.' });
     }
-    const negotiation = this.negotiation(request, null);
-    for (const place of placesOf(negotiation.manifest))
-      checkChunk(place.hash, place.length, bytes.subarray(place.offset, place.offset + place.length));
-    return negotiation;
+    return this.negotiation(request, null);
   }
 
   /**
-   * Makes a file's checked bytes its object, the put checking the content hash; content stored
-   * already (another user's upload) is only proved to be these bytes.
+   * Holds each file sent whole (its bytes at its offset in buffer) to every chunk hash of its
+   * manifest and to its content hash: one that fails becomes its failure. The bytes are hashed
+   * all at once, on a worker thread.
    */
-  private async storeWholeFile(negotiation: Negotiation, bytes: Buffer, stored: boolean): Promise<void> {
-    const expected = { sha256: negotiation.contentHash, size: negotiation.size };
-    try {
-      if (stored && sha256Hex(bytes) !== expected.sha256) throw new PvError('PV_INTEGRITY', 'The content does not match.');
-      if (!stored) await this.blobs.put(NEW_OBJECT_BUCKET, objectKey(negotiation.contentHash), Readable.from([bytes]), expected);
-    } catch (error) {
-      if (!isPvError(error, 'PV_INTEGRITY')) throw error;
-      throw new PvError(
-        'PV_UPLOAD_HASH_MISMATCH',
-        `The bytes sent for ${negotiation.path} do not have its content hash; nothing was stored.`,
-        { fix: 'Re-read the file (it may have changed while uploading) and send it again.' },
-      );
+  private async checkWholeFiles(
+    outcomes: (Negotiation | UploadStatus | UploadFailure)[],
+    buffer: Buffer,
+    offsets: number[],
+  ): Promise<void> {
+    const checked = [...outcomes.keys()].filter((at) => isNegotiation(outcomes[at]!));
+    const spans = checked.flatMap((at) => {
+      const n = outcomes[at] as Negotiation;
+      const start = offsets[at]!;
+      return [...placesOf(n.manifest).map(({ offset, length }) => ({ offset: start + offset, length })), { offset: start, length: n.size }];
+    });
+    const digests = await sha256OfSpans(buffer, spans);
+    let next = 0;
+    for (const at of checked) {
+      const n = outcomes[at] as Negotiation;
+      const chunkDigests = digests.slice(next, next + n.manifest.length);
+      const contentDigest = digests[next + n.manifest.length];
+      next += n.manifest.length + 1;
+      const wrong = n.manifest.find(({ hash }, i) => chunkDigests[i] !== hash);
+      if (wrong) outcomes[at] = failureOf(chunkHashMismatch(wrong.hash));
+      else if (contentDigest !== n.contentHash) outcomes[at] = failureOf(contentHashMismatch(n.path));
     }
+  }
+
+  /** Makes a file's checked bytes its object. */
+  private async storeWholeFile(negotiation: Negotiation, bytes: Buffer): Promise<void> {
+    await this.blobs.put(NEW_OBJECT_BUCKET, objectKey(negotiation.contentHash), Readable.from([bytes]), {
+      sha256: negotiation.contentHash,
+      size: negotiation.size,
+      sha256Checked: true,
+    });
     this.metrics.chunkReceived(negotiation.size);
   }
 
@@ -841,11 +861,19 @@ function checkChunk(hash: string, length: number, bytes: Buffer): void {
       fix: 'Send the chunk again.',
     });
   }
-  if (bytes.length > length || createHash('sha256').update(bytes).digest('hex') !== hash) {
-    throw new PvError('PV_UPLOAD_CHUNK_HASH_MISMATCH', `The bytes sent for chunk ${hash} do not have that hash; nothing was kept.`, {
-      fix: 'Re-read the file and send the chunk again; if it changed meanwhile, start a new upload.',
-    });
-  }
+  if (bytes.length > length || createHash('sha256').update(bytes).digest('hex') !== hash) throw chunkHashMismatch(hash);
+}
+
+function chunkHashMismatch(hash: string): PvError {
+  return new PvError('PV_UPLOAD_CHUNK_HASH_MISMATCH', `The bytes sent for chunk ${hash} do not have that hash; nothing was kept.`, {
+    fix: 'Re-read the file and send the chunk again; if it changed meanwhile, start a new upload.',
+  });
+}
+
+function contentHashMismatch(path: string): PvError {
+  return new PvError('PV_UPLOAD_HASH_MISMATCH', `The bytes sent for ${path} do not have its content hash; nothing was stored.`, {
+    fix: 'Re-read the file (it may have changed while uploading) and send it again.',
+  });
 }
 
 /**
@@ -914,10 +942,11 @@ function contiguousRuns(ranges: StagedRange[]): StagedRange[] {
 class BodyBuffers {
   private readonly spare: Buffer[] = [];
 
+  /** A buffer of at least length bytes, in a SharedArrayBuffer (for a worker thread to read). */
   take(length: number): Buffer {
     const at = this.spare.findIndex((buffer) => buffer.length >= length);
     if (at >= 0) return this.spare.splice(at, 1)[0]!;
-    return Buffer.allocUnsafe(length <= BODY_BUFFER_KEPT_BYTES ? Math.max(length, BODY_BUFFER_MIN_BYTES) : length);
+    return Buffer.from(new SharedArrayBuffer(length <= BODY_BUFFER_KEPT_BYTES ? Math.max(length, BODY_BUFFER_MIN_BYTES) : length));
   }
 
   give(buffer: Buffer): void {
