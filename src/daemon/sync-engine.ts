@@ -64,8 +64,8 @@ export class SyncEngine {
    * whose file changed since is caught by the hash check of every chunk taken from disk.
    */
   private chunksOnDisk: Promise<Map<string, LocalChunk>> | undefined;
-  /** Manifests of files a page of changes brings, fetched together (prefetchManifests), by remote path. */
-  private readonly prefetched = new Map<string, VersionManifest>();
+  /** Manifests of files the page of changes being applied brings, fetched together (readPage), by remote path. */
+  private prefetched = new Map<string, VersionManifest>();
   /** Cleared when the server turns out not to know POST /files/manifests. */
   private manifestsInBatches = true;
   /** The new files of the page of changes being applied, fetched whole (startWholeFetch) while it is. */
@@ -308,15 +308,17 @@ export class SyncEngine {
   private async pull(summary: SyncSummary): Promise<void> {
     const state = await this.readState();
     let cursor = state.cursor;
-    for (let more = true; more;) {
-      const page = await this.api.changes(cursor, 500, { excludeProcessed: true });
-      // A processing result changes derived files on the server only: nothing to do on disk
-      // (the server leaves them out when asked; one from before does not).
-      const changes = page.changes.filter((change) => change.kind !== 'processed');
-      await this.prefetchManifests(changes);
+    for (let reading: Promise<FeedPage> | null = this.readPage(cursor); reading;) {
+      const page: FeedPage = await reading;
+      // The next page is read while this one is applied, so that its round trips (the feed, the
+      // manifests) overlap this page's transfers. Only read: its files are fetched in its turn.
+      reading = page.hasMore ? this.readPage(page.next) : null;
+      // Awaited in the next turn; until then a failure is only recorded (this page's comes first).
+      reading?.catch(() => {});
+      this.prefetched = page.manifests;
       try {
-        this.wholeFetch = await this.startWholeFetch(changes);
-        await this.applyInOrder(changes, summary);
+        this.wholeFetch = await this.startWholeFetch(page.changes);
+        await this.applyInOrder(page.changes, summary);
         const stopped = await this.wholeFetch?.finished;
         if (stopped) {
           // A server from before POST /files/contents: each download fetched its own, and will.
@@ -324,16 +326,24 @@ export class SyncEngine {
           this.contentsInBatches = false;
         }
       } finally {
-        this.prefetched.clear();
+        this.prefetched = new Map();
         // Fetched for a change that did not take it (its path was taken locally meanwhile, say).
         await this.wholeFetch?.discard();
         this.wholeFetch = null;
       }
       cursor = page.next;
-      more = page.hasMore;
       await this.writeState({ cursor });
     }
     if (cursor > 0) await this.api.acknowledge(cursor);
+  }
+
+  /** A page of the change feed from cursor on, with the manifests it brings (prefetchManifests). */
+  private async readPage(cursor: number): Promise<FeedPage> {
+    const page = await this.api.changes(cursor, 500, { excludeProcessed: true });
+    // A processing result changes derived files on the server only: nothing to do on disk
+    // (the server leaves them out when asked; one from before does not).
+    const changes = page.changes.filter((change) => change.kind !== 'processed');
+    return { changes, manifests: await this.prefetchManifests(changes), next: page.next, hasMore: page.hasMore };
   }
 
   /**
@@ -341,14 +351,15 @@ export class SyncEngine {
    * has no entry for: each such download then takes one request (its bytes) instead of two.
    * Edits of files held go as patches of the local copy and fetch their own plan.
    */
-  private async prefetchManifests(changes: Change[]): Promise<void> {
+  private async prefetchManifests(changes: Change[]): Promise<Map<string, VersionManifest>> {
+    const prefetched = new Map<string, VersionManifest>();
     const candidates = new Set<string>();
     for (const change of changes) {
       if (change.kind === 'upsert' && change.entryKind === 'file' && change.size <= PREFETCH_MAX_BYTES) {
         if (this.localPath(change.path) !== null) candidates.add(change.path);
       }
     }
-    if (candidates.size === 0 || !this.manifestsInBatches) return;
+    if (candidates.size === 0 || !this.manifestsInBatches) return prefetched;
     const held = await this.index.existing([...candidates].map((path) => this.localPath(path)!));
     const wanted = [...candidates].filter((path) => !held.has(this.localPath(path)!));
     for (let at = 0; at < wanted.length; at += MANIFESTS_PER_REQUEST_MAX) {
@@ -360,9 +371,10 @@ export class SyncEngine {
       });
       for (const [path, manifest] of fetched) {
         // A file gone since is skipped when its change is applied, as without the prefetch.
-        if (!(manifest instanceof PvError)) this.prefetched.set(path, manifest);
+        if (!(manifest instanceof PvError)) prefetched.set(path, manifest);
       }
     }
+    return prefetched;
   }
 
   /**
@@ -562,6 +574,15 @@ export class SyncEngine {
     await writeFile(temp, JSON.stringify(state));
     await rename(temp, this.stateFile);
   }
+}
+
+/** A page of the change feed, read ahead of its turn (SyncEngine.readPage). */
+interface FeedPage {
+  changes: Change[];
+  /** Manifests of the files it brings that this device had no entry for when it was read, by remote path. */
+  manifests: Map<string, VersionManifest>;
+  next: number;
+  hasMore: boolean;
 }
 
 /**
