@@ -70,12 +70,16 @@ export class SyncDaemon {
    */
   async start(): Promise<void> {
     const settleMs = this.settleMs;
+    // A pull's writes are told apart in the handler, not ignored here: chokidar does not track a
+    // file it ignored, so it would never report the user deleting one later.
     this.watcher = watch(this.root, {
       ignoreInitial: true,
-      ignored: (path: string) => path.includes(`${sep}.photovault`) || path.endsWith('.pvpart') || this.isOwnWrite(path),
+      ignored: (path: string) => path.includes(`${sep}.photovault`) || path.endsWith('.pvpart'),
       awaitWriteFinish: { stabilityThreshold: settleMs, pollInterval: Math.max(10, Math.round(settleMs / 3)) },
     });
-    this.watcher.on('all', (_event, path) => {
+    this.watcher.on('all', (event, path) => {
+      // A pull's write comes back as an add or a change; a deletion is always someone else's.
+      if ((event === 'add' || event === 'change') && this.isOwnWrite(path)) return;
       this.markDirty(path);
       this.schedule(0);
     });
@@ -100,9 +104,9 @@ export class SyncDaemon {
   }
 
   /**
-   * Notes a file a pull is writing: the watcher ignores it for 2 * settleMs, so a first sync's
-   * thousands of downloads do not each come back as a change to poll until settled and scan.
-   * A user's change in that window is not lost: a pass that downloaded is followed, 2 * settleMs
+   * Notes a file a pull is writing: the watcher's reports of its adds and changes are dropped for
+   * 2 * settleMs, so a first sync's thousands of downloads do not each come back as a pass. A
+   * user's edit in that window is not lost: a pass that downloaded is followed, 2 * settleMs
    * after it ended, by a pass over the whole folder (see pass()).
    */
   private noteOwnWrite(path: string): void {
@@ -160,8 +164,8 @@ export class SyncDaemon {
         }
         this.record(summary);
         this.options.onPass?.(summary);
-        // The watcher can drop a local change made while it was still settling this pass's own
-        // writes (a file deleted right after it was downloaded): look once more when that is over.
+        // A user's edit of a file this pass wrote, made within 2 * settleMs of the write, was taken
+        // for the pass's own (noteOwnWrite): look once more when that window is over.
         // Once after a burst of such passes, not after each: a first sync downloads in many passes,
         // and a walk of the whole folder after each made its CPU grow with the square of its files.
         if (summary.downloaded + summary.deleted > 0) {

@@ -74,4 +74,22 @@ describe('sync daemon', () => {
     expect(status).toMatchObject({ folder: b, connected: true, totals: { downloaded: 1, uploaded: 1, deleted: 1 } });
     expect(status.recent.map((event) => event.text)).toContain('connected to the server');
   });
+
+  it('sees the user delete or edit a file a pull wrote, once the pull is long over', async () => {
+    const [a, b] = [running[0]!.root, running[1]!.root];
+    for (const name of ['to-delete.txt', 'to-edit.txt']) await writeFile(join(a, name), `${name} from a`);
+    await eventually(
+      async () => (await contentOf(join(b, 'to-delete.txt'))) !== null && (await contentOf(join(b, 'to-edit.txt'))) !== null,
+    );
+    // Past the window in which the daemon takes the pull's writes for its own, and past the
+    // pass over the whole folder that follows a downloading pass: only the watcher can tell now.
+    await eventually(async () => running[1]!.daemon.status().state === 'idle');
+    await new Promise((resolve) => setTimeout(resolve, 5 * 200));
+    await rm(join(b, 'to-delete.txt'));
+    await writeFile(join(b, 'to-edit.txt'), 'edited on b');
+    await eventually(
+      async () => (await contentOf(join(a, 'to-delete.txt'))) === null && (await contentOf(join(a, 'to-edit.txt'))) === 'edited on b',
+    );
+    expect(errors).toEqual([]);
+  });
 });
