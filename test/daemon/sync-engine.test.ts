@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PvError } from '../../src/core/errors.js';
@@ -10,6 +12,8 @@ import { loadIgnoreRules } from '../../src/daemon/ignore-rules.js';
 import { LocalIndex } from '../../src/daemon/local-index.js';
 import { scanFolder } from '../../src/daemon/scanner.js';
 import { SyncEngine, type SyncSummary } from '../../src/daemon/sync-engine.js';
+import type { Bucket } from '../../src/infra/blobs/blob-store.js';
+import { objectKey } from '../../src/infra/blobs/object-keys.js';
 import { createTestServer, type TestServer } from '../support/server.js';
 import { pseudoRandomBytes } from '../support/uploads.js';
 
@@ -153,6 +157,32 @@ describe('two-way folder sync, one pass at a time', () => {
     for (const [path, content] of written) expect((await readFile(join(desktop.root, path))).equals(content)).toBe(true);
     expect(await partsUnder(desktop.root)).toEqual([]);
     await rm(join(laptop.root, 'Small'), { recursive: true });
+    await converge();
+  });
+
+  it('never places a file fetched whole whose bytes lost their hash on the server, and fetches the rest of its request', async () => {
+    const good = pseudoRandomBytes(150_000, 7_001);
+    const bad = pseudoRandomBytes(160_000, 7_002);
+    await mkdir(join(laptop.root, 'Damaged'));
+    await writeFile(join(laptop.root, 'Damaged/good.jpg'), good);
+    await writeFile(join(laptop.root, 'Damaged/bad.jpg'), bad);
+    expect(await laptop.sync()).toMatchObject({ uploaded: 2, failed: [] });
+    // A failing disk on the server: one byte of the stored object flipped, unchecked.
+    const { blobs, db } = server.context;
+    const hash = createHash('sha256').update(bad).digest('hex');
+    const { bucket } = await db.selectFrom('objects').select('bucket').where('hash', '=', hash).executeTakeFirstOrThrow();
+    const flipped = Buffer.from(bad);
+    flipped[80_000]! ^= 1;
+    await blobs.put(bucket as Bucket, objectKey(hash), Readable.from([flipped]));
+
+    const summary = await desktop.sync();
+    expect(summary).toMatchObject({ downloaded: 1, failed: [{ path: 'Sync/Damaged/bad.jpg', code: 'PV_INTEGRITY' }] });
+    expect((await readFile(join(desktop.root, 'Damaged/good.jpg'))).equals(good)).toBe(true);
+    await expect(stat(join(desktop.root, 'Damaged/bad.jpg'))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await partsUnder(desktop.root)).toEqual([]);
+
+    await blobs.put(bucket as Bucket, objectKey(hash), Readable.from([bad]));
+    await rm(join(laptop.root, 'Damaged'), { recursive: true });
     await converge();
   });
 

@@ -6,6 +6,7 @@ import { CHUNK_MAX_SIZE } from '../../core/chunker.js';
 import { isPvError, notFoundAsNull, PvError } from '../../core/errors.js';
 import { type FileRecord, readFileRecords, recordContent } from '../../core/file-records.js';
 import { parseContentHash, sha256OfSpans } from '../../core/hash.js';
+import { SharedBuffers } from '../../core/shared-buffers.js';
 import { piecesOf } from '../../core/stream-pieces.js';
 import { applyDelta, MAX_SIGNED_BYTES } from '../../core/delta.js';
 import { decodeManifest, encodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../../core/manifest.js';
@@ -64,7 +65,7 @@ const uploadNotFound = (uploadId: string) =>
  * assembling one object from new chunks and ranges of objects the user already holds.
  */
 export class UploadService {
-  private readonly bodyBuffers = new BodyBuffers();
+  private readonly bodyBuffers = new SharedBuffers(BODY_BUFFER_SIZES);
   /** Commits arrive together (a client sends several files at once): they share transactions. */
   private readonly transactions: GroupCommit<Database>;
 
@@ -936,31 +937,11 @@ function contiguousRuns(ranges: StagedRange[]): StagedRange[] {
 }
 
 /**
- * Buffers for request bodies, reused: a fresh megabyte per request counts as external memory to
- * V8, which answers a stream of them with full collections. Small ones only are kept.
+ * Request bodies, reused (a worker thread hashes whole files in them): a client sends about
+ * 1 MiB of chunks per request, and up to 4 MiB of whole files (src/daemon/uploader.ts); 8
+ * requests in flight.
  */
-class BodyBuffers {
-  private readonly spare: Buffer[] = [];
-
-  /** A buffer of at least length bytes, in a SharedArrayBuffer (for a worker thread to read). */
-  take(length: number): Buffer {
-    const at = this.spare.findIndex((buffer) => buffer.length >= length);
-    if (at >= 0) return this.spare.splice(at, 1)[0]!;
-    return Buffer.from(new SharedArrayBuffer(length <= BODY_BUFFER_KEPT_BYTES ? Math.max(length, BODY_BUFFER_MIN_BYTES) : length));
-  }
-
-  give(buffer: Buffer): void {
-    if (buffer.length <= BODY_BUFFER_KEPT_BYTES && this.spare.length < BODY_BUFFERS_KEPT) this.spare.push(buffer);
-  }
-}
-
-/**
- * A client sends about 1 MiB of chunks per request, and up to 4 MiB of whole files
- * (src/daemon/uploader.ts); 8 requests in flight.
- */
-const BODY_BUFFER_MIN_BYTES = 1024 * 1024;
-const BODY_BUFFER_KEPT_BYTES = 4 * 1024 * 1024;
-const BODY_BUFFERS_KEPT = 8;
+const BODY_BUFFER_SIZES = { minBytes: 1024 * 1024, keptBytes: 4 * 1024 * 1024, kept: 8 };
 
 /** Reads a stream into memory, stopping once more than limit bytes arrived (the rest is drained). */
 async function readAtMost(body: Readable, limit: number): Promise<Buffer> {
