@@ -496,7 +496,7 @@ export class SyncEngine {
     }
     const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
     this.ownWrite?.(absolute);
-    // A file fetched whole waits in its folder already; the stat it was written with holds.
+    // A file fetched whole waits in its folder already: no folder to make.
     const placed = fetched && (await placeFetchedWhole(fetched, absolute));
     let result = placed;
     if (!result) {
@@ -511,7 +511,7 @@ export class SyncEngine {
       }
     }
     addLocalChunks(chunks, absolute, result.manifest);
-    const info = placed && fetched ? fetched.written : await stat(absolute);
+    const info = await stat(absolute);
     await this.index.put({
       path,
       size: result.size,

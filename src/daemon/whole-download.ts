@@ -1,11 +1,10 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, open, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { isPvError } from '../core/errors.js';
 import type { FileRecord } from '../core/file-records.js';
-import { LazyThread, newJob } from '../core/lazy-thread.js';
 import { inSizedGroups, runPool } from '../core/pool.js';
 import { type ContentRecordHeader, type FileVersionView, type VersionManifest, WHOLE_FILES_PER_REQUEST_MAX } from '../core/protocol.js';
-import { SharedBuffers } from '../core/shared-buffers.js';
 import type { ApiClient } from './api-client.js';
 import { tempPathBeside } from './downloader.js';
 
@@ -23,14 +22,6 @@ export interface FetchedWholeFile {
   version: FileVersionView;
   /** The version's compact manifest, base64, for the local index. */
   manifest: string;
-  /** The temp file as written (a rename into place keeps both), for the local index. */
-  written: WrittenFile;
-}
-
-/** What the local index keeps of a file's stat. */
-export interface WrittenFile {
-  mtimeMs: number;
-  ino: number;
 }
 
 /**
@@ -117,7 +108,7 @@ async function fetchRequest(
   let failure: { error: unknown } | null = null;
   const write = (file: WholeFileWanted, record: FileRecord<ContentRecordHeader>) => {
     const task: Promise<void> = writeWholeFile(file.target, file.fetched.version.contentHash, record, folders)
-      .then((made) => written(file, made ? { ...made, version: file.fetched.version, manifest: file.fetched.manifest } : null))
+      .then((temp) => written(file, temp ? { temp, version: file.fetched.version, manifest: file.fetched.manifest } : null))
       .catch((error: unknown) => {
         failure ??= { error };
       })
@@ -164,21 +155,20 @@ class FolderMaker {
 }
 
 /**
- * Writes a record's content to a fresh temp file beside target, flushed: its path and stat, or
- * null (and no file) when the bytes do not have the expected hash or the file cannot be written
- * (the per-file download then meets the same cause and reports it).
+ * Writes a record's content to a fresh temp file beside target, flushed: its path, or null (and
+ * no file) when the bytes do not have the expected hash or the file cannot be written (the
+ * per-file download then meets the same cause and reports it).
  */
 async function writeWholeFile(
   target: string,
   contentHash: string,
   record: FileRecord<ContentRecordHeader>,
   folders: FolderMaker,
-): Promise<{ temp: string; written: WrittenFile } | null> {
+): Promise<string | null> {
   const temp = tempPathBeside(target);
   try {
     await folders.make(dirname(target));
-    const written = await writeVerified(temp, contentHash, record);
-    if (written) return { temp, written };
+    if (await writeVerified(temp, contentHash, record)) return temp;
   } catch (error) {
     if (!isFileSystemError(error)) {
       await rm(temp, { force: true });
@@ -189,76 +179,19 @@ async function writeWholeFile(
   return null;
 }
 
-// ---------------------------------------------------------------------------------------------
-// The writer thread.
-//
-// Hashing what arrives and writing it through fs/promises (open, write, flush, stat, close) was
-// about 1 s of the receiving daemon's main thread for 2,000 files / 498 MiB, and that thread
-// bounded the download. The main thread now copies each file into a shared buffer; the writer
-// thread hashes it there and writes it only if the hash is right, a few files at a time.
-
-/** Runs in the writer thread. Plain JavaScript: it is evaluated as is, not compiled. */
-const WRITER_THREAD_SOURCE = `
-'use strict';
-const { parentPort } = require('node:worker_threads');
-const { hash } = require('node:crypto');
-const { open } = require('node:fs/promises');
-async function write({ path, buffer, length, contentHash }) {
-  const bytes = new Uint8Array(buffer, 0, length);
-  if (hash('sha256', bytes) !== contentHash) return {};
-  const out = await open(path, 'wx', 0o644);
+/** Writes the pieces as they arrived (no copy), hashing them while the write is under way; flushes them if the hash is right. */
+async function writeVerified(temp: string, contentHash: string, record: FileRecord<ContentRecordHeader>): Promise<boolean> {
+  const out = await open(temp, 'w', 0o644);
   try {
-    for (let at = 0; at < length; ) at += (await out.write(bytes, at, length - at, at)).bytesWritten;
+    const writing = out.writev(record.pieces, 0);
+    const hash = createHash('sha256');
+    for (const piece of record.pieces) hash.update(piece);
+    const { bytesWritten } = await writing;
+    if (bytesWritten !== record.header.size || hash.digest('hex') !== contentHash) return false;
     await out.sync();
-    const { mtimeMs, ino } = await out.stat();
-    return { written: { mtimeMs, ino } };
+    return true;
   } finally {
     await out.close();
-  }
-}
-parentPort.on('message', (request) => {
-  write(request).then(
-    (reply) => parentPort.postMessage({ job: request.job, ...reply }),
-    ({ message, code, syscall, path, errno }) => parentPort.postMessage({ job: request.job, error: { message, code, syscall, path, errno } }),
-  );
-});
-`;
-
-interface WriterReply {
-  job: number;
-  /** Absent when the bytes did not have the expected hash (and nothing was written). */
-  written?: WrittenFile;
-  /** The file system's error, as plain data (errors do not cross threads whole). */
-  error?: { message: string; code?: string; syscall?: string; path?: string; errno?: number };
-}
-
-const writerThread = new LazyThread<
-  { job: number; path: string; buffer: SharedArrayBuffer; length: number; contentHash: string },
-  WriterReply
->(WRITER_THREAD_SOURCE);
-
-/** Files being written at once: CONTENTS_REQUESTS_IN_FLIGHT requests, WRITES_IN_FLIGHT files each; a photo-sized file fits a kept buffer. */
-const writeBuffers = new SharedBuffers({ minBytes: 1024 * 1024, keptBytes: 2 * 1024 * 1024, kept: 12 });
-
-/** Writes the record's content to temp (a new file) if it has the expected hash, flushed: its stat, or null if the hash is wrong. */
-async function writeVerified(temp: string, contentHash: string, record: FileRecord<ContentRecordHeader>): Promise<WrittenFile | null> {
-  const { size } = record.header;
-  const buffer = writeBuffers.take(size);
-  try {
-    let at = 0;
-    for (const piece of record.pieces) at += piece.copy(buffer, at);
-    const job = newJob();
-    const { written, error } = await writerThread.ask(job, {
-      job,
-      path: temp,
-      buffer: buffer.buffer as SharedArrayBuffer,
-      length: size,
-      contentHash,
-    });
-    if (error) throw Object.assign(new Error(error.message), error);
-    return written ?? null;
-  } finally {
-    writeBuffers.give(buffer);
   }
 }
 
