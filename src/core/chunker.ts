@@ -358,8 +358,7 @@ const smallFileThread = new LazyThread<{ job: number; path: string }, SmallFileR
 
 /** The fingerprint of a small file, from the small-file thread; undefined for a larger one. */
 async function fingerprintSmallFile(path: string): Promise<Fingerprint | undefined> {
-  const job = newJob();
-  const { fingerprint, error } = await smallFileThread.ask(job, { job, path });
+  const { fingerprint, error } = await smallFileThread.ask({ path });
   if (error) throw Object.assign(new Error(error.message), error);
   return fingerprint;
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { PvError } from './errors.js';
-import { LazyThread, newJob } from './lazy-thread.js';
+import { LazyThread } from './lazy-thread.js';
 
 /** A SHA-256 digest as 64 lowercase hex characters: the identity of a chunk or a file version. */
 export type ContentHash = string;
@@ -61,9 +61,7 @@ export async function sha256OfSpans(bytes: Buffer, spans: Span[]): Promise<Conte
       throw new RangeError(`The span ${offset}+${length} lies outside the bytes.`);
   }
   if (spans.length === 0) return [];
-  const job = newJob();
-  const { digests } = await spansThread.ask(job, {
-    job,
+  const { digests } = await spansThread.ask({
     buffer: bytes.buffer,
     byteOffset: bytes.byteOffset,
     spans: spans.flatMap(({ offset, length }) => [offset, length]),

@@ -45,8 +45,10 @@ export class LazyThread<Request, Reply extends { job: number }> {
     this.#worker?.postMessage(request);
   }
 
-  /** Posts a request that gets one reply: the job ends with it. */
-  ask(job: number, request: Request): Promise<Reply> {
+  /** Posts a request, as a job of its own, that gets one reply: the job ends with it. */
+  ask(fields: Omit<Request, 'job'>): Promise<Reply> {
+    const job = newJob();
+    const request = { ...fields, job } as Request;
     return new Promise<Reply>((resolve, reject) => {
       this.attach(job, {
         receive: (reply) => {

@@ -497,8 +497,7 @@ export class SyncEngine {
     const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
     this.ownWrite?.(absolute);
     // A file fetched whole waits in its folder already: no folder to make.
-    const placed = fetched && (await placeFetchedWhole(fetched, absolute));
-    let result = placed;
+    let result = fetched && (await placeFetchedWhole(fetched, absolute));
     if (!result) {
       const created = await mkdir(dirname(absolute), { recursive: true });
       // The local copy is the synced version unchanged: the download is a patch of it.

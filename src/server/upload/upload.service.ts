@@ -427,10 +427,8 @@ export class UploadService {
     const buffer = this.bodyBuffers.take(records.reduce((sum, record) => sum + record.header.size, 0));
     const outcomes: (Negotiation | UploadStatus | UploadFailure)[] = [];
     try {
-      const offsets: number[] = [];
       let offset = 0;
       const contents = records.map((record) => {
-        offsets.push(offset);
         const content = recordContent(record, buffer.subarray(offset));
         offset += record.header.size;
         return content;
@@ -442,7 +440,7 @@ export class UploadService {
           outcomes.push(failureOf(error));
         }
       }
-      await this.checkWholeFiles(outcomes, buffer, offsets);
+      await this.checkWholeFiles(outcomes, buffer, contents);
       const checked = outcomes.filter(isNegotiation);
       const hashes = [...new Set(checked.map((n) => n.contentHash))];
       const held = await this.uploads.heldContents(principal.userId, hashes);
@@ -488,19 +486,19 @@ export class UploadService {
   }
 
   /**
-   * Holds each file sent whole (its bytes at its offset in buffer) to every chunk hash of its
+   * Holds each file sent whole (its content, lying in buffer) to every chunk hash of its
    * manifest and to its content hash: one that fails becomes its failure. The bytes are hashed
    * all at once, on a worker thread.
    */
   private async checkWholeFiles(
     outcomes: (Negotiation | UploadStatus | UploadFailure)[],
     buffer: Buffer,
-    offsets: number[],
+    contents: Buffer[],
   ): Promise<void> {
     const checked = [...outcomes.keys()].filter((at) => isNegotiation(outcomes[at]!));
     const spans = checked.flatMap((at) => {
       const n = outcomes[at] as Negotiation;
-      const start = offsets[at]!;
+      const start = contents[at]!.byteOffset - buffer.byteOffset;
       return [...placesOf(n.manifest).map(({ offset, length }) => ({ offset: start + offset, length })), { offset: start, length: n.size }];
     });
     const digests = await sha256OfSpans(buffer, spans);
