@@ -82,8 +82,6 @@ function sameTrees(a: Map<string, string>, b: Map<string, string>): boolean {
   return a.size === b.size && [...a].every(([path, hash]) => b.get(path) === hash);
 }
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-
 interface Round {
   mode: string;
   wall: number;
@@ -154,26 +152,30 @@ async function live(
   const server0 = server.cpuSeconds();
   const started = performance.now();
   const daemons: ChildProcess[] = [a, b].map((d) =>
-    spawn(process.execPath, [BIN, 'sync', d.folder], {
+    spawn(process.execPath, [BIN, 'sync', d.folder, '--json'], {
       env: { ...env, PHOTOVAULT_CONFIG_DIR: d.config, XDG_RUNTIME_DIR: d.runDir },
-      stdio: 'ignore',
+      stdio: ['ignore', d === b ? 'pipe' : 'ignore', 'inherit'],
     }),
   );
   atExit(() => daemons.forEach((child) => child.kill('SIGKILL')));
+  // b is done when its passes have reported every file downloaded. Its own reports, not a walk of
+  // its folder: walking 2,000 files every few ms took a CPU-second or more from the daemons.
+  let downloaded = 0;
   let wall = 0;
   let cpu = { a: 0, b: 0, server: 0 };
-  for (;;) {
-    await sleep(25);
-    const now = await visibleTreeSize(b.folder);
-    if (now.files !== total.files || now.bytes !== total.bytes) {
-      if (performance.now() - started > 1_800_000) throw new Error('live: b did not get the files within 30 min');
-      continue;
-    }
-    wall = (performance.now() - started) / 1000;
-    cpu = { a: processCpuSeconds(daemons[0]!.pid!), b: processCpuSeconds(daemons[1]!.pid!), server: server.cpuSeconds() - server0 };
-    // Renamed into place only once verified, so complete sizes should mean complete files: check.
-    if (sameTrees(await treeHashes(b.folder), expected)) break;
-  }
+  await new Promise<void>((done, fail) => {
+    const timeout = setTimeout(() => fail(new Error('live: b did not get the files within 30 min')), 1_800_000);
+    daemons[1]!.once('exit', (code) => fail(new Error(`live: b's daemon exited (${code}) with ${downloaded} files downloaded`)));
+    daemons[1]!.stdout!.setEncoding('utf8').on('data', (text: string) => {
+      for (const [, count] of text.matchAll(/"downloaded": (\d+)/g)) downloaded += Number(count);
+      if (downloaded < total.files || wall > 0) return;
+      wall = (performance.now() - started) / 1000;
+      cpu = { a: processCpuSeconds(daemons[0]!.pid!), b: processCpuSeconds(daemons[1]!.pid!), server: server.cpuSeconds() - server0 };
+      clearTimeout(timeout);
+      done();
+    });
+  });
+  if (!sameTrees(await treeHashes(b.folder), expected)) throw new Error('live: b does not hold the files of a');
   const others = machineBusyCpuSeconds() - ownCpuSeconds() - busy - cpu.a - cpu.b - cpu.server;
   await Promise.all(daemons.map((child) => new Promise((done) => (child.once('exit', done), child.kill('SIGTERM')))));
   await server.stop();
