@@ -24,24 +24,24 @@ const OWN_WRITES_SWEEP_AT = 1_000;
 const MAX_DIRTY_PATHS = 500;
 
 /**
- * Keeps a folder in sync continuously: a pass runs when a local file settles (chokidar), when the
- * server says the feed moved on (the sync socket), after reconnecting (catch-up after being
- * offline), and every few minutes regardless. Passes never overlap; triggers during a pass
- * queue one more. A pass the watcher started looks only at the paths it reported, so latency
- * does not grow with the folder; the others walk the whole folder.
+ * Keeps a folder in sync continuously: a pass runs a settle delay after the watcher (chokidar)
+ * reports a local change, when the server says the feed moved on (the sync socket), after
+ * reconnecting (catch-up after being offline), and every few minutes regardless. Passes never
+ * overlap; triggers during a pass queue one more. A pass the watcher started looks only at the
+ * paths it reported, so latency does not grow with the folder; the others walk the whole folder.
  */
 export class SyncDaemon {
   private watcher: FSWatcher | undefined;
   private socket: WebSocket | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When the next pass is due (epoch ms): the timer's, or the one after the running pass. */
+  private due = Infinity;
   private fullPass: NodeJS.Timeout | undefined;
   private reconnectDelay = RECONNECT_MIN_MS;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  private again = false;
   private stopped = false;
   private recheck: NodeJS.Timeout | undefined;
-  private settling: NodeJS.Timeout | undefined;
   private readonly settleMs: number;
   /** Files a pull just wrote (absolute paths), until when the watcher ignores them. */
   private readonly ownWrites = new Map<string, number>();
@@ -69,19 +69,20 @@ export class SyncDaemon {
    * runs. (A change made before the watcher is ready is still found by that first pass.)
    */
   async start(): Promise<void> {
-    const settleMs = this.settleMs;
     // A pull's writes are told apart in the handler, not ignored here: chokidar does not track a
     // file it ignored, so it would never report the user deleting one later.
+    // Nor does chokidar wait for writes to finish (awaitWriteFinish): the pass after the settle
+    // delay leaves a file whose mtime is younger alone (SyncEngine), where chokidar would poll every
+    // new file, the thousands a first sync downloads included, several times.
     this.watcher = watch(this.root, {
       ignoreInitial: true,
       ignored: (path: string) => path.includes(`${sep}.photovault`) || path.endsWith('.pvpart'),
-      awaitWriteFinish: { stabilityThreshold: settleMs, pollInterval: Math.max(10, Math.round(settleMs / 3)) },
     });
     this.watcher.on('all', (event, path) => {
       // A pull's write comes back as an add or a change; a deletion is always someone else's.
       if ((event === 'add' || event === 'change') && this.isOwnWrite(path)) return;
       this.markDirty(path);
-      this.schedule(0);
+      this.schedule(this.settleMs);
     });
     this.watcher.on('error', (error) => this.options.onError?.(error));
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
@@ -95,7 +96,6 @@ export class SyncDaemon {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.recheck);
-    clearTimeout(this.settling);
     clearTimeout(this.reconnectTimer);
     clearInterval(this.fullPass);
     this.socket?.close();
@@ -133,20 +133,34 @@ export class SyncDaemon {
     else this.dirty.add(path);
   }
 
+  /** Marks what a pass looked at for the next pass again. */
+  private markAgain(paths: Set<string> | 'all'): void {
+    if (paths === 'all' || this.dirty === 'all') this.dirty = 'all';
+    else for (const path of paths) this.dirty.add(path);
+  }
+
   /** Schedules a pass over the whole folder. */
   private scheduleFull(delayMs: number): void {
     this.dirty = 'all';
     this.schedule(delayMs);
   }
 
+  /**
+   * Runs a pass in delayMs, or sooner if one is due sooner; never while one runs, but after it.
+   * A later trigger never puts a due pass off: a file written to without pause must not hold up
+   * the others.
+   */
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
+    const due = Date.now() + delayMs;
+    if (due >= this.due) return;
+    this.due = due;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.pass(), delayMs);
+    if (this.running) return; // the pass's end schedules it
+    this.timer = setTimeout(() => {
+      this.due = Infinity;
+      void this.pass();
+    }, delayMs);
   }
 
   private async pass(): Promise<void> {
@@ -172,10 +186,10 @@ export class SyncDaemon {
           clearTimeout(this.recheck);
           this.recheck = setTimeout(() => this.scheduleFull(0), 2 * this.settleMs);
         }
-        // Files still being written (a pass the socket or the timer started) get their own pass once settled.
+        // Files still being written get another look once settled: the same paths, or everything.
         if (summary.deferred > 0) {
-          clearTimeout(this.settling);
-          this.settling = setTimeout(() => this.scheduleFull(0), this.settleMs);
+          this.markAgain(dirty);
+          this.schedule(this.settleMs);
         }
       } catch (error) {
         // Offline, refused, or a local file system error: reported, and the next trigger (the
@@ -188,9 +202,10 @@ export class SyncDaemon {
       await this.running;
     } finally {
       this.running = undefined;
-      if (this.again) {
-        this.again = false;
-        this.schedule(0);
+      if (this.due < Infinity) {
+        const due = this.due;
+        this.due = Infinity;
+        this.schedule(Math.max(0, due - Date.now()));
       }
     }
   }

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,6 +90,26 @@ describe('sync daemon', () => {
     await eventually(
       async () => (await contentOf(join(a, 'to-delete.txt'))) === null && (await contentOf(join(a, 'to-edit.txt'))) === 'edited on b',
     );
+    expect(errors).toEqual([]);
+  });
+
+  it('uploads a file written in pieces only once the writing is over', async () => {
+    const [a, b] = [running[0]!.root, running[1]!.root];
+    // Eight pieces 80 ms apart: each pause is shorter than the settle delay (200 ms), the whole
+    // write three times longer, so the watcher reports the file several times while it grows.
+    const piece = 'x'.repeat(10_000);
+    const file = await open(join(a, 'growing.bin'), 'w');
+    for (let i = 0; i < 8; i++) {
+      await file.write(piece);
+      await new Promise((resolve) => setTimeout(resolve, 80));
+    }
+    await file.close();
+    await eventually(async () => (await contentOf(join(b, 'growing.bin'))) === piece.repeat(8));
+    const versions = await server.app.inject({
+      url: '/api/v1/files/versions?path=growing.bin',
+      headers: { authorization: `Bearer ${(await server.login('alice')).token}` },
+    });
+    expect(versions.json().map((version: { size: number }) => version.size)).toEqual([8 * piece.length]);
     expect(errors).toEqual([]);
   });
 });
