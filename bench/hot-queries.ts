@@ -122,8 +122,8 @@ export async function fillHotTables(db: Db, rows: number): Promise<void> {
  * The hot queries against tables filled with `rows` rows, with the arguments a request would
  * bring: a device half its user's changes behind, a page in the middle of a 10,000-entry folder, the
  * chunk hashes of a new upload (40% in the user's objects, 20% only in another user's, the rest
- * new) for a 4 MiB photo (64 chunks of 64 KiB) and for a full batch of 500, and the chunk list
- * of one object.
+ * new) for a 4 MiB photo (64 chunks of 64 KiB) and for a full batch of 500, the versions a
+ * request for file contents names, and the chunk list of one object.
  */
 export function hotQueries(rows: number): HotQuery[] {
   const { users } = shapeOf(rows);
@@ -170,6 +170,17 @@ export function hotQueries(rows: number): HotQuery[] {
     // The batch locateOwnedChunks() sends at most; on 50,000-row tables reading objects whole
     // is cheaper than 500 lookups.
     { ...chunkLookup(500), minRows: 1_000_000 },
+    {
+      name: 'versions by id',
+      scenario: `the versions a request for 32 files' contents names: 32 of user-3's and 4 of user-4's, which it must not get`,
+      indexes: ['file_versions_pkey'],
+      inIndexOrder: false,
+      rows: 32,
+      query: (db) => {
+        const versionsOf = (user: number, count: number) => Array.from({ length: count }, (_, j) => `version-${user + users * (j * 7)}`);
+        return files(db).versionsQuery('user-3', [...versionsOf(3, 32), ...versionsOf(4, 4)]);
+      },
+    },
     {
       name: 'chunk list of an object',
       scenario: 'the chunk index of one object, in offset order',

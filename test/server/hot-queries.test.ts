@@ -1,4 +1,7 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { explain, fillHotTables, hotQueries, planNodes, planProblems } from '../../bench/hot-queries.js';
 import { type Db, openDatabase } from '../../src/infra/db/database.js';
 import { createPostgresDatabase, describePostgres } from '../support/databases.js';
@@ -40,6 +43,51 @@ describePostgres('hot query plans on PostgreSQL', () => {
       const { plan } = await explain(hot.query(db), { analyze: false });
       const shape = planNodes(plan).map(({ node, depth }) => `${'  '.repeat(depth)}${node['Node Type']} ${node['Index Name'] ?? ''}`);
       expect(planProblems(plan, hot), shape.join('\n')).toEqual([]);
+    });
+  }
+});
+
+/**
+ * The same queries on SQLite, the embedded default. Its planner has no statistics (nothing runs
+ * ANALYZE), so it plans a database of a million files as it plans an empty one: the plans are
+ * checked on an empty database, and must use the same indexes (a primary key is SQLite's
+ * sqlite_autoindex_<table>_1) without reading a table whole or sorting a page.
+ */
+describe('hot query plans on SQLite', () => {
+  let db: Db;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pv-plans-'));
+    db = await openDatabase({ sqliteFile: join(dir, 'photovault.db') });
+  });
+
+  afterAll(async () => {
+    await db?.destroy();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const sqliteIndex = (name: string) => name.replace(/^(\w+?)_(pkey|pk)$/, 'sqlite_autoindex_$1_1');
+
+  for (const hot of hotQueries(ROWS)) {
+    it(`plans the ${hot.name} on ${hot.indexes.map(sqliteIndex).join(', ')}`, async () => {
+      const compiled = hot.query(db).compile();
+      const { rows } = await db.executeQuery<{ detail: string }>({ ...compiled, sql: `explain query plan ${compiled.sql}` });
+      const plan = rows.map((row) => row.detail);
+      for (const index of hot.indexes.map(sqliteIndex))
+        expect(
+          plan.some((step) => step.includes(`INDEX ${index} `)),
+          plan.join('\n'),
+        ).toBe(true);
+      expect(
+        plan.filter((step) => /^SCAN (?!\d+ CONSTANT ROWS)/.test(step)),
+        plan.join('\n'),
+      ).toEqual([]);
+      if (hot.inIndexOrder)
+        expect(
+          plan.filter((step) => step.includes('TEMP B-TREE')),
+          plan.join('\n'),
+        ).toEqual([]);
     });
   }
 });

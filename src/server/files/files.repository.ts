@@ -144,15 +144,23 @@ export class FilesRepository {
   async findVersions(ownerId: string, versionIds: string[]): Promise<Map<string, FileVersionRow>> {
     const found = new Map<string, FileVersionRow>();
     for (let i = 0; i < versionIds.length; i += BATCH) {
-      const rows = await this.db
-        .selectFrom('file_versions')
-        .selectAll()
-        .where('owner_id', '=', ownerId)
-        .where('id', 'in', versionIds.slice(i, i + BATCH))
-        .execute();
-      for (const row of rows) found.set(row.id, row);
+      for (const row of await this.versionsQuery(ownerId, versionIds.slice(i, i + BATCH)).execute()) found.set(row.id, row);
     }
     return found;
+  }
+
+  /** The query of findVersions() for one batch, which the plan tests run EXPLAIN on. */
+  versionsQuery(ownerId: string, versionIds: string[]) {
+    // By primary key. SQLite, which has no statistics, takes owner_id = ? for the more selective
+    // term once more than a few ids are asked for, and read every version the owner has through
+    // file_versions_owner_content for each request (a first sync of 100,000 files makes some
+    // 3,000). An expression on owner_id keeps that index out of its choice; PostgreSQL drops the
+    // no-op cast and plans by its statistics.
+    return this.db
+      .selectFrom('file_versions')
+      .selectAll()
+      .where(sql<string>`cast(owner_id as text)`, '=', ownerId)
+      .where('id', 'in', versionIds);
   }
 
   /** The chunks of several stored contents, each in file order, by content hash. */
