@@ -95,21 +95,22 @@ describe('sync daemon', () => {
 
   it('uploads a file written in pieces only once the writing is over', async () => {
     const [a, b] = [running[0]!.root, running[1]!.root];
-    // Eight pieces 80 ms apart: each pause is shorter than the settle delay (200 ms), the whole
-    // write three times longer, so the watcher reports the file several times while it grows.
+    // Pieces 20 ms apart for three times the settle delay (200 ms): the watcher reports the file
+    // many times while it grows, and each pause is far shorter than the delay, even under load.
     const piece = 'x'.repeat(10_000);
     const file = await open(join(a, 'growing.bin'), 'w');
-    for (let i = 0; i < 8; i++) {
+    let pieces = 0;
+    for (const started = Date.now(); Date.now() - started < 3 * 200; pieces++) {
       await file.write(piece);
-      await new Promise((resolve) => setTimeout(resolve, 80));
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
     await file.close();
-    await eventually(async () => (await contentOf(join(b, 'growing.bin'))) === piece.repeat(8));
+    await eventually(async () => (await contentOf(join(b, 'growing.bin'))) === piece.repeat(pieces));
     const versions = await server.app.inject({
       url: '/api/v1/files/versions?path=growing.bin',
       headers: { authorization: `Bearer ${(await server.login('alice')).token}` },
     });
-    expect(versions.json().map((version: { size: number }) => version.size)).toEqual([8 * piece.length]);
+    expect(versions.json().map((version: { size: number }) => version.size)).toEqual([pieces * piece.length]);
     expect(errors).toEqual([]);
   });
 });
