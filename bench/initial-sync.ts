@@ -82,7 +82,11 @@ export interface Round {
   others: number;
 }
 
-async function setUp(bin: string, work: string, env: NodeJS.ProcessEnv) {
+/**
+ * A fresh server with devices a and b of one user, a holding the initial files, dirty pages
+ * flushed: where the clock starts. otherCpu() then tells the CPU other processes used since.
+ */
+async function setUp({ bin, work, env, initial }: InitialSyncRun) {
   const runDir = join(work, 'run');
   const cli = new Cli(bin, { ...env, XDG_RUNTIME_DIR: runDir });
   const dataDir = join(work, 'server');
@@ -97,15 +101,16 @@ async function setUp(bin: string, work: string, env: NodeJS.ProcessEnv) {
     await as.runOk(['login', '--server', server.url, '--user', 'alice', '--password-stdin', '--device', name], { input: PASSWORD });
     return { folder, config, as, runDir };
   };
-  return { server, a: await device('a'), b: await device('b') };
-}
-
-export async function sequentialInitialSync(run: InitialSyncRun): Promise<Round> {
-  const { work, initial, env, expected } = run;
-  const { server, a, b } = await setUp(run.bin, work, env);
+  const [a, b] = [await device('a'), await device('b')];
   await cp(initial, a.folder, { recursive: true });
   await flushDirtyPages();
   const busy = machineBusyCpuSeconds() - ownCpuSeconds();
+  const otherCpu = (cpu: Round['cpu']) => machineBusyCpuSeconds() - ownCpuSeconds() - busy - cpu.a - cpu.b - cpu.server;
+  return { server, a, b, otherCpu };
+}
+
+export async function sequentialInitialSync(run: InitialSyncRun): Promise<Round> {
+  const { server, a, b, otherCpu } = await setUp(run);
   const server0 = server.cpuSeconds();
   const threads0 = server.threadCpuSeconds();
   const reaped0 = reapedChildrenCpuSeconds();
@@ -119,8 +124,8 @@ export async function sequentialInitialSync(run: InitialSyncRun): Promise<Round>
   const down = (performance.now() - started) / 1000;
   const cpu = { a: reaped1 - reaped0, b: reapedChildrenCpuSeconds() - reaped1, server: server.cpuSeconds() - server0 };
   const threads = threadCpuDelta(threads0, server.threadCpuSeconds());
-  const others = machineBusyCpuSeconds() - ownCpuSeconds() - busy - cpu.a - cpu.b - cpu.server;
-  if (!sameTrees(await treeHashes(b.folder), expected)) throw new Error('sequential: b does not hold the files of a');
+  const others = otherCpu(cpu);
+  if (!sameTrees(await treeHashes(b.folder), run.expected)) throw new Error('sequential: b does not hold the files of a');
   await server.stop();
   return {
     mode: 'sequential',
@@ -132,11 +137,8 @@ export async function sequentialInitialSync(run: InitialSyncRun): Promise<Round>
 }
 
 export async function liveInitialSync(run: InitialSyncRun): Promise<Round> {
-  const { work, initial, env, expected } = run;
-  const { server, a, b } = await setUp(run.bin, work, env);
-  await cp(initial, a.folder, { recursive: true });
-  await flushDirtyPages();
-  const busy = machineBusyCpuSeconds() - ownCpuSeconds();
+  const { expected, env } = run;
+  const { server, a, b, otherCpu } = await setUp(run);
   const server0 = server.cpuSeconds();
   const started = performance.now();
   const daemons: ChildProcess[] = [a, b].map((d) =>
@@ -164,7 +166,7 @@ export async function liveInitialSync(run: InitialSyncRun): Promise<Round> {
     });
   });
   if (!sameTrees(await treeHashes(b.folder), expected)) throw new Error('live: b does not hold the files of a');
-  const others = machineBusyCpuSeconds() - ownCpuSeconds() - busy - cpu.a - cpu.b - cpu.server;
+  const others = otherCpu(cpu);
   await Promise.all(daemons.map((child) => new Promise((done) => (child.once('exit', done), child.kill('SIGTERM')))));
   await server.stop();
   return { mode: 'live', wall, detail: 'both daemons running, until b holds every file', cpu, others };
