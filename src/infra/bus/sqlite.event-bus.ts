@@ -334,6 +334,20 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
    * claim the same delivery, and there is no read-to-write lock upgrade to fail.
    */
   private async claim(consumer: ConsumerSettings, limit: number): Promise<BusMessage[]> {
+    // Most claims are a dispatcher's poll (every pollIntervalMs, for each durable of every
+    // process) and find nothing: a read says so without a write transaction. Whatever it would
+    // claim or let die is pending with its time come, as the write below also requires.
+    const now = this.now();
+    const due = await this.db
+      .selectFrom('deliveries')
+      .select('message_id')
+      .where('durable', '=', consumer.durable)
+      .where('state', '=', 'pending')
+      .where('available_at', '<=', now)
+      .where('lease_until', '<=', now)
+      .limit(1)
+      .executeTakeFirst();
+    if (!due) return [];
     return this.settling((db) =>
       db.transaction().execute(async (trx) => {
         const now = this.now();
