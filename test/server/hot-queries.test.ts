@@ -74,19 +74,17 @@ describe('hot query plans on SQLite', () => {
       const compiled = hot.query(db).compile();
       const { rows } = await db.executeQuery<{ detail: string }>({ ...compiled, sql: `explain query plan ${compiled.sql}` });
       const plan = rows.map((row) => row.detail);
-      for (const index of hot.indexes.map(sqliteIndex))
-        expect(
-          plan.some((step) => step.includes(`INDEX ${index} `)),
-          plan.join('\n'),
-        ).toBe(true);
+      const shown = plan.join('\n');
+      const unused = hot.indexes.map(sqliteIndex).filter((index) => !plan.some((step) => step.includes(`INDEX ${index} `)));
+      expect(unused, shown).toEqual([]);
       expect(
         plan.filter((step) => /^SCAN (?!\d+ CONSTANT ROWS)/.test(step)),
-        plan.join('\n'),
+        shown,
       ).toEqual([]);
       if (hot.inIndexOrder)
         expect(
           plan.filter((step) => step.includes('TEMP B-TREE')),
-          plan.join('\n'),
+          shown,
         ).toEqual([]);
     });
   }

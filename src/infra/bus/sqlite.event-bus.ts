@@ -328,15 +328,8 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
     return Number(result.numDeletedRows);
   }
 
-  /**
-   * Leases up to `limit` due deliveries and returns their messages. The first statement is a
-   * write, so the transaction holds SQLite's write lock from its start: two processes can never
-   * claim the same delivery, and there is no read-to-write lock upgrade to fail.
-   */
-  private async claim(consumer: ConsumerSettings, limit: number): Promise<BusMessage[]> {
-    // Most claims are a dispatcher's poll (every pollIntervalMs, for each durable of every
-    // process) and find nothing: a read says so without a write transaction. Whatever it would
-    // claim or let die is pending with its time come, as the write below also requires.
+  /** Whether a claim would find anything: a pending delivery whose time has come and whose lease, if any, ran out. */
+  private async anythingDue(consumer: ConsumerSettings): Promise<boolean> {
     const now = this.now();
     const due = await this.db
       .selectFrom('deliveries')
@@ -347,7 +340,18 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
       .where('lease_until', '<=', now)
       .limit(1)
       .executeTakeFirst();
-    if (!due) return [];
+    return due !== undefined;
+  }
+
+  /**
+   * Leases up to `limit` due deliveries and returns their messages. The first statement is a
+   * write, so the transaction holds SQLite's write lock from its start: two processes can never
+   * claim the same delivery, and there is no read-to-write lock upgrade to fail.
+   */
+  private async claim(consumer: ConsumerSettings, limit: number): Promise<BusMessage[]> {
+    // Most claims are a dispatcher's poll (every pollIntervalMs, for each durable of every
+    // process) and find nothing: a read says so without a write transaction.
+    if (!(await this.anythingDue(consumer))) return [];
     return this.settling((db) =>
       db.transaction().execute(async (trx) => {
         const now = this.now();
