@@ -328,19 +328,9 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
     return Number(result.numDeletedRows);
   }
 
-  /** Whether a claim would find anything: a pending delivery whose time has come and whose lease, if any, ran out. */
+  /** Whether a claim would find anything to take or to let die (dueDeliveries covers both). */
   private async anythingDue(consumer: ConsumerSettings): Promise<boolean> {
-    const now = this.now();
-    const due = await this.db
-      .selectFrom('deliveries')
-      .select('message_id')
-      .where('durable', '=', consumer.durable)
-      .where('state', '=', 'pending')
-      .where('available_at', '<=', now)
-      .where('lease_until', '<=', now)
-      .limit(1)
-      .executeTakeFirst();
-    return due !== undefined;
+    return (await dueDeliveries(this.db, consumer.durable, this.now()).limit(1).executeTakeFirst()) !== undefined;
   }
 
   /**
@@ -370,17 +360,7 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
           .updateTable('deliveries')
           .set((eb) => ({ attempts: eb('attempts', '+', 1), lease_until: now + consumer.ackWaitMs }))
           .where('durable', '=', consumer.durable)
-          .where('message_id', 'in', (eb) =>
-            eb
-              .selectFrom('deliveries')
-              .select('message_id')
-              .where('durable', '=', consumer.durable)
-              .where('state', '=', 'pending')
-              .where('available_at', '<=', now)
-              .where('lease_until', '<=', now)
-              .orderBy('message_id')
-              .limit(limit),
-          )
+          .where('message_id', 'in', dueDeliveries(trx, consumer.durable, now).orderBy('message_id').limit(limit))
           .returning(['message_id', 'attempts'])
           .execute();
         if (claimed.length === 0) return [];
@@ -484,6 +464,17 @@ interface DispatchPort {
  * One subscription's loop: keeps up to `concurrency` handlers busy, claiming more when woken
  * (by a publish in this process, a finished handler, or the poll timer).
  */
+/** The deliveries of a durable that a claim may take now: pending, their time come, and no lease running. */
+function dueDeliveries(db: Kysely<BusTables>, durable: string, now: number) {
+  return db
+    .selectFrom('deliveries')
+    .select('message_id')
+    .where('durable', '=', durable)
+    .where('state', '=', 'pending')
+    .where('available_at', '<=', now)
+    .where('lease_until', '<=', now);
+}
+
 class Dispatcher {
   /** Handlers running: at most consumer.concurrency. */
   private readonly inFlight = new Set<Promise<void>>();
