@@ -460,10 +460,6 @@ interface DispatchPort {
   onError(error: unknown): void;
 }
 
-/**
- * One subscription's loop: keeps up to `concurrency` handlers busy, claiming more when woken
- * (by a publish in this process, a finished handler, or the poll timer).
- */
 /** The deliveries of a durable that a claim may take now: pending, their time come, and no lease running. */
 function dueDeliveries(db: Kysely<BusTables>, durable: string, now: number) {
   return db
@@ -475,6 +471,10 @@ function dueDeliveries(db: Kysely<BusTables>, durable: string, now: number) {
     .where('lease_until', '<=', now);
 }
 
+/**
+ * One subscription's loop: keeps up to `concurrency` handlers busy, claiming more when woken
+ * (by a publish in this process, a finished handler, or the poll timer).
+ */
 class Dispatcher {
   /** Handlers running: at most consumer.concurrency. */
   private readonly inFlight = new Set<Promise<void>>();
