@@ -17,11 +17,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { liveInitialSync, treeHashes } from './initial-sync.js';
+import { liveInitialSync, sameTrees, treeHashes } from './initial-sync.js';
 import type { IndexFigures, RescanFigures } from './rescan.child.js';
 import {
   atExit,
@@ -131,23 +131,6 @@ async function waitForContent(path: string, content: Buffer, timeoutSeconds = 60
     if (performance.now() > deadline) throw new Error(`${path} did not get the expected content within ${timeoutSeconds} s`);
     await sleep(50);
   }
-}
-
-/** Files and bytes under `dir`, not counting Syncthing's .stfolder marker (or any dot-directory). */
-async function treeSize(dir: string): Promise<{ files: number; bytes: number }> {
-  const total = { files: 0, bytes: 0 };
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    if (entry.isDirectory()) {
-      if (entry.name.startsWith('.')) continue;
-      const inner = await treeSize(join(dir, entry.name));
-      total.files += inner.files;
-      total.bytes += inner.bytes;
-    } else if (entry.isFile()) {
-      total.files++;
-      total.bytes += (await stat(join(dir, entry.name))).size;
-    }
-  }
-  return total;
 }
 
 /**
@@ -304,10 +287,7 @@ async function syncthingFigures(bin: string, work: string, data: DataSet): Promi
   await waitInSync([a, b], FOLDER_ID, data.files);
   const initialSeconds = (performance.now() - started) / 1000;
   const initialCpu = cpu.read(a.cpuSeconds() + b.cpuSeconds());
-  const onB = await treeSize(folderB);
-  if (onB.files !== data.files || onB.bytes !== data.bytes) {
-    throw new Error(`syncthing: b holds ${onB.files} files / ${onB.bytes} bytes, not ${data.files} / ${data.bytes}`);
-  }
+  if (!sameTrees(await treeHashes(folderB), data.expected)) throw new Error('syncthing: b does not hold the files of a');
 
   // 2. Propagation latency, with the default watcher delay and with 1 s.
   await waitConnected(a, [b]);
