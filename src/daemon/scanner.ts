@@ -1,4 +1,5 @@
-import { lstat, readdir } from 'node:fs/promises';
+import { lstatSync, type Stats } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Fingerprint, fingerprintFile } from '../core/chunker.js';
 import { isPvError } from '../core/errors.js';
@@ -78,7 +79,7 @@ export async function scanFolder(root: string, index: LocalIndex, options: ScanO
       return;
     }
     // A file can vanish between listing and reading (a watched folder is live): then it is gone.
-    const info = await lstat(absolute).catch(absentAsNull);
+    const info = lstatOrNull(absolute);
     if (!info?.isFile()) return;
     const stamp = unseen.get(path);
     if (stamp && stamp.size === info.size && stamp.mtimeMs === Math.floor(info.mtimeMs) && stamp.inode === info.ino) {
@@ -107,7 +108,7 @@ export async function scanFolder(root: string, index: LocalIndex, options: ScanO
     await options.onChanged?.(indexed);
   };
 
-  /** Visits a folder's files and subfolders, several at a time: a rescan is mostly waiting on lstat. */
+  /** Visits a folder's files and subfolders, several at a time: one's content is read while the next are looked at. */
   const visitEntries = async (absolute: string, relative: string): Promise<void> => {
     const entries = ((await readdir(absolute, { withFileTypes: true }).catch(absentAsNull)) ?? []).filter(
       (entry) => entry.isFile() || entry.isDirectory(),
@@ -122,7 +123,7 @@ export async function scanFolder(root: string, index: LocalIndex, options: ScanO
     if (scope === '') {
       await visitEntries(root, '');
     } else {
-      const info = await lstat(join(root, scope)).catch(absentAsNull);
+      const info = lstatOrNull(join(root, scope));
       if (info?.isFile() || info?.isDirectory()) await visit(join(root, scope), scope, info.isFile() ? 'file' : 'directory');
     }
     for (const path of unseen.keys()) {
@@ -150,4 +151,16 @@ function outermost(paths: string[]): string[] {
 function absentAsNull(error: NodeJS.ErrnoException): null {
   if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return null;
   throw error;
+}
+
+/**
+ * lstat, synchronously: on a local folder a few µs, where a trip through the thread pool costs
+ * several times that (docs/architecture.md, "File system calls"); a first scan makes one per file.
+ */
+function lstatOrNull(path: string): Stats | null {
+  try {
+    return lstatSync(path);
+  } catch (error) {
+    return absentAsNull(error as NodeJS.ErrnoException);
+  }
 }

@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { renameSync, statSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { isPvError, notFoundAsNull, PvError } from '../core/errors.js';
 import { decodeManifest, type Manifest, MAX_MANIFEST_CHUNKS } from '../core/manifest.js';
@@ -266,7 +267,7 @@ export class SyncEngine {
     for (const path of paths) for (let dir = posix.dirname(path); dir !== '.'; dir = posix.dirname(dir)) folders.add(dir);
     // Deepest first, so a parent is empty once its children are gone.
     for (const folder of [...folders].sort((a, b) => b.length - a.length)) {
-      if (await exists(join(this.root, folder))) continue;
+      if (exists(join(this.root, folder))) continue;
       await this.attempt(summary, folder, async () => {
         if (await this.holdsNoFiles(this.remotePath(folder))) await this.api.remove(this.remotePath(folder));
       });
@@ -406,7 +407,7 @@ export class SyncEngine {
       if (moved.some((path) => overlaps(path, remotePath))) continue;
       if (decodeManifest(Buffer.from(fetched.manifest, 'base64'), MAX_MANIFEST_CHUNKS).some(({ hash }) => chunks.has(hash))) continue;
       const target = join(this.root, this.localPath(remotePath)!);
-      if (await exists(target)) continue;
+      if (exists(target)) continue;
       contents.add(contentHash);
       wanted.push({ remotePath, target, fetched });
     }
@@ -489,7 +490,7 @@ export class SyncEngine {
       // Its file fetched whole may still be on its way: taken first, then the path checked, so
       // that it is renamed into place only where nothing is.
       if (manifest) fetched = (await this.wholeFetch?.take(change.path, manifest.version.id)) ?? null;
-      if (await exists(absolute)) {
+      if (exists(absolute)) {
         if (fetched) await rm(fetched.temp, { force: true });
         return;
       }
@@ -497,7 +498,7 @@ export class SyncEngine {
     const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
     this.ownWrite?.(absolute);
     // A file fetched whole waits in its folder already: no folder to make.
-    let result = fetched && (await placeFetchedWhole(fetched, absolute));
+    let result = fetched && placeFetchedWhole(fetched, absolute);
     if (!result) {
       const created = await mkdir(dirname(absolute), { recursive: true });
       // The local copy is the synced version unchanged: the download is a patch of it.
@@ -510,7 +511,7 @@ export class SyncEngine {
       }
     }
     addLocalChunks(chunks, absolute, result.manifest);
-    const info = await stat(absolute);
+    const info = statSync(absolute);
     await this.index.put({
       path,
       size: result.size,
@@ -544,7 +545,7 @@ export class SyncEngine {
   private async applyMove(from: string, to: string): Promise<void> {
     const source = join(this.root, from);
     const target = join(this.root, to);
-    if (!(await exists(source)) || (await exists(target))) return;
+    if (!exists(source) || exists(target)) return;
     await mkdir(dirname(target), { recursive: true });
     await rename(source, target);
     await this.index.move(from, to);
@@ -619,14 +620,9 @@ function decodedOrNull(manifest: string | null): Manifest | null {
   return manifest === null ? null : decodeManifest(Buffer.from(manifest, 'base64'), MAX_MANIFEST_CHUNKS);
 }
 
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return false;
-      throw error;
-    },
-  );
+/** Synchronous, like the other per-file calls of a download (docs/architecture.md, "File system calls"). */
+function exists(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false }) !== undefined;
 }
 
 /** Removes path if it is a folder left empty (and its empty subfolders). */
@@ -647,15 +643,13 @@ async function removeEmptyFolders(path: string): Promise<void> {
  * Renames a file fetched whole into place: what downloadReusingChunks would have answered, or
  * null when a move applied earlier in the page took the folder it waited in, and it with it.
  */
-async function placeFetchedWhole(fetched: FetchedWholeFile, target: string): Promise<DeltaDownloadResult | null> {
-  const placed = await rename(fetched.temp, target).then(
-    () => true,
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return false;
-      throw error;
-    },
-  );
-  if (!placed) return null;
+function placeFetchedWhole(fetched: FetchedWholeFile, target: string): DeltaDownloadResult | null {
+  try {
+    renameSync(fetched.temp, target);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
   const { id, contentHash, size } = fetched.version;
   return { contentHash, versionId: id, size, bytesReceived: size, bytesReused: 0, manifest: fetched.manifest };
 }

@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type Fingerprint, fingerprintFile } from '../core/chunker.js';
@@ -228,7 +229,7 @@ export class Uploader {
             const size = prepared.get(job)!.fingerprint.size;
             try {
               headers[at]!.copy(body, filled);
-              await readInto(job.localPath, body.subarray(filled + headers[at]!.length, filled + headers[at]!.length + size));
+              readInto(job.localPath, body.subarray(filled + headers[at]!.length, filled + headers[at]!.length + size));
               filled += headers[at]!.length + size;
               sent.push(job);
             } catch (error) {
@@ -417,7 +418,7 @@ export class Uploader {
 
 /** Reads a file's fingerprint (unless the job has it) and builds its negotiation. */
 async function prepare(job: UploadJob): Promise<PreparedUpload> {
-  const info = await stat(job.localPath);
+  const info = statSync(job.localPath);
   const fingerprint = job.fingerprint ?? (await fingerprintFile(job.localPath));
   const manifest = fingerprint.chunks.map(({ hash, length }) => ({ hash, length }));
   const request: UploadRequest = {
@@ -486,13 +487,15 @@ const WHOLE_REQUEST_BYTES = 4 * 1024 * 1024;
 
 /**
  * Reads a file into target, which is as long as the file was when fingerprinted: a file that
- * shrank since fails (it waits for the next pass); one that grew is caught by the server's hash check.
+ * shrank since fails (it waits for the next pass); one that grew is caught by the server's hash
+ * check. Synchronously: a small file is in the page cache, and a trip through the thread pool for
+ * each of open, read and close cost more than the read (docs/architecture.md, "File system calls").
  */
-async function readInto(localPath: string, target: Buffer): Promise<void> {
-  const handle = await open(localPath, 'r');
+function readInto(localPath: string, target: Buffer): void {
+  const fd = openSync(localPath, 'r');
   try {
     for (let filled = 0; filled < target.length;) {
-      const { bytesRead } = await handle.read(target, filled, target.length - filled, filled);
+      const bytesRead = readSync(fd, target, filled, target.length - filled, filled);
       if (bytesRead === 0) {
         throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `${localPath} shrank while it was being uploaded.`, {
           fix: 'It is sent again once it is left alone.',
@@ -501,7 +504,7 @@ async function readInto(localPath: string, target: Buffer): Promise<void> {
       filled += bytesRead;
     }
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { closeSync, fsync, openSync, writevSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { dirname } from 'node:path';
 import { isPvError } from '../core/errors.js';
 import type { FileRecord } from '../core/file-records.js';
@@ -102,8 +104,8 @@ async function fetchRequest(
   folders: FolderMaker,
 ): Promise<void> {
   const wanted = new Map(files.map((file) => [file.fetched.version.id, file]));
-  // Files are written while the next ones arrive, a few at a time: each write is a few round
-  // trips to the thread pool (open, write, flush, close), which one at a time would leave idle.
+  // Files are written while the next ones arrive, a few at a time: each waits for its flush,
+  // which one at a time would leave the disk idle between them.
   const writing = new Set<Promise<void>>();
   let failure: { error: unknown } | null = null;
   const write = (file: WholeFileWanted, record: FileRecord<ContentRecordHeader>) => {
@@ -179,21 +181,26 @@ async function writeWholeFile(
   return null;
 }
 
-/** Writes the pieces as they arrived (no copy), hashing them while the write is under way; flushes them if the hash is right. */
+/**
+ * Writes the pieces as they arrived (no copy) and hashes them; flushes them if the hash is right.
+ * Only the flush, which waits on the disk, goes through the thread pool (docs/architecture.md,
+ * "File system calls").
+ */
 async function writeVerified(temp: string, contentHash: string, record: FileRecord<ContentRecordHeader>): Promise<boolean> {
-  const out = await open(temp, 'w', 0o644);
+  const fd = openSync(temp, 'w', 0o644);
   try {
-    const writing = out.writev(record.pieces, 0);
+    const bytesWritten = writevSync(fd, record.pieces, 0);
     const hash = createHash('sha256');
     for (const piece of record.pieces) hash.update(piece);
-    const { bytesWritten } = await writing;
     if (bytesWritten !== record.header.size || hash.digest('hex') !== contentHash) return false;
-    await out.sync();
+    await flush(fd);
     return true;
   } finally {
-    await out.close();
+    closeSync(fd);
   }
 }
+
+const flush = promisify(fsync);
 
 function isFileSystemError(error: unknown): boolean {
   return error instanceof Error && typeof (error as NodeJS.ErrnoException).syscall === 'string';
