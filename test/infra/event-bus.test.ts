@@ -74,4 +74,31 @@ describe('SqliteEventBus', () => {
       await Promise.all([worker.close(), server.close()]);
     }
   });
+
+  it('waits out a write lock another process holds, then stores a publish whole, its delivery taken by an idle subscriber', async () => {
+    const file = await busFile();
+    const bus = await SqliteEventBus.open(file, { pollIntervalMs: 20 });
+    const other = new Database(file);
+    try {
+      const received: string[] = [];
+      await bus.subscribe({ durable: 'thumbs', stream: 'file-uploads' }, async (message) => {
+        received.push(message.id);
+      });
+      other.exec('begin immediate');
+      let published = false;
+      const publishing = bus.publish('file.uploaded', payload).then(() => (published = true));
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect(published).toBe(false);
+      expect(other.prepare('select count(*) as n from messages').get()).toEqual({ n: 0 });
+      other.exec('commit');
+      await publishing;
+      await waitFor(() => received.length === 1);
+      expect(other.prepare('select count(*) as n from messages').get()).toEqual({ n: 1 });
+      // Handled and acked: no delivery left.
+      await waitFor(() => (other.prepare('select count(*) as n from deliveries').get() as { n: number }).n === 0);
+    } finally {
+      other.close();
+      await bus.close();
+    }
+  });
 });

@@ -105,14 +105,19 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
   /** Acks, per durable, likewise: one statement for those that come together. */
   private readonly acks = new Map<string, Batcher<number, void>>();
 
+  /** The publish transaction (insertMessages), prepared once: a first sync publishes thousands of messages. */
+  private readonly storeMessages: (entries: PublishEntry[], now: number) => number[];
+
   private constructor(
     private readonly db: Kysely<BusTables>,
+    sqlite: Database.Database,
     private readonly pollIntervalMs: number,
     private readonly now: () => number,
     private readonly onError: (error: unknown) => void,
   ) {
     this.pruner = setInterval(() => this.prune().catch(this.onError), PRUNE_INTERVAL_MS);
     this.pruner.unref();
+    this.storeMessages = publishTransaction(sqlite);
   }
 
   /** Opens (creating if needed) the bus stored in `file`. */
@@ -142,6 +147,7 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
     }
     const bus = new SqliteEventBus(
       db,
+      sqlite,
       options.pollIntervalMs ?? 250,
       options.now ?? Date.now,
       options.onError ?? ((error) => console.error('photovault: event bus:', error)),
@@ -163,11 +169,11 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
    * woken to claim.
    */
   private async insertMessages(batch: { stream: StreamName; event: EventName; payload: unknown }[]): Promise<{ value: void }[]> {
-    const entries = batch.map(({ stream, event, payload }) => ({
+    const entries: PublishEntry[] = batch.map(({ stream, event, payload }) => ({
       stream,
       event,
       json: JSON.stringify(payload),
-      takers: [] as Dispatcher[],
+      takers: [],
     }));
     for (const entry of entries) {
       const durables = new Set<string>();
@@ -180,38 +186,9 @@ export class SqliteEventBus implements EventBus, ChangeFanout {
     const now = this.now();
     let ids: number[];
     try {
-      ids = await retryWhileLocked(() =>
-        this.db.transaction().execute(async (trx) => {
-          const stored: number[] = [];
-          for (const { stream, event, json, takers } of entries) {
-            const { id } = await trx
-              .insertInto('messages')
-              .values({ stream, event, payload: json, published_at: now })
-              .returning('id')
-              .executeTakeFirstOrThrow();
-            await trx
-              .insertInto('deliveries')
-              .columns(['durable', 'message_id', 'available_at'])
-              .expression((eb) =>
-                eb
-                  .selectFrom('consumers')
-                  .select((eb) => ['durable', eb.val(id).as('message_id'), eb.val(now).as('available_at')])
-                  .where('stream', '=', stream),
-              )
-              .execute();
-            for (const taker of takers) {
-              await trx
-                .updateTable('deliveries')
-                .set({ attempts: 1, lease_until: now + taker.ackWaitMs })
-                .where('durable', '=', taker.durable)
-                .where('message_id', '=', id)
-                .execute();
-            }
-            stored.push(id);
-          }
-          return stored;
-        }),
-      );
+      // Synchronous, so it runs whole within the Kysely connection it holds: no other statement
+      // of this process interleaves.
+      ids = await retryWhileLocked(() => this.db.connection().execute(async () => this.storeMessages(entries, now)));
     } catch (error) {
       for (const entry of entries) for (const taker of entry.takers) taker.release();
       throw error;
@@ -458,6 +435,36 @@ interface DispatchPort {
   nack(message: BusMessage, error: unknown): Promise<void>;
   renew(message: BusMessage): Promise<void>;
   onError(error: unknown): void;
+}
+
+/** A message being published, with the dispatchers of this process that take it straight away. */
+interface PublishEntry {
+  stream: StreamName;
+  event: EventName;
+  json: string;
+  takers: Dispatcher[];
+}
+
+/**
+ * Stores messages with a delivery for each durable of their streams, those for takers already
+ * claimed by them (attempt 1, leased): one transaction, ids in order.
+ */
+function publishTransaction(sqlite: Database.Database): (entries: PublishEntry[], now: number) => number[] {
+  const insertMessage = sqlite.prepare('insert into messages (stream, event, payload, published_at) values (?, ?, ?, ?)');
+  const insertDeliveries = sqlite.prepare(
+    'insert into deliveries (durable, message_id, available_at) select durable, ?, ? from consumers where stream = ?',
+  );
+  const leaseToTaker = sqlite.prepare('update deliveries set attempts = 1, lease_until = ? where durable = ? and message_id = ?');
+  const store = sqlite.transaction((entries: PublishEntry[], now: number) =>
+    entries.map(({ stream, event, json, takers }) => {
+      const id = Number(insertMessage.run(stream, event, json, now).lastInsertRowid);
+      insertDeliveries.run(id, now, stream);
+      for (const taker of takers) leaseToTaker.run(now + taker.ackWaitMs, taker.durable, id);
+      return id;
+    }),
+  );
+  // BEGIN IMMEDIATE: the write lock from the start, or SQLITE_BUSY at once (retryWhileLocked).
+  return (entries, now) => store.immediate(entries, now);
 }
 
 /** The deliveries of a durable that a claim may take now: pending, their time come, and no lease running. */
