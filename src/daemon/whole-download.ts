@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fsync, openSync, writevSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { dirname } from 'node:path';
+import { promisify } from 'node:util';
 import { isPvError } from '../core/errors.js';
 import type { FileRecord } from '../core/file-records.js';
 import { inSizedGroups, runPool } from '../core/pool.js';
