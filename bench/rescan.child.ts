@@ -10,6 +10,7 @@
  */
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
+import { keepYoungGenerationSmall } from '../src/daemon/heap.js';
 import { loadIgnoreRules } from '../src/daemon/ignore-rules.js';
 import { LocalIndex } from '../src/daemon/local-index.js';
 import { scanFolder } from '../src/daemon/scanner.js';
@@ -29,6 +30,8 @@ export interface RescanFigures {
 
 const [mode, folder] = process.argv.slice(2);
 if ((mode !== 'index' && mode !== 'rescan') || !folder) throw new Error('usage: rescan.child.js index|rescan DIR');
+// As `photovault sync` and `backup` do.
+keepYoungGenerationSmall();
 const indexFile = join(folder, '.photovault', 'index.db');
 const index = await LocalIndex.open(indexFile);
 const ignored = await loadIgnoreRules(folder);

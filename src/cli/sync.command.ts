@@ -69,11 +69,13 @@ export function registerSyncCommands(program: Command): void {
 /** The engine over a folder's index, for the command's work; the index is closed after. */
 async function withEngine<T>(dir: string, remote: string, work: (engine: SyncEngine, credentials: Credentials) => Promise<T>): Promise<T> {
   const root = resolve(dir);
-  const [{ LocalIndex }, { SyncEngine }, { normalizePath }] = await Promise.all([
+  const [{ LocalIndex }, { SyncEngine }, { normalizePath }, { keepYoungGenerationSmall }] = await Promise.all([
     import('../daemon/local-index.js'),
     import('../daemon/sync-engine.js'),
     import('../core/paths.js'),
+    import('../daemon/heap.js'),
   ]);
+  keepYoungGenerationSmall();
   const remoteDir = normalizePath(remote, { allowRoot: true });
   const index = await LocalIndex.open(join(root, '.photovault', 'index.db'));
   try {
