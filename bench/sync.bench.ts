@@ -210,6 +210,7 @@ async function photovaultFigures(work: string, data: DataSet): Promise<PeerFigur
   await b.once();
   const downSeconds = (performance.now() - started) / 1000;
   const initialCpu = cpu.read();
+  if (!sameTrees(await treeHashes(b.folder), data.expected)) throw new Error('photovault: b does not hold the files of a');
 
   // 2. Propagation latency between the two running daemons.
   const daemons = [a, b].map((d) =>
