@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,7 +6,7 @@ import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BUCKETS, type Bucket } from '../../src/infra/blobs/blob-store.js';
 import { FsBlobStore, fsBucketRoots } from '../../src/infra/blobs/fs.blob-store.js';
-import { blobStoreContract, expectPvError } from './blob-store.contract.js';
+import { blobStoreContract, expectPvError, readAll } from './blob-store.contract.js';
 
 blobStoreContract('FsBlobStore', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'pv-blobs-'));
@@ -97,5 +98,28 @@ describe('FsBlobStore', () => {
     for await (const info of store.list('uploads', '../secret')) listed.push(info);
     expect(listed).toEqual([]);
     await expectPvError(store.get('uploads', '../secret'), 'PV_INVALID_INPUT');
+  });
+
+  it('reads objects and ranges on both sides of its whole-read size (1 MiB), and closes every file it opened', async () => {
+    const store = await FsBlobStore.open(fsBucketRoots(await tempDir()));
+    const big = randomBytes(3 * 1024 * 1024 + 17);
+    await store.put('uploads', 'big', Readable.from([big.subarray(0, 1_000_000), big.subarray(1_000_000)]));
+    const openFiles = async () => (await readdir('/proc/self/fd')).length;
+    const before = await openFiles();
+    expect((await readAll(await store.get('uploads', 'big'))).equals(big)).toBe(true);
+    for (const [start, end] of [
+      [0, 1024 * 1024 - 1], // exactly the whole-read size
+      [5, 1024 * 1024 + 5], // one byte more: streamed
+      [big.length - 10, big.length + 100], // the tail, clamped
+      [1_500_000, 3_000_000],
+    ] as const) {
+      expect((await readAll(await store.get('uploads', 'big', { start, end }))).equals(big.subarray(start, end + 1))).toBe(true);
+    }
+    // A reader that stops early (a client gone) destroys the stream: its file is closed too.
+    const abandoned = await store.get('uploads', 'big');
+    for await (const _piece of abandoned) break;
+    await expectPvError(store.get('uploads', 'missing'), 'PV_BLOB_NOT_FOUND');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await openFiles()).toBe(before);
   });
 });

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Dirent } from 'node:fs';
-import { mkdir, open, opendir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { closeSync, createReadStream, type Dirent, fstatSync, fsync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { mkdir, opendir, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { PvError } from '../../core/errors.js';
 import { ownScratchFolder, removeAbandonedScratch } from '../process/scratch-folders.js';
 import {
@@ -40,13 +41,48 @@ function isAbsent(error: unknown): boolean {
  */
 const READ_PIECE_BYTES = 256 * 1024;
 
+/**
+ * Objects up to this size are read whole, in one synchronous read: from the page cache that
+ * costs less than one trip of a stream's read through the thread pool.
+ */
+const SMALL_OBJECT_BYTES = 1024 * 1024;
+
+/**
+ * The store's file calls are synchronous but for fsync, which waits for the disk and so goes
+ * through the thread pool: the others take a few µs on the page cache, where each trip through
+ * the pool costs ~35 µs of CPU and a thread wakeup (docs/architecture.md, "File system calls").
+ */
+const flush = promisify(fsync);
+
 async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+  const fd = openSync(dir, 'r');
   try {
-    await handle.sync();
+    await flush(fd);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
+}
+
+/** Opens a file for writing that must not exist yet, making its folder when that is missing. */
+function openNew(path: string): number {
+  try {
+    return openSync(path, 'wx');
+  } catch (error) {
+    if (!isAbsent(error)) throw error;
+    mkdirSync(dirname(path), { recursive: true });
+    return openSync(path, 'wx');
+  }
+}
+
+/** Bytes start..end of an open file, read synchronously (SMALL_OBJECT_BYTES at most). */
+function readWhole(fd: number, start: number, end: number): Buffer {
+  const bytes = Buffer.allocUnsafe(end - start);
+  for (let filled = 0; filled < bytes.length;) {
+    const read = readSync(fd, bytes, filled, bytes.length - filled, start + filled);
+    if (read === 0) return bytes.subarray(0, filled); // truncated under us: the reader's checks catch it
+    filled += read;
+  }
+  return bytes;
 }
 
 /**
@@ -112,21 +148,15 @@ export class FsBlobStore implements BlobStore {
     const check = new PutCheck(bucket, key, options);
     try {
       // The common case pays no mkdir: the temp folder exists once open() or a first put made it.
-      const handle = await open(tmp, 'wx').catch(async (error: unknown) => {
-        if (!isAbsent(error)) throw error;
-        await mkdir(tmpDir, { recursive: true });
-        return open(tmp, 'wx');
-      });
+      const fd = openNew(tmp);
       try {
         for await (const chunk of body) {
           check.update(chunk);
-          for (let offset = 0; offset < chunk.length;) {
-            offset += (await handle.write(chunk, offset)).bytesWritten;
-          }
+          for (let offset = 0; offset < chunk.length;) offset += writeSync(fd, chunk, offset);
         }
-        if (durable) await handle.sync();
+        if (durable) await flush(fd);
       } finally {
-        await handle.close();
+        closeSync(fd);
       }
       const result = check.finish();
       await this.#install(tmp, target, durable);
@@ -149,11 +179,11 @@ export class FsBlobStore implements BlobStore {
     const dir = dirname(target);
     let firstCreated: string | undefined;
     try {
-      await rename(file, target);
+      renameSync(file, target);
     } catch (error) {
       if (!isAbsent(error)) throw error;
-      firstCreated = await mkdir(dir, { recursive: true });
-      await rename(file, target);
+      firstCreated = mkdirSync(dir, { recursive: true });
+      renameSync(file, target);
     }
     if (durable) {
       const lastToSync = firstCreated === undefined ? dir : dirname(firstCreated);
@@ -167,25 +197,27 @@ export class FsBlobStore implements BlobStore {
   async get(bucket: Bucket, key: string, range?: ByteRange): Promise<Readable> {
     const path = this.pathOf(bucket, key);
     if (range !== undefined) assertByteRange(range);
-    // Open first and stat the handle: the caller gets not-found from this await, and the stream
-    // reads the very file we checked even if the key is replaced or deleted meanwhile.
-    const handle = await open(path, 'r').catch((error: unknown) => {
-      throw isAbsent(error) || errorCode(error) === 'EISDIR' ? blobNotFound(bucket, key) : error;
-    });
+    // Open first and stat the descriptor: the caller gets not-found from this call, and the
+    // stream reads the very file we checked even if the key is replaced or deleted meanwhile.
+    let fd: number;
     try {
-      const info = await handle.stat();
-      if (!info.isFile()) throw blobNotFound(bucket, key);
-      if (range === undefined) {
-        // Bounded by the size: no read past the end just to find it, and each read sized to what is left.
-        return info.size === 0
-          ? handle.createReadStream()
-          : handle.createReadStream({ end: info.size - 1, highWaterMark: READ_PIECE_BYTES });
-      }
-      if (range.start >= info.size) throw rangePastEnd(bucket, key, range, info.size);
-      return handle.createReadStream({ start: range.start, end: Math.min(range.end, info.size - 1), highWaterMark: READ_PIECE_BYTES });
+      fd = openSync(path, 'r');
     } catch (error) {
-      await handle.close();
-      throw error;
+      throw isAbsent(error) || errorCode(error) === 'EISDIR' ? blobNotFound(bucket, key) : error;
+    }
+    let streaming = false;
+    try {
+      const info = fstatSync(fd);
+      if (!info.isFile()) throw blobNotFound(bucket, key);
+      const start = range?.start ?? 0;
+      if (range !== undefined && start >= info.size) throw rangePastEnd(bucket, key, range, info.size);
+      const end = Math.min(range?.end ?? Infinity, info.size - 1);
+      if (end - start + 1 <= SMALL_OBJECT_BYTES) return Readable.from([readWhole(fd, start, end + 1)], { objectMode: false });
+      streaming = true;
+      // Bounded by the size: no read past the end just to find it, and each read sized to what is left.
+      return createReadStream('', { fd, start, end, highWaterMark: READ_PIECE_BYTES });
+    } finally {
+      if (!streaming) closeSync(fd);
     }
   }
 
