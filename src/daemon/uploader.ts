@@ -239,16 +239,16 @@ export class Uploader {
           }
           if (sent.length === 0) return;
           const answers = await this.api.putWholeFiles(body.subarray(0, filled));
-          for (const [at, job] of sent.entries()) {
-            const answer = answers[at]!;
-            const size = prepared.get(job)!.fingerprint.size;
-            if (answer instanceof PvError) {
-              await onDone(job, { error: asFileError(answer) });
-              continue;
-            }
-            job.onBytes?.(size);
-            await onDone(job, { status: answer, sent: size, deduplicated: 0, size });
-          }
+          // All at once: the index entries their outcomes write then share one transaction.
+          await Promise.all(
+            sent.map(async (job, at) => {
+              const answer = answers[at]!;
+              const size = prepared.get(job)!.fingerprint.size;
+              if (answer instanceof PvError) return onDone(job, { error: asFileError(answer) });
+              job.onBytes?.(size);
+              return onDone(job, { status: answer, sent: size, deduplicated: 0, size });
+            }),
+          );
         } finally {
           giveBodyBuffer(body);
         }
