@@ -1,4 +1,11 @@
 import { type Static, Type } from 'typebox';
+import {
+  CHUNKS_PER_REQUEST_MAX,
+  MANIFESTS_PER_REQUEST_MAX,
+  UPLOADS_PER_BATCH_MAX,
+  WHOLE_FILE_MAX_BYTES,
+  WHOLE_FILES_PER_REQUEST_MAX,
+} from './protocol-limits.js';
 
 /**
  * The HTTP API's message shapes (DESIGN section 3 and docs/protocol.md), as JSON schemas shared
@@ -7,6 +14,7 @@ import { type Static, Type } from 'typebox';
  */
 
 export { API_PREFIX } from './api-prefix.js';
+export * from './protocol-limits.js';
 
 const Hash = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'SHA-256, lowercase hex' });
 const Id = Type.String({ minLength: 1, maxLength: 64 });
@@ -38,9 +46,6 @@ export const VersionManifestSchema = Type.Object({
   manifest: Type.String({ description: 'compact manifest (docs/protocol.md), base64', contentEncoding: 'base64' }),
 });
 export type VersionManifest = Static<typeof VersionManifestSchema>;
-
-/** Paths one POST /files/manifests may name. */
-export const MANIFESTS_PER_REQUEST_MAX = 256;
 
 export const ManifestsRequestSchema = Type.Object({
   paths: Type.Array(Type.String({ maxLength: 4096 }), { minItems: 1, maxItems: MANIFESTS_PER_REQUEST_MAX }),
@@ -115,16 +120,6 @@ export const UploadStatusSchema = Type.Object({
 });
 export type UploadStatus = Static<typeof UploadStatusSchema>;
 
-/** Negotiations one POST /uploads/batch may carry. */
-export const UPLOADS_PER_BATCH_MAX = 64;
-
-/** A file of at most this many bytes may travel whole, with others, in one request (POST /uploads/files). */
-export const WHOLE_FILE_MAX_BYTES = 8 * 1024 * 1024;
-/** Files one POST /uploads/files or POST /files/contents carries at most. */
-export const WHOLE_FILES_PER_REQUEST_MAX = 64;
-/** Content bytes one POST /uploads/files carries at most: what the server holds in memory for it. */
-export const WHOLE_FILES_REQUEST_MAX_BYTES = 32 * 1024 * 1024;
-
 export const UploadBatchRequestSchema = Type.Object({
   uploads: Type.Array(UploadRequestSchema, { minItems: 1, maxItems: UPLOADS_PER_BATCH_MAX }),
   sendWhole: Type.Optional(
@@ -164,9 +159,6 @@ export type ContentRecordHeader =
 
 export const ChunkReceiptSchema = Type.Object({ hash: Hash, stored: Type.Boolean({ description: 'false when it was already stored' }) });
 export type ChunkReceipt = Static<typeof ChunkReceiptSchema>;
-
-/** Chunks one request may carry back to back (PUT /uploads/{id}/chunks, or with the commit). */
-export const CHUNKS_PER_REQUEST_MAX = 64;
 
 export const FileListSchema = Type.Object({
   entries: Type.Array(FileEntrySchema),

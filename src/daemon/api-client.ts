@@ -4,27 +4,27 @@ import { isPvError, PvError, type PvErrorCode } from '../core/errors.js';
 import { API_PREFIX } from '../core/api-prefix.js';
 import { FILE_RECORDS_TYPE, type FileRecord, readFileRecords } from '../core/file-records.js';
 import { piecesOf } from '../core/stream-pieces.js';
-import {
-  type ApiKeyView,
-  type ChangePage,
-  type ChunkReceipt,
-  type ContentRecordHeader,
-  type DeviceView,
-  type FileEntry,
-  type FileList,
-  type FileVersionView,
-  type LoginRequest,
-  type LoginResponse,
-  type ManifestsResult,
-  type MediaView,
-  type TrashEntry,
-  type UploadBatchResult,
-  type UploadRequest,
-  type UploadStatus,
-  type VersionManifest,
-  type VersionPatch,
-  WHOLE_FILE_MAX_BYTES,
+import type {
+  ApiKeyView,
+  ChangePage,
+  ChunkReceipt,
+  ContentRecordHeader,
+  DeviceView,
+  FileEntry,
+  FileList,
+  FileVersionView,
+  LoginRequest,
+  LoginResponse,
+  ManifestsResult,
+  MediaView,
+  TrashEntry,
+  UploadBatchResult,
+  UploadRequest,
+  UploadStatus,
+  VersionManifest,
+  VersionPatch,
 } from '../core/protocol.js';
+import { WHOLE_FILE_MAX_BYTES } from '../core/protocol-limits.js';
 
 type Query = Record<string, string | number | undefined>;
 

@@ -9,7 +9,8 @@ import { encodeManifest, type Manifest } from '../core/manifest.js';
 import { diffManifests, encodeManifestDiff } from '../core/manifest-diff.js';
 import { joinPath } from '../core/paths.js';
 import { inGroups, inSizedGroups, runPool } from '../core/pool.js';
-import { CHUNKS_PER_REQUEST_MAX, type UploadRequest, type UploadStatus, WHOLE_FILES_PER_REQUEST_MAX } from '../core/protocol.js';
+import type { UploadRequest, UploadStatus } from '../core/protocol.js';
+import { CHUNKS_PER_REQUEST_MAX, WHOLE_FILES_PER_REQUEST_MAX } from '../core/protocol-limits.js';
 import type { ApiClient } from './api-client.js';
 
 /** The summary `photovault upload --json` prints. */

@@ -6,7 +6,8 @@ import { promisify } from 'node:util';
 import { isPvError } from '../core/errors.js';
 import type { FileRecord } from '../core/file-records.js';
 import { inSizedGroups, runPool } from '../core/pool.js';
-import { type ContentRecordHeader, type FileVersionView, type VersionManifest, WHOLE_FILES_PER_REQUEST_MAX } from '../core/protocol.js';
+import type { ContentRecordHeader, FileVersionView, VersionManifest } from '../core/protocol.js';
+import { WHOLE_FILES_PER_REQUEST_MAX } from '../core/protocol-limits.js';
 import type { ApiClient } from './api-client.js';
 import { tempPathBeside } from './downloader.js';
 
