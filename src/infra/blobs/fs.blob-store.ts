@@ -214,9 +214,10 @@ export class FsBlobStore implements BlobStore {
       if (range !== undefined && start >= info.size) throw rangePastEnd(bucket, key, range, info.size);
       const end = Math.min(range?.end ?? Infinity, info.size - 1);
       if (end - start + 1 <= SMALL_OBJECT_BYTES) return Readable.from([readWhole(fd, start, end + 1)], { objectMode: false });
-      streaming = true;
       // Bounded by the size: no read past the end just to find it, and each read sized to what is left.
-      return createReadStream('', { fd, start, end, highWaterMark: READ_PIECE_BYTES });
+      const stream = createReadStream('', { fd, start, end, highWaterMark: READ_PIECE_BYTES });
+      streaming = true; // the stream closes the descriptor from here on
+      return stream;
     } finally {
       if (!streaming) closeSync(fd);
     }
