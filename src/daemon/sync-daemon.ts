@@ -28,7 +28,8 @@ const MAX_DIRTY_PATHS = 500;
  * reports a local change, when the server says the feed moved on (the sync socket), after
  * reconnecting (catch-up after being offline), and every few minutes regardless. Passes never
  * overlap; triggers during a pass queue one more. A pass the watcher started looks only at the
- * paths it reported, so latency does not grow with the folder; the others walk the whole folder.
+ * paths it reported, so latency does not grow with the folder, and so does the recheck of the
+ * files pulls wrote (see pass()); the others walk the whole folder.
  */
 export class SyncDaemon {
   private watcher: FSWatcher | undefined;
@@ -45,6 +46,8 @@ export class SyncDaemon {
   private readonly settleMs: number;
   /** Files a pull just wrote (absolute paths), until when the watcher ignores them. */
   private readonly ownWrites = new Map<string, number>();
+  /** Files pulls wrote since the last recheck (see pass()), or 'all' once there are too many to look at one by one. */
+  private written: Set<string> | 'all' = new Set();
   /** What the next pass must look at: the paths the watcher reported, or the whole folder. */
   private dirty: Set<string> | 'all' = 'all';
   private connected = false;
@@ -106,14 +109,17 @@ export class SyncDaemon {
   /**
    * Notes a file a pull is writing: the watcher's reports of its adds and changes are dropped for
    * 2 * settleMs, so a first sync's thousands of downloads do not each come back as a pass. A
-   * user's edit in that window is not lost: a pass that downloaded is followed, 2 * settleMs
-   * after it ended, by a pass over the whole folder (see pass()).
+   * user's edit in that window is not lost: 2 * settleMs after a burst of downloading passes, a
+   * pass looks at the files they wrote once more (see pass()).
    */
   private noteOwnWrite(path: string): void {
     const now = Date.now();
     if (this.ownWrites.size >= OWN_WRITES_SWEEP_AT)
       for (const [known, until] of this.ownWrites) if (until <= now) this.ownWrites.delete(known);
     this.ownWrites.set(path, now + 2 * this.settleMs);
+    if (this.written === 'all') return;
+    if (this.written.size >= MAX_DIRTY_PATHS) this.written = 'all';
+    else this.written.add(this.relativePath(path));
   }
 
   private isOwnWrite(path: string): boolean {
@@ -124,10 +130,15 @@ export class SyncDaemon {
     return false;
   }
 
+  /** A path in the folder as the engine names it: relative, '/'-separated. */
+  private relativePath(absolute: string): string {
+    return relative(this.root, absolute).split(sep).join('/');
+  }
+
   /** Notes a path the watcher reported (absolute) for the next pass. */
   private markDirty(absolute: string): void {
     if (this.dirty === 'all') return;
-    const path = relative(this.root, absolute).split(sep).join('/');
+    const path = this.relativePath(absolute);
     // New ignore rules change what every path is: look at everything.
     if (path === '' || path.endsWith('.pvignore') || this.dirty.size >= MAX_DIRTY_PATHS) this.dirty = 'all';
     else this.dirty.add(path);
@@ -178,13 +189,18 @@ export class SyncDaemon {
         }
         this.record(summary);
         this.options.onPass?.(summary);
-        // A user's edit of a file this pass wrote, made within 2 * settleMs of the write, was taken
-        // for the pass's own (noteOwnWrite): look once more when that window is over.
-        // Once after a burst of such passes, not after each: a first sync downloads in many passes,
-        // and a walk of the whole folder after each made its CPU grow with the square of its files.
-        if (summary.downloaded + summary.deleted > 0) {
+        // A user's edit of a file a pull wrote, made within 2 * settleMs of the write, was taken for
+        // the pull's own (noteOwnWrite): look at those files once more when that window is over.
+        // Once after a burst of such passes, not after each, and at those files only: a first sync
+        // downloads in many passes, and a walk of the whole folder after each made its CPU grow
+        // with the square of its files.
+        if (this.written === 'all' || this.written.size > 0) {
           clearTimeout(this.recheck);
-          this.recheck = setTimeout(() => this.scheduleFull(0), 2 * this.settleMs);
+          this.recheck = setTimeout(() => {
+            this.markAgain(this.written);
+            this.written = new Set();
+            this.schedule(0);
+          }, 2 * this.settleMs);
         }
         // Files still being written get another look once settled: the same paths, or everything.
         if (summary.deferred > 0) {

@@ -93,6 +93,17 @@ describe('sync daemon', () => {
     expect(errors).toEqual([]);
   });
 
+  it('sees the user edit a file right after a pull wrote it, when the watcher took the edit for the pull', async () => {
+    const [a, b] = [running[0]!.root, running[1]!.root];
+    await writeFile(join(a, 'edited-at-once.txt'), 'from a');
+    await eventually(async () => (await contentOf(join(b, 'edited-at-once.txt'))) === 'from a');
+    // Well within the 2 * 200 ms in which the daemon drops the watcher's reports of this file:
+    // only the look it takes at the files it wrote, once that window is over, can find the edit.
+    await writeFile(join(b, 'edited-at-once.txt'), 'edited on b at once');
+    await eventually(async () => (await contentOf(join(a, 'edited-at-once.txt'))) === 'edited on b at once');
+    expect(errors).toEqual([]);
+  });
+
   it('uploads a file written in pieces only once the writing is over', async () => {
     const [a, b] = [running[0]!.root, running[1]!.root];
     // Pieces 20 ms apart for three times the settle delay (200 ms): the watcher reports the file
