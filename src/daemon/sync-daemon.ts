@@ -3,6 +3,7 @@ import { type FSWatcher, watch } from 'chokidar';
 import WebSocket from 'ws';
 import { API_PREFIX } from '../core/api-prefix.js';
 import type { FolderStatus } from './control-socket.js';
+import { releaseMemory } from './heap.js';
 import type { SyncEngine, SyncSummary } from './sync-engine.js';
 
 export interface SyncDaemonOptions {
@@ -188,6 +189,8 @@ export class SyncDaemon {
           throw error;
         }
         this.record(summary);
+        // The walk of every file (and before the first, the watcher's) is garbage now.
+        if (dirty === 'all') releaseMemory();
         this.options.onPass?.(summary);
         // A user's edit of a file a pull wrote, made within 2 * settleMs of the write, was taken for
         // the pull's own (noteOwnWrite): look at those files once more when that window is over.
