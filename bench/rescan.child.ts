@@ -1,6 +1,6 @@
 /**
- * Child process of bench:sync, run twice on a folder so that the RSS it reports is the scanner's
- * and the index's alone, as a daemon restarted on a folder it synced holds them:
+ * Child process of bench:sync, run twice on a folder, timing the scanner and the index alone, as
+ * a daemon restarted on a folder it synced runs them:
  *
  *   node dist/bench/rescan.child.js index DIR    indexes the folder and marks every entry synced,
  *                                                as a daemon's first pass would
@@ -24,8 +24,6 @@ export interface RescanFigures {
   files: number;
   unchanged: number;
   rescanSeconds: number;
-  /** The larger of the RSS before and after the rescan, in bytes. */
-  rssBytes: number;
 }
 
 const [mode, folder] = process.argv.slice(2);
@@ -47,11 +45,9 @@ if (mode === 'index') {
   sqlite.close();
   console.log(JSON.stringify(figures));
 } else {
-  const before = process.memoryUsage().rss;
   const rescan = await scanFolder(folder, index, { ignored });
   const rescanSeconds = (performance.now() - started) / 1000;
-  const rssBytes = Math.max(before, process.memoryUsage().rss);
   await index.close();
-  const figures: RescanFigures = { files: rescan.unchanged + rescan.changed.length, unchanged: rescan.unchanged, rescanSeconds, rssBytes };
+  const figures: RescanFigures = { files: rescan.unchanged + rescan.changed.length, unchanged: rescan.unchanged, rescanSeconds };
   console.log(JSON.stringify(figures));
 }

@@ -513,8 +513,17 @@ export function reapedChildrenCpuSeconds(): number {
 
 /** VmRSS of a process (/proc/<pid>/status): the memory it holds in RAM now, in bytes. */
 export function processRssBytes(pid: number): number {
-  const match = /^VmRSS:\s*(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return statusBytes(pid, 'VmRSS');
+}
+
+/** VmHWM of a process: the most it has held in RAM at any time, in bytes. */
+export function processPeakRssBytes(pid: number): number {
+  return statusBytes(pid, 'VmHWM');
+}
+
+function statusBytes(pid: number, field: string): number {
+  const match = new RegExp(`^${field}:\\s*(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!match) throw new Error(`no ${field} in /proc/${pid}/status`);
   return Number(match[1]) * 1024;
 }
 
