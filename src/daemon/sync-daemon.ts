@@ -2,8 +2,8 @@ import { relative, sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import WebSocket from 'ws';
 import { API_PREFIX } from '../core/api-prefix.js';
+import { releaseMemory } from '../core/release-memory.js';
 import type { FolderStatus } from './control-socket.js';
-import { releaseMemory } from './heap.js';
 import type { SyncEngine, SyncSummary } from './sync-engine.js';
 
 export interface SyncDaemonOptions {

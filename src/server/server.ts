@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../core/config.js';
+import { QuietRelease } from '../core/release-memory.js';
 import { buildApp } from './app.js';
 import { JobMetrics } from '../workers/job-metrics.js';
 import { startWorkers } from '../workers/workers.js';
@@ -14,13 +15,20 @@ export interface RunningServer {
 }
 
 const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
+/** How long no request has to end before the server gives the memory of the last burst back. */
+const RELEASE_MEMORY_AFTER_QUIET_MS = 10_000;
 const TIERING_FIRST_RUN_MS = 60 * 1000;
 
 /** Builds the context and the app, listens, and runs the housekeeping timers of the embedded server. */
 export async function startServer(config: ServerConfig, options: ContextOptions & { log?: boolean } = {}): Promise<RunningServer> {
   const context = await createContext(config, options);
   const app = await buildApp(context, { logger: options.log === false ? false : { level: config.log.level } });
+  // A first sync puts hundreds of MiB through the server, and an idle server held on to most of
+  // it (~410 MiB after 2,000 files / 498 MiB in and out, against ~180 at start; ~270 with this).
+  const quiet = new QuietRelease(RELEASE_MEMORY_AFTER_QUIET_MS);
+  app.addHook('onResponse', async () => quiet.touch());
   await app.listen({ host: config.server.host, port: config.server.port });
+  quiet.touch(); // the start-up's garbage too
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
@@ -83,6 +91,7 @@ export async function startServer(config: ServerConfig, options: ContextOptions 
     context,
     url,
     async close() {
+      quiet.stop();
       clearInterval(timer);
       for (const timer of tieringTimers) clearTimeout(timer);
       tieringStop.abort();
