@@ -247,7 +247,7 @@ async function photovaultFigures(work: string, data: DataSet): Promise<PeerFigur
   await proxy.close();
 
   // 4. Memory: the many files uploaded by a `sync --once`, then `photovault sync` started on them,
-  // as a user's daemon holds its folder: its RSS once its first pass (nothing changed) is over.
+  // as a user's daemon holds its folder: its RSS idle after its first pass (nothing changed).
   const holding = await device('holding', server.url, 'holding');
   await cp(data.many, holding.folder, { recursive: true });
   await holding.once();
@@ -265,6 +265,8 @@ async function photovaultFigures(work: string, data: DataSet): Promise<PeerFigur
     if (daemon.exitCode !== null) throw new Error(`photovault: the daemon holding the many files exited (${daemon.exitCode})`);
     if (performance.now() > deadline) throw new Error('photovault: the daemon holding the many files did not finish its first pass in 10 min');
   }
+  // Idle: a daemon gives the memory of its last passes back once none has run for 10 s.
+  await sleep(12_000);
   let rssBytes = 0;
   for (let sample = 0; sample < 6; sample++) {
     rssBytes = Math.max(rssBytes, processRssBytes(daemon.pid!));

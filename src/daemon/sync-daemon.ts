@@ -2,7 +2,7 @@ import { relative, sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import WebSocket from 'ws';
 import { API_PREFIX } from '../core/api-prefix.js';
-import { releaseMemory } from '../core/release-memory.js';
+import { QuietRelease } from '../core/release-memory.js';
 import type { FolderStatus } from './control-socket.js';
 import type { SyncEngine, SyncSummary } from './sync-engine.js';
 
@@ -23,6 +23,12 @@ const RECONNECT_MAX_MS = 30_000;
 const OWN_WRITES_SWEEP_AT = 1_000;
 /** Past this many changed paths a pass walks the whole folder: one walk is cheaper than many lookups. */
 const MAX_DIRTY_PATHS = 500;
+/**
+ * How long no pass has to run before the daemon gives the memory of the last ones back: a walk of
+ * the whole folder (the watcher's start, a full pass) leaves hundreds of MiB of garbage that V8
+ * alone keeps in an idle process (src/core/release-memory.ts).
+ */
+const RELEASE_MEMORY_AFTER_QUIET_MS = 10_000;
 
 /**
  * Keeps a folder in sync continuously: a pass runs a settle delay after the watcher (chokidar)
@@ -44,6 +50,7 @@ export class SyncDaemon {
   private running: Promise<void> | undefined;
   private stopped = false;
   private recheck: NodeJS.Timeout | undefined;
+  private readonly quiet = new QuietRelease(RELEASE_MEMORY_AFTER_QUIET_MS);
   private readonly settleMs: number;
   /** Files a pull just wrote (absolute paths), until when the watcher ignores them. */
   private readonly ownWrites = new Map<string, number>();
@@ -105,6 +112,7 @@ export class SyncDaemon {
     this.socket?.close();
     await this.watcher?.close();
     await this.running;
+    this.quiet.stop(); // after the last pass's end has touched it
   }
 
   /**
@@ -189,8 +197,6 @@ export class SyncDaemon {
           throw error;
         }
         this.record(summary);
-        // The walk of every file (and before the first, the watcher's) is garbage now.
-        if (dirty === 'all') releaseMemory();
         this.options.onPass?.(summary);
         // A user's edit of a file a pull wrote, made within 2 * settleMs of the write, was taken for
         // the pull's own (noteOwnWrite): look at those files once more when that window is over.
@@ -221,6 +227,7 @@ export class SyncDaemon {
       await this.running;
     } finally {
       this.running = undefined;
+      this.quiet.touch();
       if (this.due < Infinity) {
         const due = this.due;
         this.due = Infinity;

@@ -91,7 +91,6 @@ export async function startServer(config: ServerConfig, options: ContextOptions 
     context,
     url,
     async close() {
-      quiet.stop();
       clearInterval(timer);
       for (const timer of tieringTimers) clearTimeout(timer);
       tieringStop.abort();
@@ -99,6 +98,7 @@ export async function startServer(config: ServerConfig, options: ContextOptions 
       await workers?.stop();
       await Promise.all(pipeline.map((subscription) => subscription.stop()));
       await app.close();
+      quiet.stop(); // after the last responses have touched it
       await context.close();
     },
   };
