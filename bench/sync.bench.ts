@@ -287,7 +287,7 @@ async function photovaultFigures(work: string, data: DataSet): Promise<PeerFigur
     rescanSeconds: rescan.rescanSeconds,
     rescanDetail: `${rescan.unchanged} unchanged; indexing took ${rescan.indexSeconds.toFixed(1)} s`,
     rssBytes,
-    rssDetail: `the sync daemon after its first pass; ${(peakBytes / MiB).toFixed(0)} MiB at its peak, starting`,
+    rssDetail: `the sync daemon, idle after its first pass; ${(peakBytes / MiB).toFixed(0)} MiB at its peak, starting`,
   };
 }
 

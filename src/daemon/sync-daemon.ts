@@ -35,8 +35,8 @@ const RELEASE_MEMORY_AFTER_QUIET_MS = 10_000;
  * reports a local change, when the server says the feed moved on (the sync socket), after
  * reconnecting (catch-up after being offline), and every few minutes regardless. Passes never
  * overlap; triggers during a pass queue one more. A pass the watcher started looks only at the
- * paths it reported, so latency does not grow with the folder, and so does the recheck of the
- * files pulls wrote (see pass()); the others walk the whole folder.
+ * paths it reported, so latency does not grow with the folder, as does the recheck of the files
+ * pulls wrote (see pass()); the others walk the whole folder.
  */
 export class SyncDaemon {
   private watcher: FSWatcher | undefined;

@@ -24,7 +24,7 @@ export async function startServer(config: ServerConfig, options: ContextOptions 
   const context = await createContext(config, options);
   const app = await buildApp(context, { logger: options.log === false ? false : { level: config.log.level } });
   // A first sync puts hundreds of MiB through the server, and an idle server held on to most of
-  // it (~410 MiB after 2,000 files / 498 MiB in and out, against ~180 at start; ~270 with this).
+  // it (400-435 MiB after 2,000 files / 498 MiB in and out, against ~180 at start; ~270 with this).
   const quiet = new QuietRelease(RELEASE_MEMORY_AFTER_QUIET_MS);
   app.addHook('onResponse', async () => quiet.touch());
   await app.listen({ host: config.server.host, port: config.server.port });
