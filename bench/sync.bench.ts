@@ -261,9 +261,11 @@ async function photovaultFigures(work: string, data: DataSet): Promise<PeerFigur
     const statuses = JSON.parse((await cli.runOk(['status', '--json'])).stdout) as FolderStatus[];
     return statuses.some((status) => status.folder === holding.folder && status.lastPassAt !== null && status.state === 'idle');
   };
-  for (const deadline = performance.now() + 600_000; !(await firstPassOver()); await sleep(500)) {
+  const deadline = performance.now() + 600_000;
+  while (!(await firstPassOver())) {
     if (daemon.exitCode !== null) throw new Error(`photovault: the daemon holding the many files exited (${daemon.exitCode})`);
     if (performance.now() > deadline) throw new Error('photovault: the daemon holding the many files did not finish its first pass in 10 min');
+    await sleep(500);
   }
   // Idle: a daemon gives the memory of its last passes back once none has run for 10 s.
   await sleep(12_000);

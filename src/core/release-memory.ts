@@ -22,12 +22,19 @@ export function releaseMemory(): void {
   collect!({ type: 'major', execution: 'sync', flavor: 'last-resort' });
 }
 
+/**
+ * How long a process (a sync daemon without a pass, a server without a response) stays quiet
+ * before it gives the memory of its last burst back: long enough not to collect amid a burst, where
+ * the heap would only grow back.
+ */
+const RELEASE_AFTER_QUIET_MS = 10_000;
+
 /** Releases memory (release) once, when quietMs have passed since the last touch(). */
 export class QuietRelease {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly quietMs: number,
+    private readonly quietMs = RELEASE_AFTER_QUIET_MS,
     private readonly release: () => void = releaseMemory,
   ) {}
 

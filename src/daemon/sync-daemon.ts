@@ -23,12 +23,6 @@ const RECONNECT_MAX_MS = 30_000;
 const OWN_WRITES_SWEEP_AT = 1_000;
 /** Past this many changed paths a pass walks the whole folder: one walk is cheaper than many lookups. */
 const MAX_DIRTY_PATHS = 500;
-/**
- * How long no pass has to run before the daemon gives the memory of the last ones back: a walk of
- * the whole folder (the watcher's start, a full pass) leaves hundreds of MiB of garbage that V8
- * alone keeps in an idle process (src/core/release-memory.ts).
- */
-const RELEASE_MEMORY_AFTER_QUIET_MS = 10_000;
 
 /**
  * Keeps a folder in sync continuously: a pass runs a settle delay after the watcher (chokidar)
@@ -50,7 +44,11 @@ export class SyncDaemon {
   private running: Promise<void> | undefined;
   private stopped = false;
   private recheck: NodeJS.Timeout | undefined;
-  private readonly quiet = new QuietRelease(RELEASE_MEMORY_AFTER_QUIET_MS);
+  /**
+   * Gives the memory of the last passes back once none has run for a while: a walk of the whole
+   * folder (the watcher's start, a full pass) leaves hundreds of MiB that V8 alone keeps.
+   */
+  private readonly quiet = new QuietRelease();
   private readonly settleMs: number;
   /** Files a pull just wrote (absolute paths), until when the watcher ignores them. */
   private readonly ownWrites = new Map<string, number>();

@@ -15,8 +15,6 @@ export interface RunningServer {
 }
 
 const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
-/** How long no request has to end before the server gives the memory of the last burst back. */
-const RELEASE_MEMORY_AFTER_QUIET_MS = 10_000;
 const TIERING_FIRST_RUN_MS = 60 * 1000;
 
 /** Builds the context and the app, listens, and runs the housekeeping timers of the embedded server. */
@@ -25,7 +23,7 @@ export async function startServer(config: ServerConfig, options: ContextOptions 
   const app = await buildApp(context, { logger: options.log === false ? false : { level: config.log.level } });
   // A first sync puts hundreds of MiB through the server, and an idle server held on to most of
   // it (400-435 MiB after 2,000 files / 498 MiB in and out, against ~180 at start; ~270 with this).
-  const quiet = new QuietRelease(RELEASE_MEMORY_AFTER_QUIET_MS);
+  const quiet = new QuietRelease();
   app.addHook('onResponse', async () => quiet.touch());
   await app.listen({ host: config.server.host, port: config.server.port });
   quiet.touch(); // the start-up's garbage too
