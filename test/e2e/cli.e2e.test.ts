@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,7 +8,7 @@ import { fingerprintFile } from '../../src/core/chunker.js';
 import { encodeManifest } from '../../src/core/manifest.js';
 import type { FileEntry, TrashEntry, UploadRequest, UploadStatus } from '../../src/core/protocol.js';
 import type { UploadSummary } from '../../src/daemon/uploader.js';
-import { type CliResult, CliSandbox, type CliServer, collectOutput, describeResult, exited, REPO_ROOT } from '../support/cli.js';
+import { type CliResult, CliSandbox, type CliServer, collectOutput, describeResult, exited, REPO_ROOT, startServer } from '../support/cli.js';
 import { freePort } from '../support/unreachable.js';
 import { pseudoRandomBytes } from '../support/uploads.js';
 import { TIME_SCALE } from '../support/time-scale.js';
@@ -337,4 +337,26 @@ describe('photovault CLI against a running server', () => {
     },
     60_000 * TIME_SCALE,
   );
+
+  it.runIf(process.platform === 'linux')(
+    "restarts a command that moves contents in bulk with malloc's huge pages, as the same process, and keeps a user's own choice",
+    async () => {
+      const server = await sandbox.startServer(await sandbox.dir('data'));
+      expect(environmentOf(server.process.pid!).get('GLIBC_TUNABLES')).toBe('glibc.malloc.hugetlb=1');
+      const own = await startServer(await sandbox.dir('own'), {
+        tracker: sandbox.tracker,
+        env: { ...sandbox.serverEnv, GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' },
+      });
+      expect(environmentOf(own.process.pid!).get('GLIBC_TUNABLES')).toBe('glibc.malloc.hugetlb=0');
+      expect(await server.stop()).toEqual({ code: 0, signal: null });
+      expect(await own.stop()).toEqual({ code: 0, signal: null });
+    },
+    60_000 * TIME_SCALE,
+  );
 });
+
+/** The environment a running process was started (or last exec'd) with. */
+function environmentOf(pid: number): Map<string, string> {
+  const entries = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+  return new Map(entries.map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]));
+}
