@@ -338,6 +338,7 @@ describe('photovault CLI against a running server', () => {
     60_000 * TIME_SCALE,
   );
 
+  // Linux only: the restart is for glibc's malloc (bin/photovault), and /proc shows what it did.
   it.runIf(process.platform === 'linux')(
     "restarts a command that moves contents in bulk with malloc's huge pages, as the same process, and keeps a user's own choice",
     async () => {
