@@ -4,7 +4,9 @@
  * its server; timed as `sync --once` on a then b, and with both daemons running as Syncthing is
  * timed), propagation latency of a new 200 KiB file between two running daemons, bytes on
  * the wire for a 1 KiB insert into 100 MiB, a rescan of 100,000 unchanged files, and the memory
- * of a daemon holding them. Prints figures and the ratio photovault / Syncthing; asserts nothing.
+ * of a daemon holding them; and, measured in the same run, the floor of that initial sync for each
+ * design (bench/sync-floor.ts) beside the goal. Prints figures and the ratio photovault /
+ * Syncthing; asserts nothing.
  *
  *   ./scripts/setup.sh --bench    # once: installs Debian's syncthing
  *   npm run bench:sync
@@ -39,6 +41,7 @@ import {
   removeAtExit,
   runOk,
 } from './support.js';
+import { measureSyncFloor } from './sync-floor.js';
 import { findSyncthing, SyncthingDevice, syncthingPair, waitConnected, waitInSync } from './syncthing.js';
 
 const SCALE = Number(process.env.PV_BENCH_SCALE ?? 1);
@@ -264,7 +267,8 @@ async function photovaultFigures(work: string, data: DataSet): Promise<PeerFigur
   const deadline = performance.now() + 600_000;
   while (!(await firstPassOver())) {
     if (daemon.exitCode !== null) throw new Error(`photovault: the daemon holding the many files exited (${daemon.exitCode})`);
-    if (performance.now() > deadline) throw new Error('photovault: the daemon holding the many files did not finish its first pass in 10 min');
+    if (performance.now() > deadline)
+      throw new Error('photovault: the daemon holding the many files did not finish its first pass in 10 min');
     await sleep(500);
   }
   // Idle: a daemon gives the memory of its last passes back once none has run for 10 s.
@@ -422,6 +426,8 @@ async function main(): Promise<void> {
   const data = await makeDataSet(work);
   const pv = await photovaultFigures(work, data);
   const st = await syncthingFigures(syncthing, work, data);
+  // In the same run as the figures: this machine's speed drifts between runs (docs/benchmarks.md).
+  const floor = await measureSyncFloor(data.initial, join(work, 'floor'));
 
   const rows: string[][] = [];
   rows.push([
@@ -437,6 +443,13 @@ async function main(): Promise<void> {
     `${st.initialSeconds.toFixed(1)} s`,
     ratio(pv.live!.seconds, st.initialSeconds),
     '<= 0.5x of Syncthing',
+  ]);
+  rows.push([
+    `floor of that initial sync on ${floor.cores} cores: its unavoidable steps timed alone (bench/sync-floor.ts)`,
+    `${(floor.photovault / floor.cores).toFixed(1)} s (${floor.photovault.toFixed(1)} CPU-s)`,
+    `${(floor.syncthing / floor.cores).toFixed(1)} s (${floor.syncthing.toFixed(1)} CPU-s)`,
+    ratio(floor.photovault, floor.syncthing),
+    `0.5x of Syncthing's initial sync: ${(st.initialSeconds / 2).toFixed(1)} s`,
   ]);
   const pvLatencies = pv.latencies.get('')!;
   for (const [delay, latencies] of st.latencies) {
