@@ -112,15 +112,16 @@ export class ApiClient {
     });
   }
 
-  /** Sends a chunk as a delta against base chunks the upload status offered. */
-  putChunkDelta(uploadId: string, hash: string, base: string[], delta: Buffer): Promise<ChunkReceipt> {
-    return this.json({
+  /** Sends chunks as one delta that rebuilds them back to back from base chunks the upload status offered. */
+  async putChunksDelta(uploadId: string, hashes: string[], base: string[], delta: Buffer): Promise<ChunkReceipt[]> {
+    const answer = await this.json<{ chunks: ChunkReceipt[] }>({
       method: 'PUT',
-      path: `/uploads/${encodeURIComponent(uploadId)}/chunks/${hash}`,
-      query: { base: base.join(',') },
+      path: `/uploads/${encodeURIComponent(uploadId)}/chunks`,
+      query: { hashes: hashes.join(','), base: base.join(',') },
       body: delta,
       headers: { 'content-type': 'application/vnd.photovault.delta' },
     });
+    return answer.chunks;
   }
 
   /** Sends several chunks in one request: their bytes back to back, in the order of hashes. */

@@ -349,7 +349,7 @@ export class Uploader {
   ) {
     const missing = new Set(status.missing);
     const todo = chunks.filter((chunk) => missing.delete(chunk.hash));
-    const deltaBases = new Map<string, { base: string[]; signature: Signature }>();
+    const deltaBases = new Map<string, DeltaOffer>();
     for (const offer of status.deltaBases ?? []) {
       const base = { base: offer.base, signature: decodeSignature(Buffer.from(offer.signature, 'base64')) };
       for (const hash of offer.chunks) deltaBases.set(hash, base);
@@ -359,11 +359,11 @@ export class Uploader {
       (chunk) => chunk.length,
       { maxItems: CHUNKS_PER_REQUEST_MAX, maxBytes: BATCH_BYTES },
     );
-    const singles = todo.filter((chunk) => deltaBases.has(chunk.hash));
+    const runs = deltaRuns(todo, deltaBases);
     const handle = await open(localPath, 'r');
     let sent = 0;
     try {
-      if (singles.length === 0 && batches.length <= 1) {
+      if (runs.length === 0 && batches.length <= 1) {
         const last = batches[0] && {
           hashes: batches[0].map((chunk) => chunk.hash),
           bytes: await readChunks(handle, localPath, batches[0]),
@@ -380,17 +380,10 @@ export class Uploader {
         sent += bytes.length;
         onBytes(bytes.length);
       });
-      await runPool(singles, this.chunkConcurrency, async (chunk) => {
-        const bytes = Buffer.allocUnsafe(chunk.length);
-        const { bytesRead } = await handle.read(bytes, 0, chunk.length, chunk.offset);
-        if (bytesRead !== chunk.length) {
-          throw new PvError('PV_UPLOAD_CHUNK_TRUNCATED', `${localPath} shrank while it was being uploaded.`, {
-            fix: 'Upload it again once it is complete.',
-          });
-        }
-        const spent = await this.putChunk(status.uploadId!, chunk.hash, bytes, deltaBases.get(chunk.hash));
-        sent += spent;
-        onBytes(chunk.length);
+      await runPool(runs, this.chunkConcurrency, async (run) => {
+        const bytes = await readChunks(handle, localPath, run.chunks);
+        sent += await this.putRun(status.uploadId!, run, bytes);
+        onBytes(bytes.length);
       });
     } finally {
       await handle.close();
@@ -398,23 +391,58 @@ export class Uploader {
     return { spent: sent, last: undefined };
   }
 
-  /** Sends one chunk, as a delta when one is offered and pays; returns the body bytes sent. */
-  private async putChunk(uploadId: string, hash: string, bytes: Buffer, offer?: { base: string[]; signature: Signature }): Promise<number> {
+  /** Sends a run of chunks, as one delta when that pays; returns the body bytes sent. */
+  private async putRun(uploadId: string, { chunks, offer }: DeltaRun, bytes: Buffer): Promise<number> {
+    const hashes = chunks.map((chunk) => chunk.hash);
     let spent = 0;
-    const delta = offer && encodeDelta(bytes, offer.signature);
-    if (delta && delta.length < bytes.length * DELTA_WORTH) {
+    const delta = encodeDelta(bytes, offer.signature);
+    if (delta.length < bytes.length * DELTA_WORTH) {
       try {
-        await this.api.putChunkDelta(uploadId, hash, offer.base, delta);
+        await this.api.putChunksDelta(uploadId, hashes, offer.base, delta);
         return delta.length;
       } catch (error) {
-        // A rebuilt chunk that fails its hash (a strong-hash collision) or a base gone meanwhile: send it whole.
+        // Rebuilt bytes that fail their hash (a strong-hash collision) or a base gone meanwhile: send them whole.
         if (!isPvError(error, 'PV_UPLOAD_CHUNK_HASH_MISMATCH') && !isPvError(error, 'PV_DELTA_INVALID')) throw error;
         spent = delta.length;
       }
     }
-    await this.api.putChunk(uploadId, hash, bytes);
+    await this.api.putChunks(uploadId, hashes, bytes);
     return spent + bytes.length;
   }
+}
+
+/** The base of a changed region, as an upload status offers it: its chunks' hashes and their signature. */
+interface DeltaOffer {
+  base: string[];
+  signature: Signature;
+}
+
+/** Chunks that follow each other in the file and replaced the same region: sent as one delta. */
+interface DeltaRun {
+  chunks: ChunkAt[];
+  offer: DeltaOffer;
+}
+
+/**
+ * The chunks offered a delta base, in runs of neighbours under the same offer. One delta per run,
+ * not per chunk: an rsync delta pays up to a block of literal bytes at each edge of its target
+ * that falls between the base's blocks, and when an edit moves several chunk boundaries (about
+ * 1 edit in 20), deltas per chunk cost 3-4 times the bytes of one over the run.
+ */
+function deltaRuns(todo: ChunkAt[], offers: Map<string, DeltaOffer>): DeltaRun[] {
+  const runs: DeltaRun[] = [];
+  for (const chunk of todo) {
+    const offer = offers.get(chunk.hash);
+    if (!offer) continue;
+    const run = runs.at(-1);
+    const previous = run?.chunks.at(-1);
+    if (run?.offer === offer && previous!.offset + previous!.length === chunk.offset && run.chunks.length < CHUNKS_PER_REQUEST_MAX) {
+      run.chunks.push(chunk);
+    } else {
+      runs.push({ chunks: [chunk], offer });
+    }
+  }
+  return runs;
 }
 
 /** Reads a file's fingerprint (unless the job has it) and builds its negotiation. */

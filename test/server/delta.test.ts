@@ -41,6 +41,14 @@ describeEachDatabase('delta transfer', (kind) => {
       payload: delta,
     });
 
+  const putDeltas = (auth: Auth, uploadId: string, hashes: string[], base: string[], delta: Buffer) =>
+    server.app.inject({
+      method: 'PUT',
+      url: `/api/v1/uploads/${uploadId}/chunks?hashes=${hashes.join(',')}&base=${base.join(',')}`,
+      headers: { ...auth, 'content-type': DELTA_TYPE },
+      payload: delta,
+    });
+
   /** Uploads original at path, then negotiates edited against it with a manifest diff. */
   async function negotiateEdit(path: string, original: Buffer, edited: Buffer) {
     const first = await uploadBytes(server.app, alice.auth, path, original);
@@ -79,6 +87,50 @@ describeEachDatabase('delta transfer', (kind) => {
     const committed = await commit(server.app, alice.auth, status.uploadId!);
     expect(committed.statusCode, committed.body).toBe(200);
     expect((await download(server.app, alice.auth, 'edit.bin')).rawPayload.equals(edited)).toBe(true);
+  });
+
+  it('takes the chunks of a region as one delta over their bytes, where per-chunk deltas pay at every chunk edge', async () => {
+    // An insert that moves seven chunk boundaries (found by search; about 1 edit in 20 moves more than one).
+    const original = pseudoRandomBytes(4 * MiB, 23);
+    const at = 2482211;
+    const edited = Buffer.concat([original.subarray(0, at), pseudoRandomBytes(1024, 5023), original.subarray(at)]);
+    const { status, next } = await negotiateEdit('region.bin', original, edited);
+    expect(status.deltaBases).toHaveLength(1);
+    const offer = status.deltaBases![0]!;
+    expect(offer.chunks.length).toBeGreaterThanOrEqual(5);
+    const signature = decodeSignature(Buffer.from(offer.signature, 'base64'));
+    const run = next.fingerprint.chunks.filter((chunk) => offer.chunks.includes(chunk.hash));
+    const runBytes = Buffer.concat(run.map((chunk) => next.chunkBytes.get(chunk.hash)!));
+    const delta = encodeDelta(runBytes, signature);
+    const perChunk = run.reduce((sum, chunk) => sum + encodeDelta(next.chunkBytes.get(chunk.hash)!, signature).length, 0);
+    expect(delta.length).toBeLessThan(4 * 1024);
+    expect(perChunk).toBeGreaterThan(3 * delta.length);
+
+    const answer = await putDeltas(alice.auth, status.uploadId!, run.map((chunk) => chunk.hash), offer.base, delta);
+    expect(answer.statusCode, answer.body).toBe(200);
+    expect(answer.json()).toEqual({ chunks: run.map((chunk) => ({ hash: chunk.hash, stored: true })) });
+    const committed = await commit(server.app, alice.auth, status.uploadId!);
+    expect(committed.statusCode, committed.body).toBe(200);
+    expect((await download(server.app, alice.auth, 'region.bin')).rawPayload.equals(edited)).toBe(true);
+  });
+
+  it('keeps the chunks a region delta rebuilt right before one that fails its hash, and not that one', async () => {
+    const original = pseudoRandomBytes(4 * MiB, 1);
+    const at = 1703952;
+    const edited = Buffer.concat([original.subarray(0, at), pseudoRandomBytes(1024, 5001), original.subarray(at)]);
+    const { status, next } = await negotiateEdit('region-wrong.bin', original, edited);
+    const offer = status.deltaBases![0]!;
+    const run = next.fingerprint.chunks.filter((chunk) => offer.chunks.includes(chunk.hash));
+    expect(run.length).toBeGreaterThanOrEqual(2);
+    // A literal of the run's bytes with one byte of its last chunk flipped.
+    const wrong = Buffer.concat(run.map((chunk) => next.chunkBytes.get(chunk.hash)!));
+    wrong[wrong.length - 10]! ^= 0xff;
+    const delta = Buffer.concat([Buffer.from([1, 2]), varint(wrong.length), wrong]);
+    const answer = await putDeltas(alice.auth, status.uploadId!, run.map((chunk) => chunk.hash), offer.base, delta);
+    expect(answer.statusCode).toBe(422);
+    expect(answer.json()).toMatchObject({ code: 'PV_UPLOAD_CHUNK_HASH_MISMATCH' });
+    const missing = (await server.app.inject({ url: `/api/v1/uploads/${status.uploadId}`, headers: alice.auth })).json<UploadStatus>().missing;
+    expect(missing).toEqual([run.at(-1)!.hash]);
   });
 
   it('offers the same delta bases again when the upload is resumed', async () => {

@@ -18,26 +18,33 @@ import type { UploadService } from './upload.service.js';
 
 const UploadParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 const ChunkParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }), hash: Type.String({ pattern: '^[0-9a-f]{64}$' }) });
-const ChunkQuery = Type.Object({
-  base: Type.Optional(
-    Type.String({
-      pattern: '^[0-9a-f]{64}(,[0-9a-f]{64}){0,63}$',
-      description: 'with a delta body: the base chunks, comma-separated, as the upload status offered them',
-    }),
-  ),
+const BaseField = Type.String({
+  pattern: '^[0-9a-f]{64}(,[0-9a-f]{64}){0,63}$',
+  description: 'with a delta body: the base chunks, comma-separated, as the upload status offered them',
 });
-const ChunksQuery = Type.Object({
-  hashes: Type.String({
-    pattern: `^[0-9a-f]{64}(,[0-9a-f]{64}){0,${CHUNKS_PER_REQUEST_MAX - 1}}$`,
-    description: `the chunks the body holds back to back, in order, comma-separated (at most ${CHUNKS_PER_REQUEST_MAX})`,
-  }),
+const HashesField = Type.String({
+  pattern: `^[0-9a-f]{64}(,[0-9a-f]{64}){0,${CHUNKS_PER_REQUEST_MAX - 1}}$`,
+  description: `the chunks the body holds (or its delta rebuilds) back to back, in order, comma-separated (at most ${CHUNKS_PER_REQUEST_MAX})`,
 });
-const CommitQuery = Type.Partial(ChunksQuery);
+const ChunkQuery = Type.Object({ base: Type.Optional(BaseField) });
+const ChunksQuery = Type.Object({ hashes: HashesField, base: Type.Optional(BaseField) });
+const CommitQuery = Type.Object({ hashes: Type.Optional(HashesField) });
 /** A chunk sent as a binary delta against base chunks (docs/protocol.md). */
 const DELTA_TYPE = 'application/vnd.photovault.delta';
 
 // A manifest of MAX_MANIFEST_CHUNKS entries is ~36 MiB of base64; the JSON around it is small.
 const NEGOTIATE_BODY_LIMIT = 48 * 1024 * 1024;
+
+/** The base chunks a delta body names in ?base= (throws, draining the body, when it names none). */
+function deltaBase(request: FastifyRequest<{ Querystring: { base?: string } }>, body: Readable): string[] {
+  if (!request.query.base) {
+    body.resume();
+    throw new PvError('PV_INVALID_INPUT', 'A delta needs its base chunks.', {
+      fix: 'Name them in ?base=, as the upload status offered.',
+    });
+  }
+  return request.query.base.split(',');
+}
 
 /** The raw body of a request that carries chunks back to back. */
 function chunksBody(request: FastifyRequest): Readable {
@@ -150,13 +157,7 @@ export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox 
         const body = request.body as Readable;
         const { id, hash } = request.params;
         if (request.headers['content-type'] !== DELTA_TYPE) return uploads.putChunk(principalOf(request), id, hash, body);
-        if (!request.query.base) {
-          body.resume();
-          throw new PvError('PV_INVALID_INPUT', 'A delta needs its base chunks.', {
-            fix: 'Name them in ?base=, as the upload status offered.',
-          });
-        }
-        return uploads.putChunkDelta(principalOf(request), id, hash, request.query.base.split(','), body);
+        return uploads.putChunkDelta(principalOf(request), id, hash, deltaBase(request, body), body);
       },
     );
 
@@ -166,15 +167,21 @@ export function uploadRoutes(uploads: UploadService): FastifyPluginAsyncTypebox 
         schema: {
           tags: ['uploads'],
           summary:
-            'Send several chunks in one request (application/octet-stream, back to back in the order of ?hashes=), each verified as if sent alone',
+            'Send several chunks in one request (application/octet-stream, back to back in the order of ?hashes=), or one delta that rebuilds them back to back (application/vnd.photovault.delta with ?base=), each verified as if sent alone',
           params: UploadParams,
           querystring: ChunksQuery,
           response: { 200: Type.Object({ chunks: Type.Array(ChunkReceiptSchema) }) },
         },
       },
-      async (request) => ({
-        chunks: await uploads.putChunks(principalOf(request), request.params.id, request.query.hashes.split(','), chunksBody(request)),
-      }),
+      async (request) => {
+        const { id } = request.params;
+        const hashes = request.query.hashes.split(',');
+        if (request.headers['content-type'] !== DELTA_TYPE || !request.body) {
+          return { chunks: await uploads.putChunks(principalOf(request), id, hashes, chunksBody(request)) };
+        }
+        const body = request.body as Readable;
+        return { chunks: await uploads.putChunksDelta(principalOf(request), id, hashes, deltaBase(request, body), body) };
+      },
     );
 
     app.post(

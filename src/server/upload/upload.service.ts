@@ -263,18 +263,24 @@ export class UploadService {
     return this.storeChunk(uploadId, hash, found, await readAtMost(body, found.length + 1));
   }
 
-  /**
-   * Stores one chunk sent as a delta against base: chunks of the user's own stored versions,
-   * back to back (an upload status's deltaBases). The rebuilt bytes pass the same checks as a
-   * chunk sent whole.
-   */
+  /** Stores one chunk sent as a delta: putChunksDelta for a run of one. */
   async putChunkDelta(principal: Principal, uploadId: string, hash: string, base: string[], body: Readable): Promise<ChunkReceipt> {
-    const found = await this.expectedChunk(principal, uploadId, hash, body);
-    if (found === 'received') return { hash, stored: false };
-    // A delta never needs more room than a literal of the whole chunk and a few bytes of framing.
-    const delta = await readAtMost(body, found.length + 64);
+    const [receipt] = await this.putChunksDelta(principal, uploadId, [hash], base, body);
+    return receipt!;
+  }
+
+  /**
+   * Stores chunks sent as one delta against base: chunks of the user's own stored versions, back
+   * to back (an upload status's deltaBases). The delta rebuilds the named chunks back to back, so
+   * a run of new chunks that replaced a region costs literal bytes only where the content
+   * changed, not at every chunk's edges. The rebuilt bytes pass putChunks' checks.
+   */
+  async putChunksDelta(principal: Principal, uploadId: string, hashes: string[], base: string[], body: Readable): Promise<ChunkReceipt[]> {
+    // A delta never needs more room than a literal of all its chunks and a few bytes of framing.
+    const largest = hashes.length * CHUNK_MAX_SIZE;
+    const delta = await readAtMost(body, largest + 64);
     const baseBytes = await this.readOwnedChunks(principal, base);
-    return this.storeChunk(uploadId, hash, found, applyDelta(baseBytes, delta, found.length + 1));
+    return this.putChunks(principal, uploadId, hashes, Readable.from([applyDelta(baseBytes, delta, largest)]));
   }
 
   /** The places an upload expects this chunk at, 'received' if it has it; throws (draining body) if it expects none. */
