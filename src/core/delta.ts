@@ -21,8 +21,14 @@ export interface Signature {
   strong: Buffer;
 }
 
-const STRONG_BYTES = 8;
-const FORMAT_V1 = 1;
+/**
+ * Bytes of SHA-256 per block. A false match only follows a weak-sum match and costs a retry (the
+ * rebuilt chunks fail their hash), so 32 bits suffice, as rsync's 2-6 bytes do.
+ */
+const STRONG_BYTES = 4;
+/** Signature format 2: 4-byte strong hashes (format 1 had 8). */
+const SIGNATURE_FORMAT = 2;
+const DELTA_FORMAT = 1;
 const COPY = 1;
 const LITERAL = 2;
 /** Blocks smaller than this make weak sums too alike to be worth looking up. */
@@ -33,11 +39,12 @@ export const MAX_SIGNED_BYTES = 4 * 1024 * 1024;
 
 /**
  * The block size that makes signature plus delta smallest for a base of this length when the
- * signature travels: a signature costs 16 bytes a block in base64, and an edit about two blocks
- * of literal bytes (the broken block on each side of it), so the sum is least near sqrt(8 * length).
+ * signature travels: a signature costs about 11 bytes a block in base64, and an edit about one
+ * block of literal bytes (the broken block around it, half on each side), so the sum is least
+ * near sqrt(11 * length).
  */
 export function signatureBlockSize(baseLength: number): number {
-  return Math.min(MAX_BLOCK, Math.max(256, Math.round(Math.sqrt(8 * baseLength) / 64) * 64));
+  return Math.min(MAX_BLOCK, Math.max(256, Math.round(Math.sqrt(11 * baseLength) / 64) * 64));
 }
 
 /** The signature of base in blocks of blockSize, the last one possibly short. */
@@ -56,7 +63,7 @@ export function computeSignature(base: Uint8Array, blockSize: number): Signature
 /** Encodes a signature: format, block size, block count, tail length, then per block the weak sum (4 bytes) and strong hash. */
 export function encodeSignature(signature: Signature): Buffer {
   const out = new ByteWriter(16 + signature.weak.length * (4 + STRONG_BYTES));
-  out.byte(FORMAT_V1).varint(signature.blockSize).varint(signature.weak.length).varint(signature.tailLength);
+  out.byte(SIGNATURE_FORMAT).varint(signature.blockSize).varint(signature.weak.length).varint(signature.tailLength);
   const block = Buffer.allocUnsafe(4 + STRONG_BYTES);
   signature.weak.forEach((weak, at) => {
     block.writeUInt32BE(weak, 0);
@@ -69,7 +76,7 @@ export function encodeSignature(signature: Signature): Buffer {
 /** Decodes a signature, refusing one that would describe more than MAX_SIGNED_BYTES. */
 export function decodeSignature(bytes: Uint8Array): Signature {
   const reader = new ByteReader(bytes, malformed('signature'));
-  if (reader.byte() !== FORMAT_V1) throw malformed('signature')('unknown format byte');
+  if (reader.byte() !== SIGNATURE_FORMAT) throw malformed('signature')('unknown format byte');
   const blockSize = reader.varint();
   const blocks = reader.varint();
   const tailLength = reader.varint();
@@ -104,7 +111,7 @@ export function encodeDelta(target: Uint8Array, signature: Signature): Buffer {
   const endsWithTail = tail !== null && weakSum(tail) === weak[fullBlocks] && matchesBlock(signature, fullBlocks, strongHash(tail));
   const end = endsWithTail ? target.length - tailLength : target.length;
   const out = new ByteWriter(1024);
-  out.byte(FORMAT_V1);
+  out.byte(DELTA_FORMAT);
   let literalFrom = 0;
   // The copy being grown: consecutive matched blocks become one operation.
   let copyStart = 0;
@@ -168,7 +175,7 @@ export function encodeDelta(target: Uint8Array, signature: Signature): Buffer {
 export function applyDelta(base: Uint8Array, delta: Uint8Array, maxLength: number): Buffer {
   const invalid = malformed('delta');
   const reader = new ByteReader(delta, invalid);
-  if (reader.byte() !== FORMAT_V1) throw invalid('unknown format byte');
+  if (reader.byte() !== DELTA_FORMAT) throw invalid('unknown format byte');
   const parts: Uint8Array[] = [];
   let length = 0;
   while (!reader.done) {
