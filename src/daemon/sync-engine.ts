@@ -475,13 +475,12 @@ export class SyncEngine {
     const manifest = this.prefetched.get(change.path);
     this.prefetched.delete(change.path);
     let fetched: FetchedWholeFile | null = null;
-    // The feed may be behind: always fetch what the path holds now (a later change may have
-    // replaced or removed it). For a path this device holds nothing at, the download does that.
+    // The feed may be behind: the download fetches what the path holds now, and nothing if a
+    // later change removed it. Without asking the server first: a later change that replaced
+    // this version comes in the feed too.
     if (local) {
-      const remote = await this.api.stat(change.path).catch(notFoundAsNull);
-      if (!remote || remote.kind !== 'file') return;
-      if (local.contentHash === remote.contentHash) {
-        await this.index.put({ ...local, syncedVersionId: remote.versionId, syncedHash: remote.contentHash, syncedManifest: null });
+      if (local.contentHash === change.contentHash) {
+        await this.index.put({ ...local, syncedVersionId: change.versionId, syncedHash: change.contentHash, syncedManifest: null });
         return;
       }
       // A local edit not yet pushed is never overwritten: the next pass uploads it against the
