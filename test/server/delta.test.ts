@@ -100,13 +100,14 @@ describeEachDatabase('delta transfer', (kind) => {
     expect(offer.chunks.length).toBeGreaterThanOrEqual(5);
     const signature = decodeSignature(Buffer.from(offer.signature, 'base64'));
     const run = next.fingerprint.chunks.filter((chunk) => offer.chunks.includes(chunk.hash));
+    const hashes = run.map((chunk) => chunk.hash);
     const runBytes = Buffer.concat(run.map((chunk) => next.chunkBytes.get(chunk.hash)!));
     const delta = encodeDelta(runBytes, signature);
     const perChunk = run.reduce((sum, chunk) => sum + encodeDelta(next.chunkBytes.get(chunk.hash)!, signature).length, 0);
     expect(delta.length).toBeLessThan(4 * 1024);
     expect(perChunk).toBeGreaterThan(3 * delta.length);
 
-    const answer = await putDeltas(alice.auth, status.uploadId!, run.map((chunk) => chunk.hash), offer.base, delta);
+    const answer = await putDeltas(alice.auth, status.uploadId!, hashes, offer.base, delta);
     expect(answer.statusCode, answer.body).toBe(200);
     expect(answer.json()).toEqual({ chunks: run.map((chunk) => ({ hash: chunk.hash, stored: true })) });
     const committed = await commit(server.app, alice.auth, status.uploadId!);
@@ -121,15 +122,17 @@ describeEachDatabase('delta transfer', (kind) => {
     const { status, next } = await negotiateEdit('region-wrong.bin', original, edited);
     const offer = status.deltaBases![0]!;
     const run = next.fingerprint.chunks.filter((chunk) => offer.chunks.includes(chunk.hash));
+    const hashes = run.map((chunk) => chunk.hash);
     expect(run.length).toBeGreaterThanOrEqual(2);
     // A literal of the run's bytes with one byte of its last chunk flipped.
     const wrong = Buffer.concat(run.map((chunk) => next.chunkBytes.get(chunk.hash)!));
     wrong[wrong.length - 10]! ^= 0xff;
     const delta = Buffer.concat([Buffer.from([1, 2]), varint(wrong.length), wrong]);
-    const answer = await putDeltas(alice.auth, status.uploadId!, run.map((chunk) => chunk.hash), offer.base, delta);
+    const answer = await putDeltas(alice.auth, status.uploadId!, hashes, offer.base, delta);
     expect(answer.statusCode).toBe(422);
     expect(answer.json()).toMatchObject({ code: 'PV_UPLOAD_CHUNK_HASH_MISMATCH' });
-    const missing = (await server.app.inject({ url: `/api/v1/uploads/${status.uploadId}`, headers: alice.auth })).json<UploadStatus>().missing;
+    const missing = (await server.app.inject({ url: `/api/v1/uploads/${status.uploadId}`, headers: alice.auth })).json<UploadStatus>()
+      .missing;
     expect(missing).toEqual([run.at(-1)!.hash]);
   });
 
