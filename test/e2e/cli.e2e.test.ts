@@ -8,7 +8,16 @@ import { fingerprintFile } from '../../src/core/chunker.js';
 import { encodeManifest } from '../../src/core/manifest.js';
 import type { FileEntry, TrashEntry, UploadRequest, UploadStatus } from '../../src/core/protocol.js';
 import type { UploadSummary } from '../../src/daemon/uploader.js';
-import { type CliResult, CliSandbox, type CliServer, collectOutput, describeResult, exited, REPO_ROOT, startServer } from '../support/cli.js';
+import {
+  type CliResult,
+  CliSandbox,
+  type CliServer,
+  collectOutput,
+  describeResult,
+  exited,
+  REPO_ROOT,
+  startServer,
+} from '../support/cli.js';
 import { freePort } from '../support/unreachable.js';
 import { pseudoRandomBytes } from '../support/uploads.js';
 import { TIME_SCALE } from '../support/time-scale.js';
