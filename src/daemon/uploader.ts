@@ -427,7 +427,7 @@ interface DeltaRun {
  * The chunks offered a delta base, in runs of neighbours under the same offer. One delta per run,
  * not per chunk: an rsync delta pays up to a block of literal bytes at each edge of its target
  * that falls between the base's blocks, and when an edit moves several chunk boundaries (about
- * 1 edit in 20), deltas per chunk cost 3-4 times the bytes of one over the run.
+ * 1 edit in 20), deltas per chunk cost 2-5 times the bytes of one over the run.
  */
 function deltaRuns(todo: ChunkAt[], offers: Map<string, DeltaOffer>): DeltaRun[] {
   const runs: DeltaRun[] = [];
