@@ -68,6 +68,8 @@ export class SyncEngine {
   private chunksOnDisk: Promise<Map<string, LocalChunk>> | undefined;
   /** Manifests of files the page of changes being applied brings, fetched together (readPage), by remote path. */
   private prefetched = new Map<string, VersionManifest>();
+  /** The page of changes being applied, null between pages. */
+  private page: FeedPage | null = null;
   /** Cleared when the server turns out not to know POST /files/manifests. */
   private manifestsInBatches = true;
   /** The new files of the page of changes being applied, fetched whole (startWholeFetch) while it is. */
@@ -318,6 +320,7 @@ export class SyncEngine {
       // Awaited in the next turn; until then a failure is only recorded (this page's comes first).
       reading?.catch(() => {});
       this.prefetched = page.manifests;
+      this.page = page;
       try {
         this.wholeFetch = await this.startWholeFetch(page.changes);
         await this.applyInOrder(page.changes, summary);
@@ -329,6 +332,7 @@ export class SyncEngine {
         }
       } finally {
         this.prefetched = new Map();
+        this.page = null;
         // Fetched for a change that did not take it (its path was taken locally meanwhile, say).
         await this.wholeFetch?.discard();
         this.wholeFetch = null;
@@ -475,12 +479,16 @@ export class SyncEngine {
     const manifest = this.prefetched.get(change.path);
     this.prefetched.delete(change.path);
     let fetched: FetchedWholeFile | null = null;
-    // The feed may be behind: the download fetches what the path holds now, and nothing if a
-    // later change removed it. Without asking the server first: a later change that replaced
-    // this version comes in the feed too.
     if (local) {
-      if (local.contentHash === change.contentHash) {
-        await this.index.put({ ...local, syncedVersionId: change.versionId, syncedHash: change.contentHash, syncedManifest: null });
+      // The feed may be behind: ask what the path holds now (a later change may have replaced or
+      // removed it), unless the feed as read ends with this change for it. A catch-up over
+      // several edits of a file this way fetches it once, not once per edit.
+      const remote = this.lastInFeed(change)
+        ? { kind: 'file', versionId: change.versionId, contentHash: change.contentHash }
+        : await this.api.stat(change.path).catch(notFoundAsNull);
+      if (!remote || remote.kind !== 'file') return;
+      if (local.contentHash === remote.contentHash) {
+        await this.index.put({ ...local, syncedVersionId: remote.versionId, syncedHash: remote.contentHash, syncedManifest: null });
         return;
       }
       // A local edit not yet pushed is never overwritten: the next pass uploads it against the
@@ -525,6 +533,16 @@ export class SyncEngine {
     });
     summary.downloaded++;
     summary.bytesReceived += result.bytesReceived;
+  }
+
+  /** Whether the feed, as read, ends with this change for its path: the last page, nothing later at, in or above it. */
+  private lastInFeed(change: Change): boolean {
+    const page = this.page;
+    if (!page || page.hasMore) return false;
+    return !page.changes.some(
+      (later) =>
+        later.seq > change.seq && (overlaps(later.path, change.path) || (later.fromPath !== null && overlaps(later.fromPath, change.path))),
+    );
   }
 
   /** Removes local files at or under path that hold nothing unsynced; edited ones survive. */
