@@ -351,7 +351,9 @@ export class Uploader {
     const todo = chunks.filter((chunk) => missing.delete(chunk.hash));
     const deltaBases = new Map<string, DeltaOffer>();
     for (const offer of status.deltaBases ?? []) {
-      const base = { base: offer.base, signature: decodeSignature(Buffer.from(offer.signature, 'base64')) };
+      const signature = readableSignature(offer.signature);
+      if (!signature) continue; // its chunks go whole
+      const base = { base: offer.base, signature };
       for (const hash of offer.chunks) deltaBases.set(hash, base);
     }
     const batches = inSizedGroups(
@@ -408,6 +410,16 @@ export class Uploader {
     }
     await this.api.putChunks(uploadId, hashes, bytes);
     return spent + bytes.length;
+  }
+}
+
+/** An offered signature, or null when this client cannot read it (a server speaking a newer format). */
+function readableSignature(base64: string): Signature | null {
+  try {
+    return decodeSignature(Buffer.from(base64, 'base64'));
+  } catch (error) {
+    if (isPvError(error, 'PV_DELTA_INVALID')) return null;
+    throw error;
   }
 }
 

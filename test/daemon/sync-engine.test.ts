@@ -283,6 +283,41 @@ describe('two-way folder sync, one pass at a time', () => {
     }
   });
 
+  it('sends an edit as a delta, and its chunks whole when the server offers a signature format this client cannot read', async () => {
+    const original = pseudoRandomBytes(2 * 1024 * 1024, 90);
+    const insert = (into: Buffer, seed: number) =>
+      Buffer.concat([into.subarray(0, 1024 * 1024), pseudoRandomBytes(1024, seed), into.subarray(1024 * 1024)]);
+    await writeFile(join(laptop.root, 'edited.bin'), original);
+    expect(await laptop.sync()).toMatchObject({ uploaded: 1, failed: [] });
+    const once = insert(original, 91);
+    await writeFile(join(laptop.root, 'edited.bin'), once);
+    const asDelta = await laptop.sync();
+    expect(asDelta).toMatchObject({ uploaded: 1, failed: [] });
+    expect(asDelta.bytesSent).toBeLessThan(4 * 1024);
+
+    // A newer server's signature: an unknown format byte.
+    const beginUpload = laptop.api.beginUpload.bind(laptop.api);
+    const newer = vi.spyOn(laptop.api, 'beginUpload').mockImplementation(async (request) => {
+      const status = await beginUpload(request);
+      const deltaBases = status.deltaBases?.map((offer) => ({ ...offer, signature: Buffer.from([0x7f, 1, 2, 3]).toString('base64') }));
+      return { ...status, deltaBases };
+    });
+    try {
+      const twice = insert(once, 92);
+      await writeFile(join(laptop.root, 'edited.bin'), twice);
+      const whole = await laptop.sync();
+      expect(newer).toHaveBeenCalled();
+      expect(whole).toMatchObject({ uploaded: 1, failed: [] });
+      expect(whole.bytesSent).toBeGreaterThan(16 * 1024);
+      expect(await desktop.sync()).toMatchObject({ downloaded: 1, failed: [] });
+      expect((await readFile(join(desktop.root, 'edited.bin'))).equals(twice)).toBe(true);
+    } finally {
+      newer.mockRestore();
+    }
+    await rm(join(laptop.root, 'edited.bin'));
+    await converge();
+  });
+
   it('propagates edits, deletes and local renames the other way, a rename as a move that keeps the history', async () => {
     const before = await desktop.api.stat('Sync/Photos/2024/Été/plage.jpg');
     await writeFile(join(desktop.root, 'notes.md'), '# notes\n- more');
