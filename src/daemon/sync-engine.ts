@@ -66,9 +66,7 @@ export class SyncEngine {
    * whose file changed since is caught by the hash check of every chunk taken from disk.
    */
   private chunksOnDisk: Promise<Map<string, LocalChunk>> | undefined;
-  /** Manifests of files the page of changes being applied brings, fetched together (readPage), by remote path. */
-  private prefetched = new Map<string, VersionManifest>();
-  /** The page of changes being applied, null between pages. */
+  /** The page of changes being applied, with the manifests it brings (readPage); null between pages. */
   private page: FeedPage | null = null;
   /** Cleared when the server turns out not to know POST /files/manifests. */
   private manifestsInBatches = true;
@@ -319,10 +317,9 @@ export class SyncEngine {
       reading = page.hasMore ? this.readPage(page.next) : null;
       // Awaited in the next turn; until then a failure is only recorded (this page's comes first).
       reading?.catch(() => {});
-      this.prefetched = page.manifests;
       this.page = page;
       try {
-        this.wholeFetch = await this.startWholeFetch(page.changes);
+        this.wholeFetch = await this.startWholeFetch(page);
         await this.applyInOrder(page.changes, summary);
         const stopped = await this.wholeFetch?.finished;
         if (stopped) {
@@ -331,7 +328,6 @@ export class SyncEngine {
           this.contentsInBatches = false;
         }
       } finally {
-        this.prefetched = new Map();
         this.page = null;
         // Fetched for a change that did not take it (its path was taken locally meanwhile, say).
         await this.wholeFetch?.discard();
@@ -391,20 +387,20 @@ export class SyncEngine {
    * files for their changes to be applied, in order, like any other download; the first are
    * applied while the last are still coming.
    */
-  private async startWholeFetch(changes: Change[]): Promise<WholeFetch | null> {
-    if (!this.contentsInBatches || this.prefetched.size === 0) return null;
-    const wanted = await this.wholeFilesWanted(changes);
+  private async startWholeFetch(page: FeedPage): Promise<WholeFetch | null> {
+    if (!this.contentsInBatches || page.manifests.size === 0) return null;
+    const wanted = await this.wholeFilesWanted(page);
     return wanted.length === 0 ? null : new WholeFetch(this.api, wanted);
   }
 
-  private async wholeFilesWanted(changes: Change[]): Promise<WholeFileWanted[]> {
+  private async wholeFilesWanted({ changes, manifests }: FeedPage): Promise<WholeFileWanted[]> {
     const chunks = await (this.chunksOnDisk ??= localChunksOf(this.root, this.index));
     // A temp file makes its folder ahead of the page's changes, and a move checks what exists:
     // a file a move of the page comes near is left to the download made in its turn.
     const moved = changes.flatMap((change) => (change.kind === 'move' ? [change.path, change.fromPath ?? change.path] : []));
     const wanted: WholeFileWanted[] = [];
     const contents = new Set<string>();
-    for (const [remotePath, fetched] of this.prefetched) {
+    for (const [remotePath, fetched] of manifests) {
       const { size, contentHash } = fetched.version;
       // An empty file costs no request anyway. Content another file of the page brings is
       // taken from that file once it is in place.
@@ -476,8 +472,8 @@ export class SyncEngine {
     const local = await this.index.get(path);
     // This device's own upload, or a version it already has: nothing to fetch, nothing to ask.
     if (local && local.syncedVersionId === change.versionId && local.contentHash === local.syncedHash) return;
-    const manifest = this.prefetched.get(change.path);
-    this.prefetched.delete(change.path);
+    const manifest = this.page?.manifests.get(change.path);
+    this.page?.manifests.delete(change.path);
     let fetched: FetchedWholeFile | null = null;
     if (local) {
       // The feed may be behind: ask what the path holds now (a later change may have replaced or
